@@ -1,0 +1,18 @@
+"""Facts about Fashion-MNIST itself, shared by data, metrics and figures."""
+
+CLASS_NAMES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+IMAGE_SIZE = 28
+NUM_TRAIN = 60_000
+NUM_TEST = 10_000

@@ -1,0 +1,1 @@
+"""Training logic: the LightningModule, its metrics, callbacks and the run driver."""

@@ -1,0 +1,97 @@
+"""Config -> objects. Everything a run uses is built here from the composed Hydra config."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from fmnist.data.augment import Augmentation
+from fmnist.data.datamodule import FashionMnistDataModule
+from fmnist.errors import ConfigError
+from fmnist.training.module import ClassifierModule, SchedulerSpec
+
+
+def build_datamodule(cfg: DictConfig) -> FashionMnistDataModule:
+    data = cfg.data
+    return FashionMnistDataModule(
+        data_dir=data.data_dir,
+        input_kind=cfg.model.input,
+        batch_size=data.batch_size,
+        eval_batch_size=data.eval_batch_size,
+        num_folds=data.num_folds,
+        fold=data.fold,
+        split_seed=data.split_seed,
+        holdout_size=data.holdout_size,
+        train_subset=data.train_subset,
+        augmentation=Augmentation(**OmegaConf.to_container(cfg.augmentation)),  # type: ignore[arg-type]
+        download=data.download,
+        verify_checksums=data.verify_checksums,
+        shuffle_seed=cfg.seed if cfg.seed is not None else 0,
+        channels_last=bool(cfg.model.get("channels_last", False)),
+    )
+
+
+def build_net(model_cfg: DictConfig) -> nn.Module:
+    try:
+        return instantiate(model_cfg.net)
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        raise ConfigError("model.net", f"cannot build {model_cfg.net.get('_target_')}: {cause}",
+                          "check the overrides under model.net against conf/model/" f"{model_cfg.name}.yaml") from exc
+
+
+def build_scheduler(cfg: DictConfig) -> SchedulerSpec | None:
+    scheduler = cfg.scheduler
+    if scheduler.get("factory") is None:
+        return None
+    return SchedulerSpec(factory=instantiate(scheduler.factory), interval=scheduler.interval,
+                         monitor=scheduler.get("monitor"), total_steps_kwarg=scheduler.get("total_steps_kwarg"))
+
+
+def build_module(cfg: DictConfig, net: nn.Module | None = None) -> ClassifierModule:
+    net = net if net is not None else build_net(cfg.model)
+    if cfg.model.get("compile", False):
+        import torch
+
+        net = torch.compile(net)  # type: ignore[assignment]
+    return ClassifierModule(
+        net=net,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=build_scheduler(cfg),
+        label_smoothing=cfg.regularization.label_smoothing,
+        max_norm=cfg.regularization.max_norm,
+        run_config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+    )
+
+
+def build_logger(cfg: DictConfig) -> Any:
+    return instantiate(cfg.logger) if cfg.get("logger") else False
+
+
+def build_callbacks(cfg: DictConfig, has_logger: bool, interactive: bool) -> list[L.Callback]:
+    callbacks = [instantiate(spec) for spec in (cfg.get("callbacks") or {}).values() if spec]
+    keep = []
+    for callback in callbacks:
+        if isinstance(callback, LearningRateMonitor) and not has_logger:
+            continue  # Lightning refuses a learning-rate monitor without a logger
+        if isinstance(callback, RichProgressBar) and not interactive:
+            continue  # quiet in CI, pipes and sweeps
+        keep.append(callback)
+    return keep
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    logger = build_logger(cfg)
+    interactive = sys.stdout.isatty()
+    callbacks = build_callbacks(cfg, has_logger=bool(logger), interactive=interactive)
+    has_bar = any(isinstance(callback, RichProgressBar) for callback in callbacks)
+    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
+                       enable_progress_bar=has_bar, enable_model_summary=interactive)

@@ -1,0 +1,82 @@
+"""Small Lightning callbacks for what the built-in ones do not record."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import lightning as L
+import torch
+
+from fmnist.atomic import write_csv_atomic
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StepTimer(L.Callback):
+    """Wall time of each training epoch's steps (data, forward, backward, step, metrics; no validation).
+
+    One device sync per epoch, so the timing does not itself slow training down.
+    """
+
+    def __init__(self) -> None:
+        self.epoch_ms_per_step: list[float] = []
+        self.epoch_images_per_second: list[float] = []
+        self._start = 0.0
+        self._images = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        _synchronize(pl_module.device)
+        self._images = 0
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        self._images += len(batch[1])
+        if batch_idx + 1 == trainer.num_training_batches:
+            _synchronize(pl_module.device)
+            seconds = time.perf_counter() - self._start
+            steps = batch_idx + 1
+            self.epoch_ms_per_step.append(1000.0 * seconds / steps)
+            self.epoch_images_per_second.append(self._images / seconds)
+            pl_module.log_dict({"train/ms_per_step": self.epoch_ms_per_step[-1],
+                                "train/images_per_second": self.epoch_images_per_second[-1]},
+                               on_step=False, on_epoch=True)
+
+    @property
+    def ms_per_step(self) -> float | None:
+        """Median over epochs, so the first epoch's warm-up does not dominate."""
+        return median(self.epoch_ms_per_step) if self.epoch_ms_per_step else None
+
+    @property
+    def images_per_second(self) -> float | None:
+        return median(self.epoch_images_per_second) if self.epoch_images_per_second else None
+
+
+class EpochHistory(L.Callback):
+    """Every epoch's scalar metrics in `history.csv`, rewritten atomically, for learning curves in reports."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict[str, float | int]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        row: dict[str, float | int] = {"epoch": trainer.current_epoch}
+        for key, value in sorted(trainer.callback_metrics.items()):
+            if "/class_" not in key and isinstance(value, torch.Tensor) and value.numel() == 1:
+                row[key] = float(value)
+        self.rows.append(row)
+        write_csv_atomic(self.path, self.rows)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))

@@ -1,0 +1,97 @@
+"""Fit, pick the best checkpoint on validation, test it once, and write `metrics.json`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+
+from fmnist.atomic import write_json_atomic
+from fmnist.config_checks import check_train_config
+from fmnist.provenance import write_run_info
+from fmnist.training.builders import build_datamodule, build_module, build_trainer
+from fmnist.training.callbacks import EpochHistory, StepTimer
+
+log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.json"
+
+
+def _find(trainer: L.Trainer, kind: type) -> Any:
+    return next((callback for callback in trainer.callbacks if isinstance(callback, kind)), None)
+
+
+def _scalars(results: list[dict[str, float]]) -> dict[str, float]:
+    return {key: float(value) for key, value in (results[0] if results else {}).items()}
+
+
+def _hparams(cfg: DictConfig) -> dict[str, Any]:
+    """Everything that defines the run, for TensorBoard's HParams tab (paths left out)."""
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    container.pop("paths", None)
+    container.get("data", {}).pop("data_dir", None)
+    container.pop("callbacks", None)
+    container.pop("logger", None)
+    return container
+
+
+def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train one model on one split; return (and save) the figures every other command reads."""
+    check_train_config(cfg)
+    if cfg.seed is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    write_run_info(run_dir)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg)
+    trainer = build_trainer(cfg, run_dir)
+
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    train_seconds = time.perf_counter() - started
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    checkpoint = best or None  # without a checkpoint callback, evaluate the final weights
+    val = _scalars(trainer.validate(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False))
+    test = _scalars(trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False))
+    best_epoch = torch.load(best, map_location="cpu", weights_only=True)["epoch"] if best else trainer.current_epoch - 1
+
+    history = _find(trainer, EpochHistory)
+    best_row = next((row for row in (history.rows if history else []) if row["epoch"] == best_epoch), {})
+    timer = _find(trainer, StepTimer)
+    metrics: dict[str, Any] = {
+        "model": cfg.model.name,
+        "family": cfg.model.family,
+        "input": cfg.model.input,
+        "params": sum(parameter.numel() for parameter in module.net.parameters()),
+        "epochs": trainer.current_epoch,
+        "best_epoch": best_epoch,
+        "fold": cfg.data.fold,
+        "num_folds": cfg.data.num_folds,
+        "seed": cfg.seed,
+        "train/acc": best_row.get("train/acc"),
+        "train/loss": best_row.get("train/loss"),
+        **val,
+        **test,
+        "test/confusion": module.last_confusion["test"].tolist(),
+        "train_seconds": train_seconds,
+        "ms_per_step": timer.ms_per_step if timer else None,
+        "images_per_second": timer.images_per_second if timer else None,
+        "best_ckpt": best,
+        "status": "completed",
+    }
+    if trainer.is_global_zero:
+        write_json_atomic(run_dir / METRICS_FILE, metrics)
+        if trainer.logger is not None:
+            trainer.logger.log_hyperparams(_hparams(cfg), {"hparams/val_acc": val.get("val/acc", 0.0),
+                                                           "hparams/test_acc": test.get("test/acc", 0.0)})
+            trainer.logger.save()
+    log.info("%s: val/acc %.4f, test/acc %.4f, %.1fs training; results in %s", cfg.model.name,
+             val.get("val/acc", float("nan")), test.get("test/acc", float("nan")), train_seconds, run_dir)
+    return metrics
