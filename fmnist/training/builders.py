@@ -23,6 +23,7 @@ def build_datamodule(cfg: DictConfig) -> FashionMnistDataModule:
     data = cfg.data
     return FashionMnistDataModule(
         data_dir=data.data_dir,
+        system_dir=data.system_dir,
         input_kind=cfg.model.input,
         batch_size=data.batch_size,
         eval_batch_size=data.eval_batch_size,

@@ -127,7 +127,9 @@ class ClassifierModule(L.LightningModule):
         spec = self.scheduler_spec
         if spec is None:
             return optimizer
-        kwargs = {spec.total_steps_kwarg: int(self.trainer.estimated_stepping_batches)} if spec.total_steps_kwarg else {}
+        kwargs = {}
+        if spec.total_steps_kwarg:
+            kwargs[spec.total_steps_kwarg] = int(self.trainer.estimated_stepping_batches)
         scheduler: dict[str, Any] = {"scheduler": spec.factory(optimizer, **kwargs), "interval": spec.interval}
         if spec.monitor:
             scheduler["monitor"] = spec.monitor

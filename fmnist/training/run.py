@@ -9,7 +9,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
 
 from fmnist.atomic import write_json_atomic
 from fmnist.config_checks import check_train_config
@@ -31,8 +32,6 @@ def _scalars(results: list[dict[str, float]]) -> dict[str, float]:
 
 def _hparams(cfg: DictConfig) -> dict[str, Any]:
     """Everything that defines the run, for TensorBoard's HParams tab (paths left out)."""
-    from omegaconf import OmegaConf
-
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     container.pop("paths", None)
@@ -40,6 +39,17 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
     container.pop("callbacks", None)
     container.pop("logger", None)
     return container
+
+
+def _log_hparams(logger: Any, cfg: DictConfig, val: dict[str, float], test: dict[str, float]) -> None:
+    """Fill TensorBoard's HParams tab with the run's settings and its final figures."""
+    if isinstance(logger, TensorBoardLogger):
+        logger.log_hyperparams(_hparams(cfg), {"hparams/val_acc": val.get("val/acc", 0.0),
+                                               "hparams/test_acc": test.get("test/acc", 0.0)})
+    elif logger is not None:
+        logger.log_hyperparams(_hparams(cfg))
+    if logger is not None:
+        logger.save()
 
 
 def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -88,10 +98,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         write_json_atomic(run_dir / METRICS_FILE, metrics)
-        if trainer.logger is not None:
-            trainer.logger.log_hyperparams(_hparams(cfg), {"hparams/val_acc": val.get("val/acc", 0.0),
-                                                           "hparams/test_acc": test.get("test/acc", 0.0)})
-            trainer.logger.save()
+        _log_hparams(trainer.logger, cfg, val, test)
     log.info("%s: val/acc %.4f, test/acc %.4f, %.1fs training; results in %s", cfg.model.name,
              val.get("val/acc", float("nan")), test.get("test/acc", float("nan")), train_seconds, run_dir)
     return metrics

@@ -1,0 +1,43 @@
+# Quick start on a fresh machine: `make train` and `make test` (each creates .venv, installs, gets the data).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: install data system-data train test test-slow lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+install: $(INSTALLED)
+
+# Local files first (data/ or Debian's copy); else install Debian's package when root; else download.
+data: $(INSTALLED)
+	@$(BIN)/python -m fmnist.data --no-download >/dev/null 2>&1 || $(MAKE) --no-print-directory system-data
+	$(BIN)/python -m fmnist.data
+
+system-data:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) \
+	  || echo "fmnist: could not install dataset-fashion-mnist; trying the download"; \
+	else echo "fmnist: not root or no apt-get, so no Debian package; trying the download"; fi
+
+train: data
+	$(BIN)/python -m fmnist.train $(ARGS)
+
+test: data
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-slow: data
+	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check fmnist tests
+
+clean:
+	rm -rf outputs lightning_logs .pytest_cache

@@ -1,0 +1,41 @@
+"""Batch augmentations move pixels as intended and never change labels or shapes."""
+
+from __future__ import annotations
+
+import torch
+
+from fmnist.data.augment import Augmentation, random_erase, random_flip, random_translate
+
+
+def generator() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def test_flip_mirrors_about_half_the_batch() -> None:
+    x = torch.rand(1000, 28, 28)
+    flipped = random_flip(x, generator())
+    mirrored = torch.tensor([torch.equal(a.flip(-1), b) for a, b in zip(x, flipped, strict=True)])
+    unchanged = torch.tensor([torch.equal(a, b) for a, b in zip(x, flipped, strict=True)])
+    assert bool((mirrored | unchanged).all()) and 400 < int(mirrored.sum()) < 600
+
+
+def test_translate_shifts_a_single_pixel_by_at_most_the_limit() -> None:
+    x = torch.zeros(500, 28, 28)
+    x[:, 14, 14] = 1.0
+    moved = random_translate(x, 2, generator())
+    assert moved.shape == x.shape and torch.equal(moved.sum(dim=(1, 2)), torch.ones(500))
+    rows, cols = moved.nonzero()[:, 1], moved.nonzero()[:, 2]
+    assert set(rows.tolist()) == set(range(12, 17)) and set(cols.tolist()) == set(range(12, 17))
+
+
+def test_erase_zeroes_a_rectangle_in_the_chosen_share() -> None:
+    x = torch.ones(1000, 28, 28)
+    erased = random_erase(x, 0.5, generator())
+    touched = (erased == 0).flatten(1).any(dim=1)
+    assert 400 < int(touched.sum()) < 600
+    assert int((erased == 0).flatten(1).sum(dim=1).max()) <= 14 * 14
+
+
+def test_inactive_augmentation_is_identity() -> None:
+    x = torch.rand(8, 28, 28)
+    assert not Augmentation().active and torch.equal(Augmentation()(x, generator()), x)
