@@ -1,0 +1,1 @@
+"""Fashion-MNIST loading, validation splits and batch serving."""

@@ -1,0 +1,118 @@
+"""The one place that decides which images train, validate and test a model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from fmnist.data.augment import Augmentation
+from fmnist.data.batches import INPUT_KINDS, BatchTransform, TensorBatches
+from fmnist.data.folds import holdout_first, stratified_fold, take_subset
+from fmnist.data.sources import SYSTEM_DATA_DIR, load_fashion_mnist, locate
+from fmnist.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class FashionMnistDataModule(L.LightningDataModule):
+    """Official split; validation from the 60k train set only (k-fold or first-N holdout).
+
+    The whole set stays resident as uint8 on the training device and batches are sliced from it,
+    so a GPU never waits on host copies and a CPU never waits on workers.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        system_dir: str = str(SYSTEM_DATA_DIR),
+        input_kind: str = "image",
+        batch_size: int = 64,
+        eval_batch_size: int = 1024,
+        num_folds: int = 5,
+        fold: int = 0,
+        split_seed: int = 0,
+        holdout_size: int | None = None,
+        train_subset: int | None = None,
+        augmentation: Augmentation | None = None,
+        download: bool = True,
+        verify_checksums: bool = True,
+        shuffle_seed: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if input_kind not in INPUT_KINDS:
+            raise ConfigError("model.input", f"'{input_kind}' is not an input kind", f"use one of {INPUT_KINDS}")
+        for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(key, f"{value!r} is not a positive integer", "use a batch size of 1 or more")
+        self.data_dir = Path(data_dir)
+        self.system_dir = Path(system_dir)
+        self.input_kind = input_kind
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_folds = num_folds
+        self.fold = fold
+        self.split_seed = split_seed
+        self.holdout_size = holdout_size
+        self.train_subset = train_subset
+        self.augmentation = augmentation or Augmentation()
+        self.download = download
+        self.verify_checksums = verify_checksums
+        self.shuffle_seed = shuffle_seed
+        self.channels_last = channels_last
+        self.train_index = np.empty(0, dtype=np.int64)
+        self.val_index = np.empty(0, dtype=np.int64)
+        self.source: Path | None = None
+        self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.mean = 0.0
+        self.std = 1.0
+
+    def prepare_data(self) -> None:
+        locate(self.data_dir, self.download, self.system_dir)
+
+    def _split(self, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        if self.holdout_size is not None:
+            train_idx, val_idx = holdout_first(len(labels), self.holdout_size)
+        else:
+            train_idx, val_idx = stratified_fold(labels, self.num_folds, self.fold, self.split_seed)
+        return take_subset(train_idx, self.train_subset, self.split_seed), val_idx
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._splits:
+            return
+        data = load_fashion_mnist(self.data_dir, self.download, self.verify_checksums, self.system_dir)
+        self.source = data.source
+        self.train_index, self.val_index = self._split(data.train_labels)
+        # Normalisation statistics of the official train set (0.2860 / 0.3530), as the studies used.
+        pixels = data.train_images.float().div_(255.0)
+        self.mean, self.std = float(pixels.mean()), float(pixels.std())
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        train_index, val_index = torch.from_numpy(self.train_index), torch.from_numpy(self.val_index)
+        self._splits = {
+            "fit": (data.train_images[train_index].to(device), data.train_labels[train_index].to(device)),
+            "val": (data.train_images[val_index].to(device), data.train_labels[val_index].to(device)),
+            "test": (data.test_images.to(device), data.test_labels.to(device)),
+        }
+        log.info("data from %s: %d train / %d val / %d test images, on %s", data.source,
+                 len(self.train_index), len(self.val_index), len(data.test_labels), device)
+
+    @property
+    def transform(self) -> BatchTransform:
+        return BatchTransform(self.mean, self.std, self.input_kind, self.augmentation, self.channels_last)
+
+    def train_dataloader(self) -> TensorBatches:
+        images, labels = self._splits["fit"]
+        return TensorBatches(images, labels, self.batch_size, self.transform, train=True, seed=self.shuffle_seed)
+
+    def val_dataloader(self) -> TensorBatches:
+        images, labels = self._splits["val"]
+        return TensorBatches(images, labels, self.eval_batch_size, self.transform)
+
+    def test_dataloader(self) -> TensorBatches:
+        """The 10k test set: only `trainer.test` asks for it, nothing selects on it."""
+        images, labels = self._splits["test"]
+        return TensorBatches(images, labels, self.eval_batch_size, self.transform)

@@ -1,0 +1,42 @@
+"""Validation splits drawn from the 60k train set only; the test set never enters here."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedKFold
+
+from fmnist.errors import ConfigError
+
+
+def stratified_fold(labels: torch.Tensor, num_folds: int, fold: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) of one fold; the same seed always gives the same folds."""
+    if num_folds < 2:
+        raise ConfigError("data.num_folds", f"{num_folds} folds cannot hold out a validation set",
+                          "use data.num_folds=2 or more (5 is the default)")
+    if not 0 <= fold < num_folds:
+        raise ConfigError("data.fold", f"fold {fold} does not exist with {num_folds} folds",
+                          f"pick a fold in 0..{num_folds - 1}")
+    splitter = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=split_seed)
+    y = labels.cpu().numpy()
+    train_idx, val_idx = list(splitter.split(np.zeros(len(y)), y))[fold]
+    return train_idx, val_idx
+
+
+def holdout_first(num_train: int, holdout_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Study B's protocol: the first N train images are the validation set."""
+    if not 0 < holdout_size < num_train:
+        raise ConfigError("data.holdout_size", f"{holdout_size} is not between 1 and {num_train - 1}",
+                          "set a positive size smaller than the train set, or null for k-fold")
+    return np.arange(holdout_size, num_train), np.arange(holdout_size)
+
+
+def take_subset(train_idx: np.ndarray, train_subset: int | None, split_seed: int) -> np.ndarray:
+    """The first N of the shuffled training indices, for quick runs."""
+    if train_subset is None:
+        return train_idx
+    if not 1 <= train_subset <= len(train_idx):
+        raise ConfigError("data.train_subset", f"{train_subset} is outside 1..{len(train_idx)} "
+                          "(the training part of this split)", f"use a value in 1..{len(train_idx)} or null")
+    shuffled = np.random.default_rng(split_seed).permutation(train_idx)
+    return np.sort(shuffled[:train_subset])
