@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
@@ -26,8 +28,36 @@ def run_guarded(task: Callable[[], T]) -> T:
     try:
         return task()
     except FmnistError as exc:
-        log.error("%s", exc)
         if _in_multirun():
+            log.error("%s", exc)
             raise
         print(f"fmnist: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def _writable(folder: Path) -> str | None:
+    """None if a file can be created in `folder` (created if missing), else the reason."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
+def exit_unless_output_writable(argv: Sequence[str]) -> None:
+    """Hydra creates the run dir before any fmnist code runs and fails with a traceback; check first."""
+    chosen = {"hydra.run.dir": None, "hydra.sweep.dir": None}
+    for argument in argv:
+        key, _, value = argument.partition("=")
+        if key in chosen and value and "${" not in value:
+            chosen[key] = value
+    folders = [Path(value) for value in chosen.values() if value] or [Path.cwd()]
+    for folder in folders:
+        reason = _writable(folder)
+        if reason:
+            print(f"fmnist: error: cannot write the output directory {folder} ({reason}). Fix: choose a writable "
+                  "place with hydra.run.dir=... (hydra.sweep.dir=... for -m), or run from a writable folder.",
+                  file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from fmnist.cli import run_guarded
+from fmnist.cli import exit_unless_output_writable, run_guarded
 from fmnist.training.run import fit_and_test
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -23,4 +24,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    exit_unless_output_writable(sys.argv[1:])
     main()

@@ -16,6 +16,7 @@ from torch import nn
 from fmnist.data.augment import Augmentation
 from fmnist.data.datamodule import FashionMnistDataModule
 from fmnist.errors import ConfigError
+from fmnist.training.checkpoint_io import AtomicCheckpointIO
 from fmnist.training.module import ClassifierModule, SchedulerSpec
 
 
@@ -95,4 +96,5 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     callbacks = build_callbacks(cfg, has_logger=bool(logger), interactive=interactive)
     has_bar = any(isinstance(callback, RichProgressBar) for callback in callbacks)
     return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
-                       enable_progress_bar=has_bar, enable_model_summary=interactive)
+                       enable_progress_bar=has_bar, enable_model_summary=interactive,
+                       plugins=[AtomicCheckpointIO()])

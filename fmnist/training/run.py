@@ -8,15 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from fmnist.atomic import write_json_atomic
+from fmnist.atomic import write_json_atomic, write_text_atomic
 from fmnist.config_checks import check_train_config
 from fmnist.provenance import write_run_info
 from fmnist.training.builders import build_datamodule, build_module, build_trainer
 from fmnist.training.callbacks import EpochHistory, StepTimer
+from fmnist.training.checkpoints import (
+    check_checkpoint_matches,
+    check_state_dict_fits,
+    load_checkpoint,
+    resolve_ckpt_path,
+)
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
@@ -58,19 +63,25 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     write_run_info(run_dir)
+    write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
+    resume_from = resolve_ckpt_path(cfg.ckpt_path, run_dir)
+    if resume_from is not None:
+        check_state_dict_fits(check_checkpoint_matches(resume_from, cfg.model.name), module, resume_from)
     trainer = build_trainer(cfg, run_dir)
 
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     train_seconds = time.perf_counter() - started
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     checkpoint = best or None  # without a checkpoint callback, evaluate the final weights
-    val = _scalars(trainer.validate(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False))
-    test = _scalars(trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False))
-    best_epoch = torch.load(best, map_location="cpu", weights_only=True)["epoch"] if best else trainer.current_epoch - 1
+    val = _scalars(trainer.validate(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False,
+                                    weights_only=True))
+    test = _scalars(trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False,
+                                 weights_only=True))
+    best_epoch = load_checkpoint(best)["epoch"] if best else trainer.current_epoch - 1
 
     history = _find(trainer, EpochHistory)
     best_row = next((row for row in (history.rows if history else []) if row["epoch"] == best_epoch), {})
