@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 ARGS ?=
+# Every optional feature is installed so the tests exercise it (sweeps, ONNX export, SLURM launcher).
+EXTRAS ?= dev,sweep,export,cluster
 
 .PHONY: install data system-data train test test-slow lint clean
 
@@ -11,7 +13,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(INSTALLED): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e '.[$(EXTRAS)]'
 	touch $@
 
 install: $(INSTALLED)

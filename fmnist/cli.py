@@ -51,6 +51,7 @@ def exit_unless_output_writable(argv: Sequence[str]) -> None:
     chosen = {"hydra.run.dir": None, "hydra.sweep.dir": None}
     for argument in argv:
         key, _, value = argument.partition("=")
+        value = value.strip("\"'")  # Lightning's DDP launcher re-runs us with hydra.run.dir="<dir>"
         if key in chosen and value and "${" not in value:
             chosen[key] = value
     folders = [Path(value) for value in chosen.values() if value] or [Path.cwd()]

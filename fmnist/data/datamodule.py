@@ -92,13 +92,29 @@ class FashionMnistDataModule(L.LightningDataModule):
         self.mean, self.std = float(pixels.mean()), float(pixels.std())
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         train_index, val_index = torch.from_numpy(self.train_index), torch.from_numpy(self.val_index)
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        test_index = torch.arange(len(data.test_labels))
         self._splits = {
-            "fit": (data.train_images[train_index].to(device), data.train_labels[train_index].to(device)),
-            "val": (data.train_images[val_index].to(device), data.train_labels[val_index].to(device)),
-            "test": (data.test_images.to(device), data.test_labels.to(device)),
+            "fit": self._shard(data.train_images, data.train_labels, train_index, rank, world, True, device),
+            "val": self._shard(data.train_images, data.train_labels, val_index, rank, world, False, device),
+            "test": self._shard(data.test_images, data.test_labels, test_index, rank, world, False, device),
         }
         log.info("data from %s: %d train / %d val / %d test images, on %s", data.source,
                  len(self.train_index), len(self.val_index), len(data.test_labels), device)
+
+    @staticmethod
+    def _shard(images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, rank: int, world: int,
+               equal: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's share under data parallelism: every `world`-th image from `rank`.
+
+        Training shards are cut to equal length so every process takes the same number of optimizer steps;
+        evaluation shards are left uneven, so the test figures count each image exactly once (no padding
+        duplicates, unlike a DistributedSampler). With one process this is the whole split.
+        """
+        if world > 1:
+            per_process = len(index) // world
+            index = index[rank::world][:per_process] if equal else index[rank::world]
+        return images[index].to(device), labels[index].to(device)
 
     @property
     def transform(self) -> BatchTransform:

@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from fmnist.atomic import write_json_atomic, write_text_atomic
@@ -62,8 +63,9 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_train_config(cfg)
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-    write_run_info(run_dir)
-    write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if rank_zero_only.rank == 0:  # data-parallel workers run this too; only rank 0 writes files
+        write_run_info(run_dir)
+        write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
     resume_from = resolve_ckpt_path(cfg.ckpt_path, run_dir)

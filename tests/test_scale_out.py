@@ -1,0 +1,61 @@
+"""Scaling out on existing engines: Lightning DDP (gloo on the CPU) and Hydra's submitit launcher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from fmnist.resolvers import job_gpu
+from fmnist.train import CONF_DIR
+from fmnist.training.builders import build_datamodule, build_module
+from tests.conftest import run_module
+
+QUICK = ["data.train_subset=2000", "trainer.max_epochs=1", "logger=none", "data.eval_batch_size=1000"]
+
+
+def test_ddp_two_cpu_processes_match_a_single_process_evaluation(tmp_path: Path) -> None:
+    run_dir = tmp_path / "ddp"
+    result = run_module("fmnist.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *QUICK,
+                        run_dir=run_dir)
+    assert result.returncode == 0, result.output[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert sum(map(sum, metrics["test/confusion"])) == 10_000  # each test image counted once, no padding
+    assert metrics["test/acc"] > 0.6
+
+    cfg = OmegaConf.load(run_dir / "resolved_config.yaml")
+    datamodule, module = build_datamodule(cfg), build_module(cfg)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    single = trainer.test(module, datamodule=datamodule, ckpt_path=metrics["best_ckpt"], verbose=False)[0]
+    for key in ("test/acc", "test/precision", "test/recall", "test/f1", "test/loss"):
+        assert single[key] == pytest.approx(metrics[key], abs=1e-6), key
+
+
+def test_submitit_local_sweep_runs_every_job(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the cluster extra")
+    sweep_dir = tmp_path / "sweep"
+    result = run_module("fmnist.train", "-m", "hydra/launcher=local", *QUICK, "seed=1,2",
+                        f"hydra.sweep.dir={sweep_dir}", run_dir=tmp_path / "unused")
+    assert result.returncode == 0, result.output[-3000:]
+    seeds = sorted(json.loads((sweep_dir / str(job) / "metrics.json").read_text())["seed"] for job in (0, 1))
+    assert seeds == [1, 2]
+
+
+def test_slurm_launcher_config_carries_the_usual_knobs() -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the cluster extra")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
+    assert {"gpus_per_node", "timeout_min", "mem_gb", "cpus_per_task", "nodes"} <= set(launcher)
+
+
+def test_each_parallel_job_gets_its_own_gpu() -> None:
+    assert [job_gpu(job, gpu_count=4)[0] for job in range(6)] == [0, 1, 2, 3, 0, 1]
+    assert job_gpu(3, gpu_count=0) == [0]
