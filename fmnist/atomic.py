@@ -27,6 +27,22 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         raise
 
 
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Binary twin of write_text_atomic, for figures (PNG) written by eval."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def write_json_atomic(path: str | Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 

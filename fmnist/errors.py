@@ -13,6 +13,12 @@ class ConfigError(FmnistError):
     def __init__(self, key: str, problem: str, fix: str) -> None:
         super().__init__(f"{key}: {problem}. Fix: {fix}")
         self.key = key
+        self.problem = problem
+        self.fix = fix
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        """Pickle from all three parts: a sweep job in another process (joblib) sends its error back pickled."""
+        return type(self), (self.key, self.problem, self.fix)
 
 
 class DataError(FmnistError):

@@ -78,7 +78,10 @@ def test_augmentation_options_build(option: str) -> None:
 @pytest.mark.parametrize("option", options("trainer"))
 def test_trainer_options_compose(option: str) -> None:
     cfg = compose([f"trainer={option}"])
-    assert cfg.trainer.accelerator == ("auto" if option == "auto" else option)
+    expected = {"ddp": "auto", "ddp_spawn": "auto", "gpu_per_job": "gpu"}.get(option, option)
+    assert cfg.trainer.accelerator == expected
+    if option.startswith("ddp"):
+        assert cfg.trainer.strategy == option
     if option in ("auto", "cpu"):
         assert instantiate(cfg.trainer, logger=False, enable_progress_bar=False).max_epochs == cfg.trainer.max_epochs
 

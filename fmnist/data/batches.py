@@ -75,7 +75,8 @@ class TensorBatches:
             order = torch.randperm(len(self.labels), device=device, generator=generator)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             if order is None:
-                images, labels = self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+                stop = start + self.batch_size
+                images, labels = self.images[start:stop], self.labels[start:stop]
             else:
                 index = order[start : start + self.batch_size]
                 images, labels = self.images[index], self.labels[index]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from fmnist.constants import IMAGE_SIZE, NUM_CLASSES
+from fmnist.models.init import initialise
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -15,19 +18,42 @@ class RowRNN(nn.Module):
 
     For a bidirectional network the final states of both directions are joined, so the backward
     direction contributes its summary of the whole image rather than of the last row only.
+
+    `hidden_size` is one width (with `num_layers` PyTorch layers of it) or a list of widths: a Keras-style
+    stack of single-layer recurrent nets of different sizes (study B's LSTM(784) -> LSTM(186)), which
+    PyTorch's `num_layers` cannot express. `dropout` acts between layers on every time step's output
+    (a Keras `Dropout` after `return_sequences=True`); `output_dropout` acts on the final state before
+    the classifier (a Keras `Dropout` after the last recurrent layer).
     """
 
-    def __init__(self, cell: str = "lstm", hidden_size: int = 100, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, cell: str = "lstm", hidden_size: int | Sequence[int] = 100, num_layers: int = 1,
+                 bidirectional: bool = False, dropout: float = 0.0, output_dropout: float = 0.0,
+                 init: str = "default", num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
-        self.rnn = CELLS[cell](IMAGE_SIZE, hidden_size, num_layers=num_layers, batch_first=True,
+        sizes = [hidden_size] if isinstance(hidden_size, int) else [int(size) for size in hidden_size]
+        if not sizes:
+            raise ValueError("hidden_size must be a width or a non-empty list of widths")
+        if len(sizes) > 1 and num_layers != 1:
+            raise ValueError("give either num_layers (one width) or a list of widths in hidden_size, not both")
+        directions = 2 if bidirectional else 1
+        self.rnn = CELLS[cell](IMAGE_SIZE, sizes[0], num_layers=num_layers, batch_first=True,
                                bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
-        self.classifier = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
+        # Further layers of other widths; empty (no parameters, no state-dict keys) for a single width.
+        self.stack = nn.ModuleList(
+            CELLS[cell](before * directions, after, batch_first=True, bidirectional=bidirectional)
+            for before, after in zip(sizes[:-1], sizes[1:], strict=True)
+        )
+        self.between = nn.Dropout(dropout)
+        self.output_dropout = nn.Dropout(output_dropout)
+        self.classifier = nn.Linear(sizes[-1] * directions, num_classes)
+        initialise(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, state = self.rnn(x)
+        outputs, state = self.rnn(x)
+        for layer in self.stack:
+            outputs, state = layer(self.between(outputs))
         hidden = state[0] if isinstance(state, tuple) else state  # LSTM returns (h_n, c_n)
         directions = 2 if self.rnn.bidirectional else 1
-        return self.classifier(torch.cat(list(hidden[-directions:]), dim=1))
+        return self.classifier(self.output_dropout(torch.cat(list(hidden[-directions:]), dim=1)))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
@@ -58,12 +59,18 @@ def build_scheduler(cfg: DictConfig) -> SchedulerSpec | None:
                          monitor=scheduler.get("monitor"), total_steps_kwarg=scheduler.get("total_steps_kwarg"))
 
 
-def build_module(cfg: DictConfig, net: nn.Module | None = None) -> ClassifierModule:
-    net = net if net is not None else build_net(cfg.model)
-    if cfg.model.get("compile", False):
-        import torch
-
+def prepare_net(net: nn.Module, model_cfg: DictConfig) -> nn.Module:
+    """The speed switches of a model config: channels-last weights (matching the channels-last batches that
+    `model.channels_last` asks of the data module) and `model.compile`. The benchmark's plain loop uses it too."""
+    if model_cfg.get("channels_last", False):
+        net = net.to(memory_format=torch.channels_last)
+    if model_cfg.get("compile", False):
         net = torch.compile(net)  # type: ignore[assignment]
+    return net
+
+
+def build_module(cfg: DictConfig, net: nn.Module | None = None) -> ClassifierModule:
+    net = prepare_net(net if net is not None else build_net(cfg.model), cfg.model)
     return ClassifierModule(
         net=net,
         optimizer=instantiate(cfg.optimizer),
@@ -71,6 +78,7 @@ def build_module(cfg: DictConfig, net: nn.Module | None = None) -> ClassifierMod
         label_smoothing=cfg.regularization.label_smoothing,
         max_norm=cfg.regularization.max_norm,
         run_config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+        tta_flip=bool(cfg.model.get("tta_flip", False)),
     )
 
 

@@ -16,6 +16,7 @@ from fmnist.constants import CLASS_NAMES
 from fmnist.training.constraints import apply_max_norm
 from fmnist.training.figures import confusion_heatmap
 from fmnist.training.metrics import confusion_matrix, per_class_metrics, summary_metrics
+from fmnist.training.tally import EpochTally
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 CHECKPOINT_CONFIG_KEY = "fmnist_config"
@@ -48,9 +49,11 @@ class ClassifierModule(L.LightningModule):
         max_norm: float | None = None,
         class_names: Sequence[str] = CLASS_NAMES,
         run_config: dict[str, Any] | None = None,
+        tta_flip: bool = False,
     ) -> None:
         super().__init__()
         self.net = net
+        self.tta_flip = tta_flip
         self.optimizer_factory = optimizer
         self.scheduler_spec = scheduler
         self.label_smoothing = label_smoothing
@@ -58,13 +61,14 @@ class ClassifierModule(L.LightningModule):
         self.class_names = tuple(class_names)
         self.run_config = run_config or {}
         num_classes = len(self.class_names)
-        self.train_metrics = summary_metrics("train", num_classes)
+        self.train_tally = EpochTally(num_classes)  # cheap per-step train metrics: see fmnist/training/tally.py
         self.val_metrics = summary_metrics("val", num_classes)
         self.test_metrics = summary_metrics("test", num_classes)
         self.per_class = nn.ModuleDict({stage: per_class_metrics(num_classes) for stage in ("val", "test")})
         self.confusion = nn.ModuleDict({stage: confusion_matrix(num_classes) for stage in ("val", "test")})
         self.last_confusion: dict[str, torch.Tensor] = {}
         self.last_per_class: dict[str, dict[str, float]] = {}
+        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # for PR curves, test only
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -73,30 +77,55 @@ class ClassifierModule(L.LightningModule):
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        self.train_metrics.update(logits.detach(), y)
-        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(y))
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        self.train_tally.update(logits, y, loss)
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            self._log_train_epoch()  # here, not in on_train_epoch_end: callbacks (history.csv) run before that hook
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self.train_tally.reset()
+
+    def on_train_epoch_end(self) -> None:
+        if self.train_tally:  # an epoch cut short (max_steps) never reached its last batch
+            self._log_train_epoch()
+
+    def _log_train_epoch(self) -> None:
+        """train/loss, acc, precision, recall, f1 of the epoch: logged once, not on every step."""
+        self.log_dict(self.train_tally.compute("train"), on_step=False, on_epoch=True)
+        self.train_tally.reset()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.max_norm:
             apply_max_norm(self.net, self.max_norm)
 
-    def _evaluate(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
-        x, y = batch
+    def _eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """With `tta_flip`, the mean of the logits of each image and its mirror image (test-time augmentation)."""
         logits = self.net(x)
+        return (logits + self.net(x.flip(-1))) / 2 if self.tta_flip else logits
+
+    def _evaluate(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        logits = self._eval_logits(x)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics.update(logits, y)
         self.per_class[stage].update(logits, y)
         self.confusion[stage].update(logits, y)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_step=False, on_epoch=True, batch_size=len(y),
+                 sync_dist=True)  # one epoch-end reduction; a no-op in a single process
         self.log_dict(metrics, on_step=False, on_epoch=True)
+        return logits
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate("val", batch)
 
+    def on_test_epoch_start(self) -> None:
+        """Keep test probabilities (10k x 10 floats) only when the logger can draw PR curves."""
+        self._test_outputs = [] if hasattr(getattr(self.logger, "experiment", None), "add_pr_curve") else None
+
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate("test", batch)
+        logits = self._evaluate("test", batch)
+        if self._test_outputs is not None:
+            self._test_outputs.append((logits.detach().softmax(dim=1), batch[1]))
 
     def _finish_epoch(self, stage: str) -> None:
         """Per-class scalars and the confusion heatmap: computed once an epoch, not per step."""
@@ -106,7 +135,7 @@ class ClassifierModule(L.LightningModule):
         for metric, values in per_class.items():
             for class_name, value in zip(self.class_names, values.tolist(), strict=True):
                 flat[f"{stage}/class_{metric}/{metric_safe(class_name)}"] = value
-        self.log_dict(flat)
+        self.log_dict(flat, rank_zero_only=True)  # already synchronised by torchmetrics' compute
         self.last_per_class[stage] = flat
         matrix = self.confusion[stage].compute().cpu()
         self.confusion[stage].reset()
@@ -121,6 +150,22 @@ class ClassifierModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._finish_epoch("test")
+        self._log_pr_curves()
+
+    def _log_pr_curves(self) -> None:
+        """One-vs-rest precision-recall curve per class on the test set (TensorBoard's PR Curves tab).
+
+        Under DDP only rank 0 writes, from its own shard of the test set (curves, not reported figures).
+        """
+        if not self._test_outputs:
+            return
+        probabilities = torch.cat([output[0] for output in self._test_outputs]).cpu()
+        labels = torch.cat([output[1] for output in self._test_outputs]).cpu()
+        self._test_outputs = None
+        experiment = self.logger.experiment  # type: ignore[union-attr]
+        for index, class_name in enumerate(self.class_names):
+            experiment.add_pr_curve(f"test/pr_curve/{metric_safe(class_name)}", labels == index,
+                                    probabilities[:, index], global_step=self.current_epoch)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

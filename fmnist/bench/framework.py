@@ -1,0 +1,54 @@
+"""fmnist as a user runs it: ClassifierModule, FashionMnistDataModule, metrics, logger and callbacks from the
+config, driven by `trainer.fit`; only the number of steps is fixed and validation is left out of the window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, open_dict
+
+from fmnist.bench.timing import Timing, clocks
+from fmnist.data.datamodule import FashionMnistDataModule
+from fmnist.training.builders import build_module, build_trainer
+
+
+class StepWindow(L.Callback):
+    """Clock from the end of the last warm-up step to the end of the last step: exactly `steps` batches
+    fetched and trained, hooks and metric updates included."""
+
+    def __init__(self, warmup: int) -> None:
+        if warmup < 1:
+            raise ValueError("the framework timing needs at least one warm-up step")
+        self.warmup = warmup
+        self.start: tuple[float, float] | None = None
+        self.end: tuple[float, float] | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if batch_idx + 1 == self.warmup:
+            self.start = clocks(pl_module.device)
+        if batch_idx + 1 == trainer.num_training_batches:
+            self.end = clocks(pl_module.device)
+
+
+def time_framework(cfg: DictConfig, datamodule: FashionMnistDataModule, steps: int, warmup: int,
+                   run_dir: Path) -> Timing:
+    """One `trainer.fit` of warmup + steps batches with the config's logger, callbacks and metrics."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.trainer.max_epochs = 1
+        cfg.trainer.limit_train_batches = warmup + steps
+        cfg.trainer.limit_val_batches = 0
+    if warmup + steps > len(datamodule.train_dataloader()):
+        raise ValueError(f"{warmup + steps} steps do not fit in one epoch of batch {datamodule.batch_size}")
+    module = build_module(cfg)
+    trainer = build_trainer(cfg, run_dir)
+    window = StepWindow(warmup)
+    trainer.callbacks.append(window)
+    trainer.fit(module, datamodule=datamodule)
+    if window.start is None or window.end is None:
+        raise RuntimeError("the timed window did not close: the trainer stopped early")
+    return Timing(steps=steps, batch_size=datamodule.batch_size, seconds=window.end[0] - window.start[0],
+                  cpu_seconds=window.end[1] - window.start[1])

@@ -1,0 +1,129 @@
+"""One benchmark case (a model at a batch size): framework and plain loop interleaved A B A B ..., so that
+machine drift (other processes, thermal state) hits both alike, plus the model's inference throughput."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from fmnist.bench.framework import time_framework
+from fmnist.bench.inference import images_per_second
+from fmnist.bench.plain_loop import time_plain_loop
+from fmnist.bench.timing import Timing
+from fmnist.data.datamodule import FashionMnistDataModule
+from fmnist.training.builders import build_datamodule, build_net, prepare_net
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long to measure: `seconds` per timed run decides the step count, within [min_steps, max_steps]."""
+
+    repeats: int = 5
+    warmup: int = 5
+    seconds: float = 2.0
+    min_steps: int = 10
+    max_steps: int = 2000
+    probe_steps: int = 5
+    inference_seconds: float = 1.0
+
+
+def resident_datamodule(cfg: DictConfig, probe: L.Trainer) -> FashionMnistDataModule:
+    """Set up on the device the trainer config selects, so both loops read the same resident tensors."""
+    datamodule = build_datamodule(cfg)
+    datamodule.trainer = probe
+    datamodule.setup("fit")
+    datamodule.trainer = None
+    return datamodule
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": median(values), "max": max(values)}
+
+
+class Case:
+    """Everything measured for one (model, batch size)."""
+
+    def __init__(self, cfg: DictConfig, datamodule: FashionMnistDataModule, work_dir: Path) -> None:
+        self.cfg = cfg
+        self.datamodule = datamodule
+        self.work_dir = work_dir
+        loader = datamodule.train_dataloader()
+        self.images, self.labels = loader.images, loader.labels
+        self.device = self.images.device
+        self.runs = 0
+
+    def new_net(self) -> torch.nn.Module:
+        return prepare_net(build_net(self.cfg.model), self.cfg.model).to(self.device)
+
+    def plain(self, steps: int, warmup: int) -> Timing:
+        cfg = self.cfg
+        return time_plain_loop(self.new_net(), instantiate(cfg.optimizer), self.images, self.labels,
+                               cfg.data.batch_size, self.datamodule.mean, self.datamodule.std, cfg.model.input,
+                               steps=steps, warmup=warmup, label_smoothing=cfg.regularization.label_smoothing,
+                               channels_last=bool(cfg.model.get("channels_last", False)),
+                               precision=str(cfg.trainer.precision))
+
+    def framework(self, steps: int, warmup: int) -> Timing:
+        self.runs += 1
+        return time_framework(self.cfg, self.datamodule, steps, warmup, self.work_dir / f"run{self.runs}")
+
+    def step_count(self, budget: Budget) -> int:
+        """Steps per timed run from a short plain probe, capped by one epoch of batches."""
+        probe = self.plain(budget.probe_steps, budget.warmup)
+        wanted = math.ceil(budget.seconds / probe.seconds * probe.steps)
+        per_epoch = len(self.datamodule.train_dataloader()) - budget.warmup - 1
+        return max(1, min(max(budget.min_steps, min(wanted, budget.max_steps)), per_epoch))
+
+    def inference(self, budget: Budget, batch_sizes: tuple[int, ...] = (1, 1024)) -> dict[str, float]:
+        net = self.new_net()
+        images = self.datamodule.test_dataloader().images
+        found = {}
+        for batch_size in batch_sizes:
+            x = self.datamodule.transform(images[:batch_size], augment=False, generator=None)
+            found[f"batch_{batch_size}"] = images_per_second(net, x, budget.inference_seconds,
+                                                             precision=str(self.cfg.trainer.precision))
+        return found
+
+
+def measure_case(case: Case, budget: Budget, with_inference: bool) -> dict[str, Any]:
+    cfg = case.cfg
+    steps = case.step_count(budget)
+    framework: list[Timing] = []
+    plain: list[Timing] = []
+    for repeat in range(budget.repeats):
+        framework.append(case.framework(steps, budget.warmup))
+        plain.append(case.plain(steps, budget.warmup))
+        log.info("%s batch %d, repeat %d: framework %.2f ms/step, plain %.2f ms/step", cfg.model.name,
+                 cfg.data.batch_size, repeat + 1, framework[-1].ms_per_step, plain[-1].ms_per_step)
+    ratios = [a.seconds / b.seconds for a, b in zip(framework, plain, strict=True)]
+    cpu_ratios = [a.cpu_seconds / b.cpu_seconds for a, b in zip(framework, plain, strict=True)]
+    result: dict[str, Any] = {
+        "model": cfg.model.name,
+        "batch_size": int(cfg.data.batch_size),
+        "params": sum(parameter.numel() for parameter in build_net(cfg.model).parameters()),
+        "steps": steps,
+        "warmup": budget.warmup,
+        "repeats": budget.repeats,
+        "framework_ms_per_step": [timing.ms_per_step for timing in framework],
+        "plain_ms_per_step": [timing.ms_per_step for timing in plain],
+        "framework": {"ms_per_step": median(t.ms_per_step for t in framework),
+                      "images_per_second": median(t.images_per_second for t in framework)},
+        "plain": {"ms_per_step": median(t.ms_per_step for t in plain),
+                  "images_per_second": median(t.images_per_second for t in plain)},
+        "ratio": summarize(ratios),
+        "cpu_time_ratio": summarize(cpu_ratios),
+    }
+    if with_inference:
+        result["inference_images_per_second"] = case.inference(budget)
+    return result

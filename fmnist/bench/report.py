@@ -1,0 +1,120 @@
+"""Print the benchmark as rich tables and write it to bench.json (atomically: never half a file)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from fmnist.atomic import write_json_atomic
+
+CPU_RATIO_TARGET = 1.05
+GPU_RATIO_TARGET = 1.15
+PIPELINE_TARGET = 20.0
+
+
+def ratio_target(device: torch.device) -> float:
+    return CPU_RATIO_TARGET if device.type == "cpu" else GPU_RATIO_TARGET
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What the figures were measured on; the load average tells whether the CPU was shared."""
+    info: dict[str, Any] = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_average_at_start"] = list(os.getloadavg())
+    return info
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def training_table(results: list[dict[str, Any]], target: float) -> Table:
+    table = Table(title=f"Training step: fmnist (Lightning) vs a plain PyTorch loop, target ratio <= {target}")
+    for column in ("model", "batch", "steps x runs", "fmnist ms/step", "plain ms/step", "fmnist img/s",
+                   "ratio min", "ratio median", "ratio max", "CPU-time ratio", "target"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in results:
+        ratio = row["ratio"]
+        table.add_row(row["model"], str(row["batch_size"]), f"{row['steps']} x {row['repeats']}",
+                      _fmt(row["framework"]["ms_per_step"]), _fmt(row["plain"]["ms_per_step"]),
+                      _fmt(row["framework"]["images_per_second"], 0), _fmt(ratio["min"], 3),
+                      _fmt(ratio["median"], 3), _fmt(ratio["max"], 3), _fmt(row["cpu_time_ratio"]["median"], 3),
+                      "ok" if row["meets_target"] else "MISSED")
+    return table
+
+
+def inference_table(results: list[dict[str, Any]]) -> Table:
+    table = Table(title="Inference (eval mode, images/s)")
+    for column in ("model", "batch 1", "batch 1024"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in results:
+        found = row.get("inference_images_per_second")
+        if found:
+            table.add_row(row["model"], _fmt(found["batch_1"], 0), _fmt(found["batch_1024"], 0))
+    return table
+
+
+def pipeline_table(pipeline: dict[str, Any]) -> Table:
+    table = Table(title=f"Data pipeline alone vs the fastest model (target >= {PIPELINE_TARGET:g}x)")
+    for column in ("augmentation", "batch", "batches/s", "images/s", "x fastest model"):
+        table.add_column(column, justify="right")
+    for row in pipeline["runs"]:
+        table.add_row(row["augmentation"], str(pipeline["batch_size"]), _fmt(row["batches_per_second"], 0),
+                      _fmt(row["images_per_second"], 0), _fmt(row["headroom"], 1))
+    return table
+
+
+def accuracy_table(result: dict[str, Any]) -> Table:
+    table = Table(title=f"experiment={result['experiment']}: {len(result['runs'])} seeds, "
+                        f"target {result['target']:.2%} mean test accuracy")
+    for column in ("", "mean", "std", "min", "max"):
+        table.add_column(column, justify="right")
+    acc, seconds = result["test_acc"], result["train_seconds"]
+    table.add_row("test acc", *(f"{acc[key]:.4f}" for key in ("mean", "std", "min", "max")))
+    table.add_row("train s", *(f"{seconds[key]:.1f}" for key in ("mean", "std", "min", "max")))
+    return table
+
+
+def print_report(report: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console(width=160)
+    info = report["machine"]
+    console.print(f"device: {info['device']} ({info['device_name']}), {info['cpu_count']} CPUs, "
+                  f"torch {info['torch']}, load average at start {info.get('load_average_at_start')}")
+    if report.get("training"):
+        console.print(training_table(report["training"], report["targets"]["ratio"]))
+        console.print(inference_table(report["training"]))
+    if report.get("data_pipeline"):
+        console.print(pipeline_table(report["data_pipeline"]))
+    if report.get("time_to_accuracy"):
+        console.print(accuracy_table(report["time_to_accuracy"]))
+    for skipped in report.get("skipped", []):
+        console.print(f"skipped {skipped['model']}: {skipped['reason']}")
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    write_json_atomic(path, report)

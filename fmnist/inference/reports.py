@@ -1,0 +1,57 @@
+"""Result files of eval: figures as PNG and the per-class table as CSV and markdown, all written atomically."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+
+from fmnist.atomic import write_bytes_atomic, write_csv_atomic, write_text_atomic
+
+PER_CLASS_COLUMNS = ("class", "name", "support", "correct", "acc", "precision", "f1", "most_confused_with", "count")
+
+
+def save_figure(figure: Figure, path: Path, dpi: int = 120) -> None:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    plt.close(figure)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def per_class_rows(per_class: dict[str, torch.Tensor], confusion: torch.Tensor,
+                   class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per class: support, accuracy (= recall), precision, F1 and the class it is most mistaken for."""
+    rows = []
+    for index, name in enumerate(class_names):
+        errors = confusion[index].clone()
+        errors[index] = -1
+        confused = int(errors.argmax())
+        rows.append({
+            "class": index,
+            "name": name,
+            "support": int(confusion[index].sum()),
+            "correct": int(confusion[index, index]),
+            "acc": round(float(per_class["acc"][index]), 4),
+            "precision": round(float(per_class["precision"][index]), 4),
+            "f1": round(float(per_class["f1"][index]), 4),
+            "most_confused_with": class_names[confused],
+            "count": int(confusion[index, confused]),
+        })
+    return rows
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_per_class(rows: Sequence[dict[str, Any]], csv_path: Path, markdown_path: Path) -> None:
+    write_csv_atomic(csv_path, rows)
+    write_text_atomic(markdown_path, markdown_table(rows, PER_CLASS_COLUMNS))

@@ -1,0 +1,50 @@
+"""Leave a `metrics.json` with status "failed" where a job died, so sweeps and reports show it instead of a gap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from fmnist.atomic import write_json_atomic
+
+METRICS_FILE = "metrics.json"
+FAILED = "failed"
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def write_failure(run_dir: Path, error: str, **fields: Any) -> None:
+    """Mark a run failed; figures it had already written stay in the file."""
+    path = run_dir / METRICS_FILE
+    previous: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = {}
+    write_json_atomic(path, {**previous, **{k: v for k, v in fields.items() if v is not None},
+                             "status": FAILED, "error": error})
+
+
+class RecordFailedJob(Callback):
+    """Hydra callback: after a job raised, record it in its own output dir (the launcher keeps the others going)."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if job_return.status != JobStatus.FAILED:
+            return
+        error = job_return._return_value  # the `return_value` property re-raises; only the exception is wanted
+        run_dir = Path(str(config.hydra.runtime.output_dir))
+        write_failure(
+            run_dir,
+            describe(error) if isinstance(error, BaseException) else str(error),
+            model=OmegaConf.select(config, "model.name"),
+            task=OmegaConf.select(config, "task_name"),
+            overrides=list(job_return.overrides or []),
+        )

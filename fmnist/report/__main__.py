@@ -1,0 +1,90 @@
+"""`python -m fmnist.report <dir> [<dir> ...]`: report.md, leaderboard.csv and figures in `<first dir>/report/`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fmnist.atomic import write_csv_atomic, write_text_atomic
+from fmnist.report import figures
+from fmnist.report.collect import Collection, collect
+from fmnist.report.tables import failures_table, leaderboard, main_table, per_class_table
+
+EXIT_USER_ERROR = 2
+
+
+def _image(title: str, path: Path | None, out: Path) -> list[str]:
+    return [f"![{title}]({path.relative_to(out).as_posix()})", ""] if path is not None else []
+
+
+def build_report(directories: Sequence[Path], out: Path, collection: Collection | None = None) -> Collection:
+    collection = collection or collect(directories)
+    rows = leaderboard(collection)
+    write_csv_atomic(out / "leaderboard.csv", rows or [{"model": None}])
+    figure_dir = out / "figures"
+    by_label = {group.label: group for group in collection.groups}
+
+    lines = ["# Fashion-MNIST model comparison", "",
+             "Runs below: " + ", ".join(f"`{directory}`" for directory in directories), "",
+             f"{len(collection.groups)} model configuration(s) from "
+             f"{sum(len(group.runs) for group in collection.groups)} completed run(s); "
+             f"{len(collection.failures)} failed run(s).", "",
+             "## Leaderboard (ranked by cross-validated accuracy)", "",
+             main_table(rows), "",
+             "Accuracies and macro precision / recall / F1 are means over a model's folds ± sample std (ddof=1); "
+             "validation is each fold's held-out part of the train set, test is the official 10k test set "
+             "(never used to choose anything). The ensemble averages the fold models' softmax probabilities. "
+             "Train accuracy is the running accuracy of the best epoch (as Keras reports it); train − val is in "
+             "percentage points. ms/step and images/s are the median training epoch's, without validation.", ""]
+    lines += ["## Figures", "", "### Accuracy against size and training cost", ""]
+    lines += _image("accuracy vs params", figures.accuracy_against(
+        rows, "params_mean", "parameters", figure_dir / "accuracy_vs_params.png"), out)
+    lines += _image("accuracy vs training time", figures.accuracy_against(
+        rows, "train_seconds_mean", "training time per fold (s)", figure_dir / "accuracy_vs_train_time.png"), out)
+    lines += ["### Per-class F1", ""]
+    lines += _image("per-class F1", figures.per_class_f1(rows, figure_dir / "per_class_f1.png"), out)
+    lines += ["## Per model", ""]
+    for row in rows:
+        group = by_label[row["model"]]
+        name = figures.slug(group.label)
+        lines += [f"### {group.label}", ""]
+        if group.overrides:
+            lines += ["Overrides: `" + " ".join(group.overrides) + "`", ""]
+        lines += ["Folds: " + ", ".join(f"`{run.path}`" for run in group.runs), ""]
+        lines += ["Test set, per class (mean over fold models; recall = per-class accuracy):", "",
+                  per_class_table(row), ""]
+        lines += _image(f"{group.label} learning curves",
+                        figures.learning_curves(group, figure_dir / f"curves_{name}.png"), out)
+        lines += _image(f"{group.label} test confusion", figures.confusion(group, figure_dir / f"confusion_{name}.png"),
+                        out)
+    lines += ["## Failed runs", ""]
+    lines += [failures_table(collection) if collection.failures else "None.", ""]
+    write_text_atomic(out / "report.md", "\n".join(lines))
+    return collection
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fmnist.report", description=__doc__)
+    parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories (searched recursively)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: <first dir>/report)")
+    args = parser.parse_args(argv)
+    missing = [str(directory) for directory in args.dirs if not directory.is_dir()]
+    if missing:
+        print(f"fmnist: error: not a directory: {', '.join(missing)}. Fix: pass run or sweep dirs, e.g. "
+              "multirun/<date>/<time>", file=sys.stderr)
+        return EXIT_USER_ERROR
+    out = args.out or args.dirs[0] / "report"
+    collection = collect(args.dirs)
+    if not collection.groups and not collection.failures:
+        print(f"fmnist: error: no metrics.json below {', '.join(map(str, args.dirs))}. Fix: pass the dir of a "
+              "finished run or sweep (python -m fmnist.train / fmnist.cv write one per run).", file=sys.stderr)
+        return EXIT_USER_ERROR
+    build_report(args.dirs, out, collection)
+    print(f"report: {out / 'report.md'} ({len(collection.groups)} models, {len(collection.failures)} failed runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

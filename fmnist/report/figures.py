@@ -1,0 +1,136 @@
+"""The report's figures (seaborn), drawn from files the runs wrote themselves: history.csv and metrics.json."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from fmnist.atomic import write_bytes_atomic  # noqa: E402
+from fmnist.constants import CLASS_NAMES  # noqa: E402
+from fmnist.report.collect import Group  # noqa: E402
+from fmnist.training.figures import confusion_heatmap  # noqa: E402
+from fmnist.training.module import metric_safe  # noqa: E402
+
+CURVES = (("acc", "accuracy"), ("loss", "cross-entropy loss"))
+
+
+def slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).strip("_")[:120] or "model"
+
+
+def save(figure: Figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def long_history(group: Group) -> pd.DataFrame:
+    """Every run's per-epoch train and val scalars in long form: one row per (run, epoch, split, metric)."""
+    frames = []
+    for index, run in enumerate(group.runs):
+        if run.history is None or "epoch" not in run.history:
+            continue
+        for split in ("train", "val"):
+            for metric, _ in CURVES:
+                column = f"{split}/{metric}"
+                if column in run.history:
+                    frames.append(pd.DataFrame({"run": index, "epoch": run.history["epoch"] + 1, "split": split,
+                                                "metric": metric, "value": run.history[column]}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def learning_curves(group: Group, path: Path) -> Path | None:
+    """Train vs validation per epoch; with several folds the line is their mean and the bars their std."""
+    data = long_history(group).dropna()
+    if data.empty:
+        return None
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (metric, name) in zip(axes, CURVES, strict=True):
+        sns.lineplot(data=data[data.metric == metric], x="epoch", y="value", hue="split", errorbar="sd",
+                     err_style="bars", marker="o", hue_order=["train", "val"], ax=ax)
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} ({len(group.runs)} fold{'s' if len(group.runs) != 1 else ''}, mean ± sd)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.suptitle(group.label)
+    figure.tight_layout()
+    return save(figure, path)
+
+
+def test_confusion(group: Group) -> tuple[np.ndarray, str] | None:
+    """The fold ensemble's confusion if there is one, else the fold models' mean (rounded)."""
+    if group.ensembles and "test/confusion" in group.ensembles[0]:
+        return np.asarray(group.ensembles[0]["test/confusion"]), "fold ensemble"
+    matrices = [np.asarray(run.metrics["test/confusion"]) for run in group.runs if "test/confusion" in run.metrics]
+    if not matrices:
+        return None
+    what = "one model" if len(matrices) == 1 else f"mean of {len(matrices)} fold models"
+    return np.rint(np.mean(matrices, axis=0)), what
+
+
+def confusion(group: Group, path: Path) -> Path | None:
+    found = test_confusion(group)
+    if found is None:
+        return None
+    matrix, what = found
+    figure = confusion_heatmap(torch.as_tensor(matrix.astype(np.int64)), CLASS_NAMES,
+                               f"{group.label}: test confusion ({what})")
+    return save(figure, path)
+
+
+def accuracy_against(rows: Sequence[dict[str, Any]], column: str, xlabel: str, path: Path,
+                     log_x: bool = True) -> Path | None:
+    """Val (CV) and test accuracy of every model against its size or cost; bars are fold std."""
+    points = []
+    for row in rows:
+        if row.get(column) is None:
+            continue
+        for split, key in (("val (CV)", "val_acc"), ("test", "test_acc")):
+            if row.get(f"{key}_mean") is not None:
+                points.append({"model": row["model"], "x": row[column], "split": split,
+                               "acc": 100 * row[f"{key}_mean"], "std": 100 * (row.get(f"{key}_std") or 0.0)})
+    if not points:
+        return None
+    data = pd.DataFrame(points)
+    figure, ax = plt.subplots(figsize=(8, 5.5))
+    sns.scatterplot(data=data, x="x", y="acc", hue="split", style="split", s=70, ax=ax)
+    ax.errorbar(data.x, data.acc, yerr=data["std"], fmt="none", ecolor="grey", alpha=0.6)
+    for (model, x), acc in data[data.split == "test"].groupby(["model", "x"])["acc"].first().items():
+        ax.annotate(model, (x, acc), textcoords="offset points", xytext=(5, -12), fontsize=8)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy %")
+    ax.set_title(f"accuracy vs {xlabel}")
+    figure.tight_layout()
+    return save(figure, path)
+
+
+def per_class_f1(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    """Models x classes heatmap of test F1: where every model struggles (Shirt) stands out as a column."""
+    columns = [f"test_f1_{metric_safe(name)}" for name in CLASS_NAMES]
+    table = pd.DataFrame([[100 * (row[column] if row[column] is not None else np.nan) for column in columns]
+                          for row in rows], index=[row["model"] for row in rows], columns=list(CLASS_NAMES))
+    if table.empty or table.isna().all().all():
+        return None
+    figure, ax = plt.subplots(figsize=(11, 1.2 + 0.45 * len(table)))
+    sns.heatmap(table, annot=True, fmt=".1f", cmap="viridis", cbar_kws={"label": "test F1 %"}, ax=ax)
+    ax.set_ylabel("")
+    ax.set_title("per-class test F1 % (mean over fold models)")
+    figure.tight_layout()
+    return save(figure, path)

@@ -1,0 +1,113 @@
+"""The studies' tables, one row per model configuration: numbers for leaderboard.csv, text for report.md."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from fmnist.constants import CLASS_NAMES
+from fmnist.report.collect import Collection, Group
+from fmnist.training.module import metric_safe
+
+# Averaged over a group's runs (folds); each also gets a sample standard deviation (ddof=1).
+RUN_METRICS = ("val/acc", "train/acc", "gap", "test/acc", "test/precision", "test/recall", "test/f1",
+               "params", "epochs", "ms_per_step", "images_per_second", "train_seconds")
+PER_CLASS = (("precision", "class_precision"), ("recall", "class_acc"), ("f1", "class_f1"))
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _run_value(metrics: dict[str, Any], key: str) -> float | None:
+    if key == "gap":  # train minus validation accuracy: how much the model overfits
+        train, val = _number(metrics.get("train/acc")), _number(metrics.get("val/acc"))
+        return None if train is None or val is None else train - val
+    return _number(metrics.get(key))
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    numbers = [value for value in values if value is not None]
+    if not numbers:
+        return None, None
+    return statistics.fmean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else None
+
+
+def group_row(group: Group) -> dict[str, Any]:
+    """One leaderboard row: means and standard deviations over the group's folds, plus the ensemble."""
+    row: dict[str, Any] = {"model": group.label, "architecture": group.model, "runs": len(group.runs),
+                           "folds": " ".join(str(run.metrics.get("fold")) for run in group.runs)}
+    for key in RUN_METRICS:
+        mean, std = mean_std([_run_value(run.metrics, key) for run in group.runs])
+        name = key.replace("/", "_")
+        row[f"{name}_mean"], row[f"{name}_std"] = mean, std
+    row["ensemble_members"] = group.ensembles[0]["members"] if group.ensembles else None
+    row["ensemble_test_acc"] = mean_std([_number(e.get("test/acc")) for e in group.ensembles])[0]
+    row["ensemble_test_f1"] = mean_std([_number(e.get("test/f1")) for e in group.ensembles])[0]
+    for label, stored in PER_CLASS:
+        for name in CLASS_NAMES:
+            key = f"test/{stored}/{metric_safe(name)}"
+            row[f"test_{label}_{metric_safe(name)}"] = mean_std([_number(run.metrics.get(key))
+                                                                 for run in group.runs])[0]
+    row["overrides"] = " ".join(group.overrides)
+    return row
+
+
+def leaderboard(collection: Collection) -> list[dict[str, Any]]:
+    """Ranked by cross-validated accuracy: the test set is reported, never used to rank."""
+    rows = [group_row(group) for group in collection.groups]
+    return sorted(rows, key=lambda row: -(row["val_acc_mean"] if row["val_acc_mean"] is not None else -1.0))
+
+
+def percent(mean: float | None, std: float | None = None) -> str:
+    if mean is None:
+        return "–"
+    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+MAIN_HEADERS = ("model", "folds", "val acc % (CV mean ± std)", "train acc %", "train − val (pp)",
+                "test acc % (fold models)", "test acc % (ensemble)", "macro precision %", "macro recall %",
+                "macro F1 %", "params", "ms/step", "images/s", "train time (s)", "epochs")
+
+
+def main_table(rows: Sequence[dict[str, Any]]) -> str:
+    body = []
+    for row in rows:
+        gap = row["gap_mean"]
+        body.append([
+            row["model"], str(row["runs"]), percent(row["val_acc_mean"], row["val_acc_std"]),
+            percent(row["train_acc_mean"]), "–" if gap is None else f"{100 * gap:+.2f}",
+            percent(row["test_acc_mean"], row["test_acc_std"]), percent(row["ensemble_test_acc"]),
+            percent(row["test_precision_mean"]), percent(row["test_recall_mean"]), percent(row["test_f1_mean"]),
+            number(row["params_mean"]), number(row["ms_per_step_mean"], 2), number(row["images_per_second_mean"]),
+            number(row["train_seconds_mean"], 1), number(row["epochs_mean"], 1 if row["epochs_std"] else 0),
+        ])
+    return markdown_table(MAIN_HEADERS, body)
+
+
+def per_class_table(row: dict[str, Any]) -> str:
+    body = [[name, *(percent(row[f"test_{label}_{metric_safe(name)}"]) for label, _ in PER_CLASS)]
+            for name in CLASS_NAMES]
+    return markdown_table(("class", "precision %", "recall %", "F1 %"), body)
+
+
+def failures_table(collection: Collection) -> str:
+    body = [[str(failure.path), failure.model, failure.error[:300]] for failure in collection.failures]
+    return markdown_table(("run", "model", "error"), body)

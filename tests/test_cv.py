@@ -1,0 +1,117 @@
+"""`python -m fmnist.cv` for real on a small train subset: distinct folds, a correct summary, a sane ensemble."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from fmnist.cv import CONF_DIR, fold_config
+from fmnist.training.builders import build_datamodule
+from tests.conftest import CliResult, run_module
+
+FOLDS = 3
+CV_OVERRIDES = ("model=conv_maxpool", f"data.num_folds={FOLDS}", "data.train_subset=2000", "trainer.max_epochs=1",
+                "data.batch_size=128", "logger=tensorboard")
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory: pytest.TempPathFactory) -> CliResult:
+    result = run_module("fmnist.cv", *CV_OVERRIDES, run_dir=tmp_path_factory.mktemp("cv") / "run")
+    assert result.returncode == 0, result.output[-3000:]
+    return result
+
+
+def _summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "cv_summary.json").read_text())
+
+
+def _fold_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads((run_dir / f"fold_{k}" / "metrics.json").read_text()) for k in range(FOLDS)]
+
+
+def test_each_fold_is_its_own_run(cv_run: CliResult) -> None:
+    folds = _fold_metrics(cv_run.run_dir)
+    assert [fold["fold"] for fold in folds] == list(range(FOLDS))
+    assert all(fold["status"] == "completed" for fold in folds)
+    assert len({fold["best_ckpt"] for fold in folds}) == FOLDS  # fresh trainer and checkpoint dir per fold
+    assert len({fold["val/acc"] for fold in folds}) == FOLDS  # validated on different images
+    for k in range(FOLDS):
+        assert (cv_run.run_dir / f"fold_{k}" / "history.csv").is_file()
+        assert (cv_run.run_dir / "tensorboard" / f"fold_{k}").is_dir()
+
+
+def test_fold_configs_validate_on_disjoint_parts_of_the_train_set(fashion, tmp_path: Path) -> None:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("cv", overrides=[f"data.num_folds={FOLDS}", "data.download=false"])
+    val_sets = []
+    for fold in range(FOLDS):
+        fold_cfg = fold_config(cfg, fold, tmp_path)
+        assert fold_cfg.paths.output_dir == str(tmp_path / f"fold_{fold}") and fold_cfg.data.fold == fold
+        assert fold_cfg.logger.save_dir == str(tmp_path)  # TensorBoard versions fold_<k> side by side
+        datamodule = build_datamodule(fold_cfg)
+        datamodule.setup("fit")
+        val_sets.append(set(datamodule.val_index.tolist()))
+        assert not val_sets[-1] & set(datamodule.train_index.tolist())
+    assert all(not a & b for i, a in enumerate(val_sets) for b in val_sets[i + 1:])
+    assert sum(map(len, val_sets)) == len(fashion.train_labels)
+
+
+def test_summary_statistics_match_the_fold_files(cv_run: CliResult) -> None:
+    summary, folds = _summary(cv_run.run_dir), _fold_metrics(cv_run.run_dir)
+    assert summary["status"] == "completed" and summary["folds"] == list(range(FOLDS))
+    val_keys = [key for key, value in folds[0].items() if key.startswith("val/") and isinstance(value, float)]
+    assert {"val/acc", "val/f1", "val/loss", "val/class_f1/Shirt"} <= set(val_keys)
+    for key in val_keys:
+        values = [fold[key] for fold in folds]
+        assert summary["per_fold"][key] == values
+        assert summary["mean"][key] == pytest.approx(statistics.fmean(values), abs=1e-12)
+        assert summary["std"][key] == pytest.approx(statistics.stdev(values), abs=1e-12)
+    assert [entry["test/acc"] for entry in summary["fold_test"]] == [fold["test/acc"] for fold in folds]
+
+
+def test_ensemble_of_fold_models_is_sane(cv_run: CliResult) -> None:
+    summary, folds = _summary(cv_run.run_dir), _fold_metrics(cv_run.run_dir)
+    ensemble = summary["ensemble"]
+    assert ensemble["members"] == FOLDS
+    confusion = np.asarray(ensemble["test/confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 10_000
+    assert ensemble["test/acc"] == pytest.approx(np.trace(confusion) / 10_000, abs=1e-6)
+    fold_acc = [fold["test/acc"] for fold in folds]
+    assert ensemble["test/acc"] > 0.6  # chance is 0.10
+    assert min(fold_acc) - 0.02 <= ensemble["test/acc"] <= max(fold_acc) + 0.05
+    assert 0.0 <= ensemble["test/class_f1/Shirt"] <= 1.0 and ensemble["test/nll"] > 0
+
+
+def test_tensorboard_has_hparams_and_pr_curves_per_fold(cv_run: CliResult) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for k in range(FOLDS):
+        accumulator = EventAccumulator(str(cv_run.run_dir / "tensorboard" / f"fold_{k}"),
+                                       size_guidance={"tensors": 0})
+        accumulator.Reload()
+        plugins = accumulator.PluginTagToContent("hparams")
+        assert "_hparams_/session_start_info" in plugins
+        pr_tags = accumulator.PluginTagToContent("pr_curves")
+        assert {"test/pr_curve/Shirt", "test/pr_curve/Trouser"} <= set(pr_tags) and len(pr_tags) == 10
+
+
+def test_rerun_skips_completed_folds(cv_run: CliResult) -> None:
+    before = _summary(cv_run.run_dir)
+    mtimes = {k: (cv_run.run_dir / f"fold_{k}" / "metrics.json").stat().st_mtime_ns for k in range(FOLDS)}
+    again = run_module("fmnist.cv", *CV_OVERRIDES, run_dir=cv_run.run_dir)
+    assert again.returncode == 0, again.output[-3000:]
+    assert again.output.count("already completed") == FOLDS
+    assert {k: (cv_run.run_dir / f"fold_{k}" / "metrics.json").stat().st_mtime_ns for k in range(FOLDS)} == mtimes
+    after = _summary(cv_run.run_dir)
+    assert after["per_fold"] == before["per_fold"]
+    assert after["ensemble"]["test/acc"] == pytest.approx(before["ensemble"]["test/acc"])
+
+
+def test_bad_fold_selection_is_one_clear_error(tmp_path: Path) -> None:
+    result = run_module("fmnist.cv", "data.num_folds=3", "cv.folds=[0,3]", run_dir=tmp_path / "run")
+    assert result.returncode == 2 and "cv.folds" in result.stderr and "Traceback" not in result.output

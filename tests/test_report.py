@@ -1,0 +1,113 @@
+"""`python -m fmnist.report` on run directories laid out as train, multirun and cv write them (no training)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fmnist.constants import CLASS_NAMES
+from fmnist.report.__main__ import main as report_main
+from fmnist.training.module import metric_safe
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_run(directory: Path, model: str, fold: int, val: float, test: float, overrides: list[str] | None,
+              params: int = 1000, epochs: int = 3) -> None:
+    """A finished run as fit_and_test leaves it: metrics.json, history.csv and (for a job) .hydra/overrides.yaml."""
+    directory.mkdir(parents=True)
+    if overrides is not None:
+        (directory / ".hydra").mkdir()
+        (directory / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    metrics = {"model": model, "fold": fold, "status": "completed", "params": params, "epochs": epochs,
+               "val/acc": val, "train/acc": val + 0.05, "test/acc": test, "test/precision": test,
+               "test/recall": test, "test/f1": test - 0.01, "train_seconds": 10.0 + fold, "ms_per_step": 2.0,
+               "images_per_second": 5000.0, "test/confusion": [[100 if i == j else 1 for j in range(10)]
+                                                              for i in range(10)]}
+    for name in CLASS_NAMES:
+        for metric in ("f1", "precision", "acc"):
+            metrics[f"test/class_{metric}/{metric_safe(name)}"] = test
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+    rows = [{"epoch": e, "train/acc": val - 0.1 + 0.05 * e, "val/acc": val - 0.05 + 0.02 * e,
+             "train/loss": 1.0 - 0.1 * e, "val/loss": 0.9 - 0.1 * e} for e in range(epochs)]
+    with (directory / "history.csv").open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_failed(directory: Path, model: str, error: str) -> None:
+    directory.mkdir(parents=True)
+    (directory / "metrics.json").write_text(json.dumps({"model": model, "status": "failed", "error": error}))
+
+
+def leaderboard(out: Path) -> list[dict[str, str]]:
+    with (out / "leaderboard.csv").open() as stream:
+        return list(csv.DictReader(stream))
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    """A `train -m data.fold=0,1,2` sweep of the LSTM with one failed job, and a 2-fold CV run of a CNN."""
+    sweep = tmp_path / "sweep"
+    lstm_val = [0.80, 0.82, 0.84]
+    for fold, val in enumerate(lstm_val):
+        write_run(sweep / str(fold), "lstm", fold, val, 0.95 - fold / 100, [f"data.fold={fold}", "model=lstm"])
+    write_failed(sweep / "3", "lstm", "ConfigError: optimizer.lr: -1 is outside (0.0, inf)")
+    cv = tmp_path / "cv"
+    (cv / ".hydra").mkdir(parents=True)
+    (cv / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["model=cnn", "data.num_folds=2"]))
+    for fold in range(2):
+        write_run(cv / f"fold_{fold}", "cnn", fold, 0.90 + fold / 100, 0.89, None, params=5000)
+    ensemble = {"members": 2, "test/acc": 0.9, "test/f1": 0.895,
+                "test/confusion": [[900 if i == j else 11 for j in range(10)] for i in range(10)]}
+    (cv / "cv_summary.json").write_text(json.dumps({"model": "cnn", "ensemble": ensemble}))
+    return tmp_path
+
+
+def test_folds_group_into_one_row_ranked_by_validation(runs: Path) -> None:
+    assert report_main([str(runs / "sweep"), str(runs / "cv")]) == 0
+    rows = leaderboard(runs / "sweep" / "report")
+    assert [row["model"] for row in rows] == ["cnn", "lstm"]  # lstm tests better but validates worse
+    cnn, lstm = rows
+    assert (cnn["runs"], lstm["runs"]) == ("2", "3") and lstm["folds"] == "0 1 2"
+    assert float(lstm["val_acc_mean"]) == pytest.approx(0.82)
+    assert float(lstm["val_acc_std"]) == pytest.approx(statistics.stdev([0.80, 0.82, 0.84]))
+    assert float(lstm["gap_mean"]) == pytest.approx(0.05)
+    assert float(cnn["ensemble_test_acc"]) == pytest.approx(0.9) and lstm["ensemble_test_acc"] == ""
+    assert float(cnn["params_mean"]) == 5000 and float(cnn["train_seconds_mean"]) == pytest.approx(10.5)
+
+
+def test_report_has_every_table_figure_and_failure(runs: Path) -> None:
+    assert report_main([str(runs)]) == 0
+    out = runs / "report"
+    report = (out / "report.md").read_text()
+    assert "| cnn | 2 | 90.50 ± 0.71 |" in report and "| lstm | 3 | 82.00 ± 2.00 |" in report
+    assert report.count("| class | precision % | recall % | F1 % |") == 2
+    assert "| Shirt |" in report and "ConfigError: optimizer.lr: -1 is outside" in report
+    for name in ("accuracy_vs_params", "accuracy_vs_train_time", "per_class_f1", "curves_lstm", "curves_cnn",
+                 "confusion_lstm", "confusion_cnn"):
+        figure = out / "figures" / f"{name}.png"
+        assert figure.read_bytes().startswith(PNG_MAGIC), name
+        assert f"(figures/{name}.png)" in report
+
+
+def test_one_model_with_different_overrides_gets_distinct_rows(tmp_path: Path) -> None:
+    for job, lr in enumerate(("0.001", "0.01")):
+        write_run(tmp_path / str(job), "lstm", 0, 0.8 + job / 10, 0.8, ["model=lstm", f"optimizer.lr={lr}"])
+    assert report_main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert [row["model"] for row in leaderboard(tmp_path / "out")] == ["lstm (optimizer.lr=0.01)",
+                                                                         "lstm (optimizer.lr=0.001)"]
+
+
+def test_bad_input_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert report_main([str(tmp_path / "nope")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert report_main([str(tmp_path)]) == 2
+    assert "no metrics.json" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()

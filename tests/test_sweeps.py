@@ -1,0 +1,109 @@
+"""Real sweeps on a tiny train subset: a multirun with failing jobs, an Optuna study that continues, joblib."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fmnist.report.__main__ import main as report_main
+from tests.conftest import CliResult, run_module
+
+TINY = ("data.train_subset=500", "trainer.max_epochs=1", "data.num_folds=10", "data.batch_size=100", "logger=csv")
+needs_sweep_extra = pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None
+    or importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,
+    reason="the sweep extra is not installed: pip install -e '.[sweep]'",
+)
+
+
+def sweep(tmp: Path, *overrides: str, module: str = "fmnist.train") -> CliResult:
+    return run_module(module, "-m", *overrides, f"hydra.sweep.dir={tmp}", run_dir=tmp)
+
+
+def job_metrics(sweep_dir: Path) -> dict[str, dict]:
+    return {path.parent.name: json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/metrics.json"))}
+
+
+@pytest.fixture(scope="module")
+def failing_multirun(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four jobs: two models, each with a valid and an invalid learning rate."""
+    sweep_dir = tmp_path_factory.mktemp("multirun") / "sweep"
+    result = sweep(sweep_dir, "model=conv_maxpool,lstm", "optimizer.lr=0.001,-1", *TINY)
+    assert result.returncode != 0 and "optimizer.lr: -1 is outside" in result.output  # the sweep says it failed
+    return sweep_dir
+
+
+def test_failed_jobs_are_recorded_and_the_others_kept(failing_multirun: Path) -> None:
+    jobs = job_metrics(failing_multirun)
+    assert sorted(jobs) == ["0", "1", "2", "3"]
+    completed = {job["model"] for job in jobs.values() if job["status"] == "completed"}
+    failed = [job for job in jobs.values() if job["status"] == "failed"]
+    assert completed == {"conv_maxpool", "lstm"}
+    assert len(failed) == 2 and all("optimizer.lr: -1 is outside" in job["error"] for job in failed)
+    assert all("optimizer.lr=-1" in job["overrides"] for job in failed)
+
+
+def test_report_builds_despite_failed_jobs(failing_multirun: Path) -> None:
+    assert report_main([str(failing_multirun)]) == 0
+    report = (failing_multirun / "report" / "report.md").read_text()
+    rows = (failing_multirun / "report" / "leaderboard.csv").read_text().splitlines()
+    assert len(rows) == 3 and {row.split(",")[0] for row in rows[1:]} == {"conv_maxpool", "lstm"}
+    assert "## Failed runs" in report and report.count("optimizer.lr: -1 is outside") == 2
+    assert (failing_multirun / "report" / "figures" / "curves_lstm.png").is_file()
+
+
+def optuna_search(tmp: Path) -> tuple[str, ...]:
+    return ("hparams_search=conv_maxpool_optuna", f"hydra.sweeper.storage=sqlite:///{tmp / 'study.db'}", *TINY)
+
+
+@needs_sweep_extra
+def test_optuna_sweep_of_two_trials_optimises_val_acc_and_reports(tmp_path: Path) -> None:
+    first = sweep(tmp_path / "first", *optuna_search(tmp_path), "hydra.sweeper.n_trials=2")
+    assert first.returncode == 0, first.output[-3000:]
+    jobs = job_metrics(tmp_path / "first")
+    assert len(jobs) == 2 and all(job["status"] == "completed" for job in jobs.values())
+    best = yaml.safe_load((tmp_path / "first" / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(job["val/acc"] for job in jobs.values()))  # val, never test
+
+    assert report_main([str(tmp_path / "first")]) == 0
+    labels = [row.split(",")[0].strip('"') for row in
+              (tmp_path / "first" / "report" / "leaderboard.csv").read_text().splitlines()[1:]]
+    assert len(labels) == 2 and all(label.startswith("conv_maxpool (") for label in labels)  # one row per trial
+    assert all("optimizer.lr=" in label for label in labels)
+
+
+@pytest.mark.slow
+@needs_sweep_extra
+def test_optuna_study_continues_from_sqlite(tmp_path: Path) -> None:
+    for name, trials in (("first", 1), ("again", 1)):
+        result = sweep(tmp_path / name, *optuna_search(tmp_path), f"hydra.sweeper.n_trials={trials}")
+        assert result.returncode == 0, result.output[-3000:]
+    import optuna
+
+    study = optuna.load_study(study_name="conv_maxpool_train", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert len([trial for trial in study.trials if trial.state.is_finished()]) == 2
+    assert study.trials[0].params != study.trials[1].params  # the second run proposed a new point
+
+
+@pytest.mark.slow
+@needs_sweep_extra
+def test_joblib_launcher_runs_jobs_in_parallel_and_records_failures(tmp_path: Path) -> None:
+    result = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer.lr=0.001,-1", *TINY)
+    assert result.returncode != 0
+    jobs = job_metrics(tmp_path)
+    assert sorted(job["status"] for job in jobs.values()) == ["completed", "failed"]
+
+
+def test_user_errors_survive_the_trip_back_from_a_joblib_worker() -> None:
+    """A job's exception is pickled back to the sweep; an unpicklable one broke the whole pool."""
+    import pickle
+
+    from fmnist.errors import ConfigError
+
+    error = pickle.loads(pickle.dumps(ConfigError("optimizer.lr", "-1 is outside (0.0, inf)", "use 1e-3")))
+    assert isinstance(error, ConfigError) and error.key == "optimizer.lr"
+    assert str(error) == "optimizer.lr: -1 is outside (0.0, inf). Fix: use 1e-3"
