@@ -262,7 +262,7 @@ def _bad_checkpoint(kind: str, tmp_path: Path, good: Path) -> tuple[Path, str]:
         return path, "refused, loading it would run code"
     if kind == "plain_pickle":
         path.write_bytes(pickle.dumps({"a": 1}))
-        return path, "not a PyTorch checkpoint that can be loaded safely"
+        return path, "refused, it cannot be loaded safely"
     checkpoint = torch.load(good, map_location="cpu", weights_only=True)
     checkpoint.pop(CONFIG_KEY)
     torch.save(checkpoint, path)

@@ -61,7 +61,7 @@ def resolve_ckpt_path(value: Any) -> Path:
     return path
 
 
-def _read(path: Path) -> Any:
+def read_checkpoint(path: Path) -> Any:
     """torch.load with weights_only=True: a checkpoint that would run code is refused, never executed."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -71,8 +71,9 @@ def _read(path: Path) -> Any:
             wanted = message.split("Unsupported global:", 1)[1].split(" was not", 1)[0].strip()
             raise CheckpointError(f"ckpt_path {path}: refused, loading it would run code ({wanted}); fmnist only "
                                   "loads checkpoints that hold plain tensors and values. " + HOW_TO_FIX) from None
-        raise CheckpointError(f"ckpt_path {path}: not a PyTorch checkpoint that can be loaded safely. "
-                              + HOW_TO_FIX) from None
+        raise CheckpointError(f"ckpt_path {path}: refused, it cannot be loaded safely with weights_only=True "
+                              "(it would run code or build objects other than tensors and plain values, or it is "
+                              "not a PyTorch checkpoint). " + HOW_TO_FIX) from None
     except EOFError:
         raise CheckpointError(f"ckpt_path {path}: empty or truncated, not a PyTorch checkpoint. {HOW_TO_FIX}") from None
     except RuntimeError as exc:  # a damaged zip archive: torch names the part it could not read
@@ -95,7 +96,7 @@ def _net_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 def load_checkpoint(value: Any, device: str | torch.device = "cpu") -> LoadedModel:
     """Build the backbone the run config names and load its `net.` weights; eval mode, no gradients."""
     path = resolve_ckpt_path(value)
-    checkpoint = _read(path)
+    checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"ckpt_path {path}: a PyTorch file, but not a Lightning checkpoint (no state_dict). "
                               + HOW_TO_FIX)

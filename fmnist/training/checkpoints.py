@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fmnist.errors import FmnistError
+from fmnist.inference.checkpoint import CheckpointError, read_checkpoint
 from fmnist.training.module import CHECKPOINT_CONFIG_KEY
-
-
-class CheckpointError(FmnistError):
-    """A ckpt_path that is missing, unreadable, unsafe or from another model."""
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
@@ -25,20 +20,12 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load with `weights_only=True`: tensors and plain types only, never code."""
+    """Load with `weights_only=True` (tensors and plain values, never code), through eval's safe reader."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"ckpt_path: {path} does not exist. Fix: pass the path of a .ckpt file written by "
                               "fmnist (see <run dir>/checkpoints/), or ckpt_path=last to continue a run in place.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"ckpt_path: {path} was refused: loading it would run code or objects that are not "
-                              "plain tensors (weights_only=True). Fix: use a checkpoint written by fmnist; only "
-                              "load files from sources you trust.") from exc
-    except Exception as exc:  # zip, EOF, and unpickling failures of truncated or foreign files
-        raise CheckpointError(f"ckpt_path: {path} is not a readable PyTorch checkpoint ({type(exc).__name__}). "
-                              "Fix: pass a .ckpt file written by fmnist.") from exc
+    checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"ckpt_path: {path} holds no model state_dict, so it is not a Lightning checkpoint.")
     return checkpoint
