@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from fmnist.data.augment import Augmentation, random_erase, random_flip, random_translate
+from fmnist.data.augment import Augmentation, random_erase, random_flip, random_translate, shift_and_mirror
 
 
 def generator() -> torch.Generator:
@@ -26,6 +27,21 @@ def test_translate_shifts_a_single_pixel_by_at_most_the_limit() -> None:
     assert moved.shape == x.shape and torch.equal(moved.sum(dim=(1, 2)), torch.ones(500))
     rows, cols = moved.nonzero()[:, 1], moved.nonzero()[:, 2]
     assert set(rows.tolist()) == set(range(12, 17)) and set(cols.tolist()) == set(range(12, 17))
+
+
+def test_flip_and_translate_in_one_gather_equal_mirror_then_shift() -> None:
+    """The fused op must equal the plain definition: mirror the image, pad it, crop 28x28 at the shift."""
+    x = torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8)
+    moved = shift_and_mirror(x, 2, True, generator())
+    draws = generator()
+    mirror = torch.rand(64, 1, generator=draws) < 0.5
+    shifts = torch.randint(0, 5, (2, 64, 1), generator=draws)
+    for index in range(64):
+        image = x[index].flip(-1) if mirror[index] else x[index]
+        top, left = int(shifts[0, index]), int(shifts[1, index])
+        expected = F.pad(image, (2, 2, 2, 2))[top : top + 28, left : left + 28]
+        assert torch.equal(moved[index], expected), index
+    assert 20 < int(mirror.sum()) < 44 and len(set(shifts.flatten().tolist())) == 5
 
 
 def test_erase_zeroes_a_rectangle_in_the_chosen_share() -> None:

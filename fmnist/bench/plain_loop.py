@@ -35,7 +35,7 @@ def shuffled_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int
         order = torch.randperm(len(labels), device=labels.device, generator=generator)
         for start in range(0, len(labels) - batch_size + 1, batch_size):
             index = order[start : start + batch_size]
-            yield images[index], labels[index]
+            yield images.index_select(0, index), labels.index_select(0, index)
 
 
 def time_plain_loop(net: nn.Module, optimizer_factory: OptimizerFactory, images: torch.Tensor, labels: torch.Tensor,
@@ -54,7 +54,7 @@ def time_plain_loop(net: nn.Module, optimizer_factory: OptimizerFactory, images:
         if step == warmup:
             start = clocks(device)
         raw, y = next(batches)
-        x = (raw.float().mul_(1.0 / 255.0) - mean) / std
+        x = raw.float().mul_(1.0 / 255.0).sub_(mean).div_(std)
         if input_kind == "image":
             x = x.unsqueeze(1)
             if channels_last:

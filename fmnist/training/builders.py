@@ -18,6 +18,7 @@ from fmnist.data.augment import Augmentation
 from fmnist.data.datamodule import FashionMnistDataModule
 from fmnist.errors import ConfigError
 from fmnist.training.checkpoint_io import AtomicCheckpointIO
+from fmnist.training.cuda_probe import drop_futile_nvml_check
 from fmnist.training.module import ClassifierModule, SchedulerSpec
 
 
@@ -59,13 +60,24 @@ def build_scheduler(cfg: DictConfig) -> SchedulerSpec | None:
                          monitor=scheduler.get("monitor"), total_steps_kwarg=scheduler.get("total_steps_kwarg"))
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 def prepare_net(net: nn.Module, model_cfg: DictConfig) -> nn.Module:
     """The speed switches of a model config: channels-last weights (matching the channels-last batches that
     `model.channels_last` asks of the data module) and `model.compile`. The benchmark's plain loop uses it too."""
     if model_cfg.get("channels_last", False):
         net = net.to(memory_format=torch.channels_last)
-    if model_cfg.get("compile", False):
-        net = torch.compile(net)  # type: ignore[assignment]
+    setting = model_cfg.get("compile", False)
+    if setting is True or isinstance(setting, str):
+        mode = None if setting is True else setting  # e.g. reduce-overhead: CUDA graphs; max-autotune
+        if mode is not None and mode not in COMPILE_MODES:
+            raise ConfigError("model.compile", f"unknown torch.compile mode {mode!r}",
+                              f"use true, false or one of {', '.join(COMPILE_MODES)}")
+        net = torch.compile(net, mode=mode)  # type: ignore[assignment]
+    elif setting not in (False, None):
+        raise ConfigError("model.compile", f"expected true, false or a mode name, got {setting!r}",
+                          f"use true, false or one of {', '.join(COMPILE_MODES)}")
     return net
 
 
@@ -99,6 +111,7 @@ def build_callbacks(cfg: DictConfig, has_logger: bool, interactive: bool) -> lis
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    drop_futile_nvml_check()
     logger = build_logger(cfg)
     interactive = sys.stdout.isatty()
     callbacks = build_callbacks(cfg, has_logger=bool(logger), interactive=interactive)

@@ -33,12 +33,23 @@ class NonFiniteLossGuard(L.Callback):
     """Stop at the first non-finite training loss, before a NaN model can be checkpointed.
 
     The flag accumulates on the device and is read every `check_every_n_steps` steps and before
-    validation (which precedes every checkpoint save), so on a GPU it costs no per-step sync.
+    validation (which precedes every checkpoint save). By default (None) that is every step on a CPU,
+    where reading it is free, and every `ACCELERATOR_CHECK_EVERY` steps on a GPU, where each read
+    would stall the host until the device catches up.
     """
 
-    def __init__(self, check_every_n_steps: int = 1) -> None:
-        self.check_every_n_steps = max(1, check_every_n_steps)
+    ACCELERATOR_CHECK_EVERY = 100
+
+    def __init__(self, check_every_n_steps: int | None = None) -> None:
+        if check_every_n_steps is not None and check_every_n_steps < 1:
+            raise ValueError(f"check_every_n_steps must be at least 1 or None, got {check_every_n_steps}")
+        self.check_every_n_steps = check_every_n_steps
         self._bad: torch.Tensor | None = None
+
+    def steps_between_checks(self, device: torch.device) -> int:
+        if self.check_every_n_steps is not None:
+            return self.check_every_n_steps
+        return 1 if device.type == "cpu" else self.ACCELERATOR_CHECK_EVERY
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
@@ -47,7 +58,7 @@ class NonFiniteLossGuard(L.Callback):
             return
         bad = ~torch.isfinite(loss.detach())
         self._bad = bad if self._bad is None else self._bad | bad
-        if (batch_idx + 1) % self.check_every_n_steps == 0:
+        if (batch_idx + 1) % self.steps_between_checks(pl_module.device) == 0:
             self._raise_if_bad(trainer, f"epoch {trainer.current_epoch}, step {batch_idx}")
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
