@@ -21,7 +21,10 @@ from fmnist.training.tally import EpochTally, summary_from_confusion
 from tests.conftest import DATA_DIR, REPO
 from tests.test_config import compose
 
-FAST_CNN_PARAMS = 64_576  # conf/model/fast_cnn.yaml: widths 32/48/96, BatchNorm affine, linear 864->10 (no bias)
+# conf/model/fast_cnn.yaml, by hand: 3x3 convs without bias 1->48, 48->48, 48->96, 96->96, 96->192, 192->192;
+# six BatchNorms (weight + bias); linear 192*3*3 -> 10 without bias.
+FAST_CNN_PARAMS = (9 * (48 + 48 * 48 + 48 * 96 + 96 * 96 + 96 * 192 + 192 * 192)
+                   + 2 * 2 * (48 + 96 + 192) + 192 * 9 * 10)
 
 
 def run_bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -46,12 +49,15 @@ def test_quick_bench_writes_bench_json(tmp_path: Path) -> None:
     assert [(row["model"], row["batch_size"], row["batch_source"]) for row in rows] == [
         ("conv_maxpool", 16, "experiment=study_a_conv_maxpool"), ("conv_maxpool", 256, "common")]
     for row in rows:
-        assert len(row["framework_ms_per_step"]) == len(row["plain_ms_per_step"]) == row["repeats"] == 2
+        assert (len(row["framework_ms_per_step"]) == len(row["plain_ms_per_step"])
+                == len(row["bare_lightning_ms_per_step"]) == row["repeats"] == 2)
         assert row["steps"] >= 3 and row["params"] == 63_050
         for side in ("framework", "plain"):
             assert positive(row[side]["ms_per_step"]) and positive(row[side]["images_per_second"])
-        ratio = row["ratio"]
-        assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
+        assert positive(row["bare_lightning"]["ms_per_step"])
+        for name in ("ratio", "lightning_floor_ratio", "fmnist_over_lightning_ratio"):
+            ratio = row[name]
+            assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
         assert isinstance(row["meets_target"], bool)
     inference = rows[0]["inference_images_per_second"]
     assert positive(inference["batch_1"]) and positive(inference["batch_1024"])
@@ -86,7 +92,7 @@ def test_fast_cnn_size_and_shapes() -> None:
     cfg = compose(["model=fast_cnn"])
     module = build_module(cfg)
     assert sum(parameter.numel() for parameter in module.net.parameters()) == FAST_CNN_PARAMS
-    plain = FastCNN(widths=(32, 48, 96), head="flatten")
+    plain = FastCNN(widths=(48, 96, 192), extra_conv=True, head="flatten")
     assert sum(parameter.numel() for parameter in plain.parameters()) == FAST_CNN_PARAMS
     conv = next(layer for layer in module.net.modules() if isinstance(layer, nn.Conv2d) and layer.in_channels > 1)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # model.channels_last converts the backbone

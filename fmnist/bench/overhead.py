@@ -15,6 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from fmnist.bench.bare_lightning import time_bare_lightning
 from fmnist.bench.framework import time_framework
 from fmnist.bench.inference import images_per_second
 from fmnist.bench.plain_loop import time_plain_loop
@@ -74,6 +75,10 @@ class Case:
                                channels_last=bool(cfg.model.get("channels_last", False)),
                                precision=str(cfg.trainer.precision))
 
+    def bare_lightning(self, steps: int, warmup: int) -> Timing:
+        return time_bare_lightning(self.cfg, self.new_net(), instantiate(self.cfg.optimizer),
+                                   self.datamodule.train_dataloader(), steps, warmup)
+
     def framework(self, steps: int, warmup: int) -> Timing:
         self.runs += 1
         return time_framework(self.cfg, self.datamodule, steps, warmup, self.work_dir / f"run{self.runs}")
@@ -101,13 +106,18 @@ def measure_case(case: Case, budget: Budget, with_inference: bool) -> dict[str, 
     steps = case.step_count(budget)
     framework: list[Timing] = []
     plain: list[Timing] = []
-    for repeat in range(budget.repeats):
+    bare: list[Timing] = []
+    for repeat in range(budget.repeats):  # A B C A B C ...: drift on the machine hits all three alike
         framework.append(case.framework(steps, budget.warmup))
         plain.append(case.plain(steps, budget.warmup))
-        log.info("%s batch %d, repeat %d: framework %.2f ms/step, plain %.2f ms/step", cfg.model.name,
-                 cfg.data.batch_size, repeat + 1, framework[-1].ms_per_step, plain[-1].ms_per_step)
+        bare.append(case.bare_lightning(steps, budget.warmup))
+        log.info("%s batch %d, repeat %d: fmnist %.2f, plain %.2f, bare Lightning %.2f ms/step", cfg.model.name,
+                 cfg.data.batch_size, repeat + 1, framework[-1].ms_per_step, plain[-1].ms_per_step,
+                 bare[-1].ms_per_step)
     ratios = [a.seconds / b.seconds for a, b in zip(framework, plain, strict=True)]
     cpu_ratios = [a.cpu_seconds / b.cpu_seconds for a, b in zip(framework, plain, strict=True)]
+    floor_ratios = [a.seconds / b.seconds for a, b in zip(bare, plain, strict=True)]
+    own_ratios = [a.seconds / b.seconds for a, b in zip(framework, bare, strict=True)]
     result: dict[str, Any] = {
         "model": cfg.model.name,
         "batch_size": int(cfg.data.batch_size),
@@ -117,12 +127,16 @@ def measure_case(case: Case, budget: Budget, with_inference: bool) -> dict[str, 
         "repeats": budget.repeats,
         "framework_ms_per_step": [timing.ms_per_step for timing in framework],
         "plain_ms_per_step": [timing.ms_per_step for timing in plain],
+        "bare_lightning_ms_per_step": [timing.ms_per_step for timing in bare],
         "framework": {"ms_per_step": median(t.ms_per_step for t in framework),
                       "images_per_second": median(t.images_per_second for t in framework)},
         "plain": {"ms_per_step": median(t.ms_per_step for t in plain),
                   "images_per_second": median(t.images_per_second for t in plain)},
+        "bare_lightning": {"ms_per_step": median(t.ms_per_step for t in bare)},
         "ratio": summarize(ratios),
         "cpu_time_ratio": summarize(cpu_ratios),
+        "lightning_floor_ratio": summarize(floor_ratios),  # bare Lightning / plain
+        "fmnist_over_lightning_ratio": summarize(own_ratios),  # fmnist / bare Lightning
     }
     if with_inference:
         result["inference_images_per_second"] = case.inference(budget)
