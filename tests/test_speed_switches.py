@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -9,7 +11,7 @@ from torch import nn
 
 from fmnist.errors import ConfigError
 from fmnist.training.builders import prepare_net
-from fmnist.training.safety import NonFiniteLossGuard
+from fmnist.training.safety import NonFiniteLossError, NonFiniteLossGuard
 
 
 def model_cfg(compile_setting: object) -> DictConfig:
@@ -33,10 +35,22 @@ def test_unknown_compile_setting_names_the_key_and_the_choices(setting: object) 
         prepare_net(nn.Linear(4, 2), model_cfg(setting))
 
 
-def test_nan_guard_reads_every_step_on_cpu_and_rarely_on_a_gpu() -> None:
-    guard = NonFiniteLossGuard()
-    assert guard.steps_between_checks(torch.device("cpu")) == 1
-    assert guard.steps_between_checks(torch.device("cuda", 0)) == NonFiniteLossGuard.ACCELERATOR_CHECK_EVERY
-    assert NonFiniteLossGuard(7).steps_between_checks(torch.device("cuda", 0)) == 7
+def feed(guard: NonFiniteLossGuard, trainer: SimpleNamespace, losses: list[float]) -> None:
+    for step, loss in enumerate(losses):
+        guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, step)  # type: ignore[arg-type]
+
+
+def test_nan_guard_checks_every_n_steps_and_before_validation() -> None:
+    trainer = SimpleNamespace(current_epoch=0, checkpoint_callback=None)
+    guard = NonFiniteLossGuard(check_every_n_steps=3)
+    feed(guard, trainer, [1.0, 0.5, 0.2, 0.1, 0.1])  # finite: silent
+    feed(guard, trainer, [0.1])  # the 3rd kept loss since the last check: checked, finite
+    feed(guard, trainer, [float("nan"), 0.3])  # a bad step, not yet checked
+    with pytest.raises(NonFiniteLossError, match="NaN or infinite"):
+        feed(guard, trainer, [0.2])  # the 3rd step since the last check finds the NaN two steps back
+    feed(guard, trainer, [float("inf")])
+    with pytest.raises(NonFiniteLossError, match="no checkpoint had been saved yet"):
+        guard.on_validation_start(trainer, None)  # type: ignore[arg-type]  # before any checkpoint can be saved
+    guard.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]  # nothing pending any more
     with pytest.raises(ValueError, match="at least 1"):
         NonFiniteLossGuard(0)
