@@ -21,7 +21,10 @@ def _synchronize(device: torch.device) -> None:
 class StepTimer(L.Callback):
     """Wall time of each training epoch's steps (data, forward, backward, step, metrics; no validation).
 
-    One device sync per epoch, so the timing does not itself slow training down.
+    One device sync per epoch, so the timing does not itself slow training down. The clock stops at the
+    epoch's last batch, or, for an epoch cut short (trainer.max_time, a stop signal), when validation
+    starts or the epoch ends; the figures of a cut epoch are logged in on_train_epoch_end, so this
+    callback must come before EpochHistory in the callback list (conf/callbacks/default.yaml).
     """
 
     def __init__(self) -> None:
@@ -29,24 +32,48 @@ class StepTimer(L.Callback):
         self.epoch_images_per_second: list[float] = []
         self._start = 0.0
         self._images = 0
+        self._steps = 0
+        self._clock_running = False
+        self._logged = False
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         _synchronize(pl_module.device)
-        self._images = 0
+        self._images, self._steps = 0, 0
+        self._clock_running, self._logged = True, False
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         self._images += len(batch[1])
+        self._steps += 1
         if batch_idx + 1 == trainer.num_training_batches:
-            _synchronize(pl_module.device)
-            seconds = time.perf_counter() - self._start
-            steps = batch_idx + 1
-            self.epoch_ms_per_step.append(1000.0 * seconds / steps)
-            self.epoch_images_per_second.append(self._images / seconds)
-            pl_module.log_dict({"train/ms_per_step": self.epoch_ms_per_step[-1],
-                                "train/images_per_second": self.epoch_images_per_second[-1]},
-                               on_step=False, on_epoch=True)
+            self._stop_clock(pl_module)
+            self._log(pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.should_stop:  # validation right after the step that ended a cut epoch
+            self._stop_clock(pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_clock(pl_module)
+        self._log(pl_module)
+
+    def _stop_clock(self, pl_module: L.LightningModule) -> None:
+        if not self._clock_running or self._steps == 0:
+            return
+        _synchronize(pl_module.device)
+        seconds = time.perf_counter() - self._start
+        self._clock_running = False
+        self.epoch_ms_per_step.append(1000.0 * seconds / self._steps)
+        self.epoch_images_per_second.append(self._images / seconds)
+
+    def _log(self, pl_module: L.LightningModule) -> None:
+        if self._logged or self._clock_running or self._steps == 0:
+            return
+        self._logged = True
+        pl_module.log_dict({"train/ms_per_step": self.epoch_ms_per_step[-1],
+                            "train/images_per_second": self.epoch_images_per_second[-1]},
+                           on_step=False, on_epoch=True)
 
     @property
     def ms_per_step(self) -> float | None:

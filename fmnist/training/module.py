@@ -78,15 +78,13 @@ class ClassifierModule(L.LightningModule):
         logits = self.net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         self.train_tally.update(logits, y, loss)
-        if batch_idx + 1 == self.trainer.num_training_batches:
-            self._log_train_epoch()  # here, not in on_train_epoch_end: callbacks (history.csv) run before that hook
         return loss
 
     def on_train_epoch_start(self) -> None:
         self.train_tally.reset()
 
     def on_train_epoch_end(self) -> None:
-        if self.train_tally:  # an epoch cut short (max_steps) never reached its last batch
+        if self.train_tally:  # not reached in practice: on_train_batch_end logs the epoch's last batch
             self._log_train_epoch()
 
     def _log_train_epoch(self) -> None:
@@ -97,6 +95,11 @@ class ClassifierModule(L.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.max_norm:
             apply_max_norm(self.net, self.max_norm)
+        # The epoch's last batch, or a batch after which it stops early (trainer.max_time, max_steps, a
+        # callback's stop signal: the module's hook runs after every callback's). Logged here, before
+        # validation and before the callbacks' on_train_epoch_end (history.csv) read the metrics.
+        if self.trainer.fit_loop.epoch_loop.done:
+            self._log_train_epoch()
 
     def _eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         """With `tta_flip`, the mean of the logits of each image and its mirror image (test-time augmentation)."""
