@@ -81,6 +81,32 @@ def test_time_to_accuracy_trains_the_speedrun_and_it_learns(tmp_path: Path) -> N
     assert (Path(run["run_dir"]) / "metrics.json").is_file()
 
 
+def test_time_to_accuracy_trains_the_named_experiment_with_overrides_of_its_own_keys(tmp_path: Path) -> None:
+    # speedrun_gpu picks trainer=gpu; the overrides move it to the CPU and shrink its widths, a key the plain
+    # config does not have: both must reach the probe and the runs.
+    output = tmp_path / "bench.json"
+    done = run_bench("--quick", "--time-to-accuracy", "0.5", "--runs", "1", "--experiment", "speedrun_gpu",
+                     "--output", str(output), "trainer=cpu", "trainer.precision=32-true",
+                     "model.net.widths=[16,32,64]", "data.train_subset=16384")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    result = json.loads(output.read_text())["time_to_accuracy"]
+    assert result["experiment"] == "speedrun_gpu"
+    run_dir = Path(result["runs"][0]["run_dir"])
+    assert run_dir.parent == tmp_path / "speedrun_gpu"
+    assert result["runs"][0]["test_acc"] > 0.3, result  # 32 steps of batch 512: well above chance (0.10)
+
+
+def test_speedrun_gpu_recipe() -> None:
+    cfg = compose(["experiment=speedrun_gpu"])
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark
+    assert list(cfg.model.net.widths) == [64, 128, 256] and cfg.data.batch_size == 512
+    assert cfg.trainer.max_epochs == 10 and cfg.optimizer.lr == pytest.approx(1e-2)
+    assert cfg.augmentation.flip is True and cfg.augmentation.translate == 2
+    assert cfg.model.tta_flip is True and cfg.scheduler.name == "onecycle"  # inherited from speedrun
+    net = build_module(compose(["experiment=speedrun_gpu", "trainer=cpu"])).net
+    assert sum(parameter.numel() for parameter in net.parameters()) == 1_168_192
+
+
 def test_study_batch_sizes_come_from_the_recipes() -> None:
     assert study_batch_size("conv_maxpool") == (16, "study_a_conv_maxpool")
     assert study_batch_size("lstm") == (64, "study_a_lstm")

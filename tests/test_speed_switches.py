@@ -10,8 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from fmnist.errors import ConfigError
-from fmnist.training.builders import prepare_net
+from fmnist.training.builders import build_module, prepare_net
 from fmnist.training.safety import NonFiniteLossError, NonFiniteLossGuard
+from tests.test_config import compose
 
 
 def model_cfg(compile_setting: object) -> DictConfig:
@@ -54,3 +55,38 @@ def test_nan_guard_checks_every_n_steps_and_before_validation() -> None:
     guard.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]  # nothing pending any more
     with pytest.raises(ValueError, match="at least 1"):
         NonFiniteLossGuard(0)
+
+
+class OneBufferNet(nn.Module):
+    """Mimics a CUDA-graph replay: every call writes its result into the same output tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = torch.zeros(2, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.out.copy_(x.flatten(1)[:, :10])
+        return self.out
+
+
+@pytest.mark.parametrize("mode", ["reduce-overhead", "max-autotune"])
+def test_cuda_graph_modes_mark_each_step_and_keep_both_flip_outputs(mode: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    steps: list[int] = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
+    cfg = compose(["model=conv_maxpool", "+model.tta_flip=true", f"model.compile={mode}"])
+    module = build_module(cfg)
+    assert module.cuda_graphs is True
+    module.net = OneBufferNet()  # in place of the compiled net: compiling it on a CPU would not replay graphs
+    x = torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28)
+    expected = (x.flatten(1)[:, :10] + x.flip(-1).flatten(1)[:, :10]) / 2
+    assert torch.equal(module._eval_logits(x), expected)  # without the copy, the mirror's output overwrites both
+    assert len(steps) == 2
+
+
+def test_other_compile_settings_leave_the_net_output_alone() -> None:
+    for setting in ("false", "true", "default", "max-autotune-no-cudagraphs"):
+        module = build_module(compose(["model=conv_maxpool", f"model.compile={setting}"]))
+        assert module.cuda_graphs is False
+        module.net = OneBufferNet()
+        assert module(torch.ones(2, 1, 28, 28)) is module.net.out

@@ -21,7 +21,7 @@ from fmnist.bench.configs import compose_run, model_exists, probe_trainer, study
 from fmnist.bench.data_pipeline import pipeline_report
 from fmnist.bench.overhead import Budget, Case, measure_case, resident_datamodule
 from fmnist.bench.report import PIPELINE_TARGET, machine, print_report, ratio_target, write_report
-from fmnist.bench.time_to_accuracy import time_to_accuracy
+from fmnist.bench.time_to_accuracy import EXPERIMENT, time_to_accuracy
 
 DEFAULT_MODELS = ("conv_maxpool", "drop_norm_l2", "lstm", "rnn", "fast_cnn")
 COMMON_BATCH = 256
@@ -48,7 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="seconds instead of minutes: a smoke test")
     parser.add_argument("--output", type=Path, default=Path("outputs/bench/bench.json"), help="where bench.json goes")
     parser.add_argument("--time-to-accuracy", type=float, default=None, metavar="ACC",
-                        help="instead of the speed table: train experiment=speedrun --runs times, report test acc")
+                        help="instead of the speed table: train --experiment --runs times, report test acc and time")
+    parser.add_argument("--experiment", default=EXPERIMENT,
+                        help="the recipe --time-to-accuracy trains (speedrun; speedrun_gpu on a GPU)")
     parser.add_argument("--runs", type=int, default=5, help="seeds for --time-to-accuracy")
     return parser.parse_args(argv)
 
@@ -111,10 +113,12 @@ def speed_report(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
 
 def accuracy_report(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
     overrides = [*(QUICK_ACCURACY_OVERRIDES if args.quick else ()), *args.overrides]
-    probe = probe_trainer(compose_run(overrides, work_dir))
+    # the recipe's own overrides apply to the probe too: they may pick the accelerator or name its model's keys
+    probe = probe_trainer(compose_run([f"experiment={args.experiment}", *overrides], work_dir))
     report: dict[str, Any] = {"machine": machine(probe.strategy.root_device)}
-    runs_dir = args.output.parent / "speedrun"
-    report["time_to_accuracy"] = time_to_accuracy(args.time_to_accuracy, args.runs, runs_dir, overrides)
+    runs_dir = args.output.parent / args.experiment
+    report["time_to_accuracy"] = time_to_accuracy(args.time_to_accuracy, args.runs, runs_dir, overrides,
+                                                  experiment=args.experiment)
     if hasattr(os, "getloadavg"):
         report["machine"]["load_average_at_end"] = list(os.getloadavg())
     return report

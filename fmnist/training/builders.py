@@ -61,6 +61,7 @@ def build_scheduler(cfg: DictConfig) -> SchedulerSpec | None:
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # the modes that replay CUDA graphs on a GPU
 
 
 def prepare_net(net: nn.Module, model_cfg: DictConfig) -> nn.Module:
@@ -91,6 +92,7 @@ def build_module(cfg: DictConfig, net: nn.Module | None = None) -> ClassifierMod
         max_norm=cfg.regularization.max_norm,
         run_config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
         tta_flip=bool(cfg.model.get("tta_flip", False)),
+        cuda_graphs=cfg.model.get("compile") in CUDA_GRAPH_MODES,
     )
 
 

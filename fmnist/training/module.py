@@ -50,10 +50,12 @@ class ClassifierModule(L.LightningModule):
         class_names: Sequence[str] = CLASS_NAMES,
         run_config: dict[str, Any] | None = None,
         tta_flip: bool = False,
+        cuda_graphs: bool = False,
     ) -> None:
         super().__init__()
         self.net = net
         self.tta_flip = tta_flip
+        self.cuda_graphs = cuda_graphs
         self.optimizer_factory = optimizer
         self.scheduler_spec = scheduler
         self.label_smoothing = label_smoothing
@@ -71,11 +73,20 @@ class ClassifierModule(L.LightningModule):
         self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # for PR curves, test only
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self._run_net(x)
+
+    def _run_net(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.cuda_graphs:
+            return self.net(x)
+        # A CUDA-graph replay (model.compile=reduce-overhead) writes its output into the same buffer every
+        # time: each call starts a new step, and its output is copied so that a second call (the mirrored
+        # images of test-time augmentation) cannot overwrite the first. The copy is (batch, 10) floats.
+        torch.compiler.cudagraph_mark_step_begin()
+        return self.net(x).clone()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        logits = self.net(x)
+        logits = self._run_net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         self.train_tally.update(logits, y, loss)
         return loss
@@ -103,8 +114,8 @@ class ClassifierModule(L.LightningModule):
 
     def _eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         """With `tta_flip`, the mean of the logits of each image and its mirror image (test-time augmentation)."""
-        logits = self.net(x)
-        return (logits + self.net(x.flip(-1))) / 2 if self.tta_flip else logits
+        logits = self._run_net(x)
+        return (logits + self._run_net(x.flip(-1))) / 2 if self.tta_flip else logits
 
     def _evaluate(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
