@@ -73,9 +73,6 @@ class ClassifierModule(L.LightningModule):
         self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # for PR curves, test only
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run_net(x)
-
-    def _run_net(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cuda_graphs:
             return self.net(x)
         # A CUDA-graph replay (model.compile=reduce-overhead) writes its output into the same buffer every
@@ -86,7 +83,7 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        logits = self._run_net(x)
+        logits = self.forward(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         self.train_tally.update(logits, y, loss)
         return loss
@@ -114,8 +111,8 @@ class ClassifierModule(L.LightningModule):
 
     def _eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         """With `tta_flip`, the mean of the logits of each image and its mirror image (test-time augmentation)."""
-        logits = self._run_net(x)
-        return (logits + self._run_net(x.flip(-1))) / 2 if self.tta_flip else logits
+        logits = self.forward(x)
+        return (logits + self.forward(x.flip(-1))) / 2 if self.tta_flip else logits
 
     def _evaluate(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
