@@ -18,6 +18,13 @@ def job_gpu(job_number: int | None = None, gpu_count: int | None = None) -> list
     return [job_number % max(1, gpu_count)]
 
 
+def ceil_div(numerator: int, denominator: int) -> int:
+    """Batches needed to cover `numerator` images at `denominator` per batch (data.steps_per_execution)."""
+    return max(1, -(-int(numerator) // int(denominator)))
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("fmnist_job_gpu"):
         OmegaConf.register_new_resolver("fmnist_job_gpu", lambda: job_gpu())
+    if not OmegaConf.has_resolver("fmnist_ceil_div"):
+        OmegaConf.register_new_resolver("fmnist_ceil_div", ceil_div)

@@ -37,12 +37,13 @@ def test_unknown_compile_setting_names_the_key_and_the_choices(setting: object) 
 
 
 def feed(guard: NonFiniteLossGuard, trainer: SimpleNamespace, losses: list[float]) -> None:
-    for step, loss in enumerate(losses):
-        guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, step)  # type: ignore[arg-type]
+    for loss in losses:
+        trainer.global_step += 1  # one optimizer step per call here
+        guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, 0)  # type: ignore[arg-type]
 
 
 def test_nan_guard_checks_every_n_steps_and_before_validation() -> None:
-    trainer = SimpleNamespace(current_epoch=0, checkpoint_callback=None)
+    trainer = SimpleNamespace(current_epoch=0, checkpoint_callback=None, global_step=0)
     guard = NonFiniteLossGuard(check_every_n_steps=3)
     feed(guard, trainer, [1.0, 0.5, 0.2, 0.1, 0.1])  # finite: silent
     feed(guard, trainer, [0.1])  # the 3rd kept loss since the last check: checked, finite

@@ -3,6 +3,7 @@ config, driven by `trainer.fit`; only the number of steps is fixed and validatio
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,8 @@ from fmnist.training.builders import build_module, build_trainer
 
 
 class StepWindow(L.Callback):
-    """Clock from the end of the last warm-up step to the end of the last step: exactly `steps` batches
-    fetched and trained, hooks and metric updates included."""
+    """Clock from the end of the last warm-up Lightning step to the end of the last one: exactly the timed
+    batches fetched and trained, hooks and metric updates included."""
 
     def __init__(self, warmup: int) -> None:
         if warmup < 1:
@@ -35,17 +36,26 @@ class StepWindow(L.Callback):
 
 def time_framework(cfg: DictConfig, datamodule: FashionMnistDataModule, steps: int, warmup: int,
                    run_dir: Path) -> Timing:
-    """One `trainer.fit` of warmup + steps batches with the config's logger, callbacks and metrics."""
+    """One `trainer.fit` of warmup + steps optimizer steps with the config's logger, callbacks and metrics.
+
+    Lightning steps hold `data.steps_per_execution` optimizer steps each, so `steps` must be a multiple of
+    it and the warm-up is rounded up to whole Lightning steps."""
+    per_item = datamodule.steps_per_execution
+    if steps % per_item:
+        raise ValueError(f"{steps} steps are not whole groups of data.steps_per_execution={per_item}")
+    warmup_items, items = max(1, math.ceil(warmup / per_item)), steps // per_item
+    full_batches = len(datamodule.train_batches().labels) // datamodule.batch_size
+    if (warmup_items + items) * per_item > full_batches:
+        raise ValueError(f"{(warmup_items + items) * per_item} steps do not fit in one epoch of batch "
+                         f"{datamodule.batch_size}")
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.trainer.max_epochs = 1
-        cfg.trainer.limit_train_batches = warmup + steps
+        cfg.trainer.limit_train_batches = warmup_items + items
         cfg.trainer.limit_val_batches = 0
-    if warmup + steps > len(datamodule.train_dataloader()):
-        raise ValueError(f"{warmup + steps} steps do not fit in one epoch of batch {datamodule.batch_size}")
     module = build_module(cfg)
     trainer = build_trainer(cfg, run_dir)
-    window = StepWindow(warmup)
+    window = StepWindow(warmup_items)
     trainer.callbacks.append(window)
     trainer.fit(module, datamodule=datamodule)
     if window.start is None or window.end is None:

@@ -77,18 +77,23 @@ class Case:
 
     def bare_lightning(self, steps: int, warmup: int) -> Timing:
         return time_bare_lightning(self.cfg, self.new_net(), instantiate(self.cfg.optimizer),
-                                   self.datamodule.train_dataloader(), steps, warmup)
+                                   self.datamodule.train_batches(1), steps, warmup)  # one batch per Lightning step
 
     def framework(self, steps: int, warmup: int) -> Timing:
         self.runs += 1
         return time_framework(self.cfg, self.datamodule, steps, warmup, self.work_dir / f"run{self.runs}")
 
     def step_count(self, budget: Budget) -> int:
-        """Steps per timed run from a short plain probe, capped by one epoch of batches."""
+        """Optimizer steps per timed run from a short plain probe: whole groups of data.steps_per_execution
+        (the framework's Lightning steps), capped by one epoch of full batches after the warm-up."""
         probe = self.plain(budget.probe_steps, budget.warmup)
         wanted = math.ceil(budget.seconds / probe.seconds * probe.steps)
-        per_epoch = len(self.datamodule.train_dataloader()) - budget.warmup - 1
-        return max(1, min(max(budget.min_steps, min(wanted, budget.max_steps)), per_epoch))
+        per_item = self.datamodule.steps_per_execution
+        warmup_items = max(1, math.ceil(budget.warmup / per_item))
+        items_per_epoch = len(self.labels) // self.datamodule.batch_size // per_item - warmup_items
+        wanted_items = max(math.ceil(budget.min_steps / per_item), min(math.ceil(wanted / per_item),
+                                                                       math.ceil(budget.max_steps / per_item)))
+        return per_item * max(1, min(wanted_items, items_per_epoch))
 
     def inference(self, budget: Budget, batch_sizes: tuple[int, ...] = (1, 1024)) -> dict[str, float]:
         net = self.new_net()
@@ -123,6 +128,7 @@ def measure_case(case: Case, budget: Budget, with_inference: bool) -> dict[str, 
         "batch_size": int(cfg.data.batch_size),
         "params": sum(parameter.numel() for parameter in build_net(cfg.model).parameters()),
         "steps": steps,
+        "steps_per_execution": case.datamodule.steps_per_execution,
         "warmup": budget.warmup,
         "repeats": budget.repeats,
         "framework_ms_per_step": [timing.ms_per_step for timing in framework],

@@ -38,10 +38,14 @@ class TensorBatches:
 
     Making them depend on the epoch number (set by Lightning through `set_epoch`, as it does for a
     DistributedSampler) rather than on hidden RNG state lets a resumed run see the same batches.
+
+    With `batches_per_item` K > 1 each item holds K consecutive batches in one tensor (the last item of an
+    epoch may hold fewer, and its last batch may be short): the same images in the same order as K = 1,
+    so that a training step can run K optimizer steps on `x.split(batch_size)` (see ClassifierModule).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, transform: BatchTransform,
-                 train: bool = False, seed: int = 0, drop_last: bool = False) -> None:
+                 train: bool = False, seed: int = 0, drop_last: bool = False, batches_per_item: int = 1) -> None:
         self.images = images
         self.labels = labels
         self.batch_size = batch_size
@@ -49,6 +53,7 @@ class TensorBatches:
         self.train = train
         self.seed = seed
         self.drop_last = drop_last
+        self.batches_per_item = batches_per_item
         self.epoch = 0
 
     batch_sampler = None  # Lightning inspects DataLoader-like attributes; batching is done here.
@@ -61,9 +66,17 @@ class TensorBatches:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    @property
+    def batches_per_epoch(self) -> int:
         count = len(self.labels) / self.batch_size
         return math.floor(count) if self.drop_last else math.ceil(count)
+
+    def batches_in(self, items: int) -> int:
+        """How many batches the first `items` items hold: the optimizer steps they make."""
+        return min(items * self.batches_per_item, self.batches_per_epoch)
+
+    def __len__(self) -> int:
+        return math.ceil(self.batches_per_epoch / self.batches_per_item)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         device = self.images.device
@@ -72,11 +85,13 @@ class TensorBatches:
         if self.train:
             generator = torch.Generator(device=device).manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(len(self.labels), device=device, generator=generator)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        end = min(self.batches_per_epoch * self.batch_size, len(self.labels))
+        item_size = self.batch_size * self.batches_per_item
+        for start in range(0, end, item_size):
+            stop = min(start + item_size, end)
             if order is None:
-                stop = start + self.batch_size
                 images, labels = self.images[start:stop], self.labels[start:stop]
             else:
-                index = order[start : start + self.batch_size]  # index_select: ~10x faster than images[index]
+                index = order[start:stop]  # index_select: ~10x faster than images[index]
                 images, labels = self.images.index_select(0, index), self.labels.index_select(0, index)
             yield self.transform(images, self.train, generator), labels

@@ -42,13 +42,15 @@ class FashionMnistDataModule(L.LightningDataModule):
         verify_checksums: bool = True,
         shuffle_seed: int = 0,
         channels_last: bool = False,
+        steps_per_execution: int = 1,
     ) -> None:
         super().__init__()
         if input_kind not in INPUT_KINDS:
             raise ConfigError("model.input", f"'{input_kind}' is not an input kind", f"use one of {INPUT_KINDS}")
-        for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
-            if not isinstance(value, int) or value <= 0:
-                raise ConfigError(key, f"{value!r} is not a positive integer", "use a batch size of 1 or more")
+        for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size),
+                           ("data.steps_per_execution", steps_per_execution)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(key, f"{value!r} is not a positive integer", "use an integer of 1 or more")
         self.data_dir = Path(data_dir)
         self.system_dir = Path(system_dir)
         self.input_kind = input_kind
@@ -64,6 +66,7 @@ class FashionMnistDataModule(L.LightningDataModule):
         self.verify_checksums = verify_checksums
         self.shuffle_seed = shuffle_seed
         self.channels_last = channels_last
+        self.steps_per_execution = steps_per_execution
         self.train_index = np.empty(0, dtype=np.int64)
         self.val_index = np.empty(0, dtype=np.int64)
         self.source: Path | None = None
@@ -121,8 +124,13 @@ class FashionMnistDataModule(L.LightningDataModule):
         return BatchTransform(self.mean, self.std, self.input_kind, self.augmentation, self.channels_last)
 
     def train_dataloader(self) -> TensorBatches:
+        """Each item holds `steps_per_execution` batches: one Lightning step runs that many optimizer steps."""
+        return self.train_batches(self.steps_per_execution)
+
+    def train_batches(self, batches_per_item: int = 1) -> TensorBatches:
         images, labels = self._splits["fit"]
-        return TensorBatches(images, labels, self.batch_size, self.transform, train=True, seed=self.shuffle_seed)
+        return TensorBatches(images, labels, self.batch_size, self.transform, train=True, seed=self.shuffle_seed,
+                             batches_per_item=batches_per_item)
 
     def val_dataloader(self) -> TensorBatches:
         images, labels = self._splits["val"]

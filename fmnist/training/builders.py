@@ -40,6 +40,7 @@ def build_datamodule(cfg: DictConfig) -> FashionMnistDataModule:
         verify_checksums=data.verify_checksums,
         shuffle_seed=cfg.seed if cfg.seed is not None else 0,
         channels_last=bool(cfg.model.get("channels_last", False)),
+        steps_per_execution=data.get("steps_per_execution", 1),
     )
 
 
@@ -93,6 +94,9 @@ def build_module(cfg: DictConfig, net: nn.Module | None = None) -> ClassifierMod
         run_config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
         tta_flip=bool(cfg.model.get("tta_flip", False)),
         cuda_graphs=cfg.model.get("compile") in CUDA_GRAPH_MODES,
+        micro_batch_size=cfg.data.batch_size,
+        gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
+        gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm"),
     )
 
 
@@ -112,12 +116,27 @@ def build_callbacks(cfg: DictConfig, has_logger: bool, interactive: bool) -> lis
     return keep
 
 
+# Applied by ClassifierModule, which steps its own optimizer: Lightning refuses them under manual optimization.
+MODULE_TRAINER_KEYS = ("gradient_clip_val", "gradient_clip_algorithm")
+
+
+def trainer_arguments(cfg: DictConfig) -> dict[str, Any]:
+    """`cfg.trainer`, resolved, without the settings the module applies itself."""
+    accumulate = cfg.trainer.get("accumulate_grad_batches") or 1
+    if accumulate != 1:
+        raise ConfigError("trainer.accumulate_grad_batches", f"{accumulate} is not supported: fmnist steps the "
+                          "optimizer itself, once per batch", "raise data.batch_size instead (with the learning rate)")
+    arguments = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert isinstance(arguments, dict)
+    return {key: value for key, value in arguments.items() if key not in MODULE_TRAINER_KEYS}
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     drop_futile_nvml_check()
     logger = build_logger(cfg)
     interactive = sys.stdout.isatty()
     callbacks = build_callbacks(cfg, has_logger=bool(logger), interactive=interactive)
     has_bar = any(isinstance(callback, RichProgressBar) for callback in callbacks)
-    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
+    return instantiate(trainer_arguments(cfg), logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                        enable_progress_bar=has_bar, enable_model_summary=interactive,
                        plugins=[AtomicCheckpointIO()])

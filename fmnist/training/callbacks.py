@@ -32,20 +32,21 @@ class StepTimer(L.Callback):
         self.epoch_images_per_second: list[float] = []
         self._start = 0.0
         self._images = 0
-        self._steps = 0
+        self._steps = 0  # optimizer steps: a Lightning step may run several (data.steps_per_execution)
+        self._first_step = 0
         self._clock_running = False
         self._logged = False
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         _synchronize(pl_module.device)
-        self._images, self._steps = 0, 0
+        self._images, self._steps, self._first_step = 0, 0, trainer.global_step
         self._clock_running, self._logged = True, False
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         self._images += len(batch[1])
-        self._steps += 1
+        self._steps = trainer.global_step - self._first_step
         if batch_idx + 1 == trainer.num_training_batches:
             self._stop_clock(pl_module)
             self._log(pl_module)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,10 +14,17 @@ from torch import nn
 from torch.optim import Optimizer
 
 from fmnist.constants import CLASS_NAMES
+from fmnist.errors import FmnistError
 from fmnist.training.constraints import apply_max_norm
 from fmnist.training.figures import confusion_heatmap
 from fmnist.training.metrics import confusion_matrix, per_class_metrics, summary_metrics
+from fmnist.training.stepping import hooks_are_silent
 from fmnist.training.tally import EpochTally
+
+
+class MonitorMissingError(FmnistError):
+    """A learning-rate schedule waits on a metric the run does not log."""
+
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 CHECKPOINT_CONFIG_KEY = "fmnist_config"
@@ -38,7 +46,14 @@ def metric_safe(name: str) -> str:
 
 
 class ClassifierModule(L.LightningModule):
-    """Cross-entropy classification with torchmetrics for train, val and test."""
+    """Cross-entropy classification with torchmetrics for train, val and test.
+
+    The module steps its optimizer itself (Lightning's manual optimization) so that one Lightning step can
+    run several optimizer steps: a training batch of K x `micro_batch_size` images (data.steps_per_execution)
+    is split into K batches, each with its own forward, backward, optimizer and scheduler step. Lightning's
+    per-step loop then costs 1/K as much per optimizer step (docs/speed.md). Hence the module, not the
+    trainer, clips gradients and steps learning-rate schedules, with Lightning's semantics.
+    """
 
     def __init__(
         self,
@@ -51,8 +66,19 @@ class ClassifierModule(L.LightningModule):
         run_config: dict[str, Any] | None = None,
         tta_flip: bool = False,
         cuda_graphs: bool = False,
+        micro_batch_size: int | None = None,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+        fast_steps: bool = True,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = False
+        self.micro_batch_size = micro_batch_size
+        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = gradient_clip_algorithm
+        self._epoch_complete = False
+        self.fast_steps = fast_steps
+        self._silent_hooks = False
         self.net = net
         self.tta_flip = tta_flip
         self.cuda_graphs = cuda_graphs
@@ -82,18 +108,69 @@ class ClassifierModule(L.LightningModule):
         return self.net(x).clone()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """One optimizer step per `micro_batch_size` images of the batch; returns their mean loss (NaN if any is)."""
         x, y = batch
-        logits = self.forward(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        self.train_tally.update(logits, y, loss)
-        return loss
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers() if self.scheduler_spec and self.scheduler_spec.interval == "step" else None
+        size = self.micro_batch_size or len(y)
+        max_steps = self.trainer.max_steps
+        losses = []
+        for x_step, y_step in zip(x.split(size), y.split(size), strict=True):
+            logits = self.forward(x_step)
+            loss = F.cross_entropy(logits, y_step, label_smoothing=self.label_smoothing)
+            self.train_tally.update(logits, y_step, loss)
+            optimizer.zero_grad(set_to_none=True)
+            if self._silent_hooks:  # the same step without dispatching hooks nobody listens to (stepping.py)
+                loss.backward()
+                self.on_before_optimizer_step(optimizer)
+                optimizer._on_before_step()  # Lightning's own step counting: trainer.global_step
+                optimizer.optimizer.step()
+                optimizer._on_after_step()
+            else:
+                self.manual_backward(loss)
+                optimizer.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
+            if scheduler is not None:
+                self.lr_scheduler_step(scheduler, None)  # type: ignore[arg-type]
+            if self.max_norm:
+                apply_max_norm(self.net, self.max_norm)
+            losses.append(loss.detach())
+            if max_steps != -1 and self.trainer.global_step >= max_steps:
+                break  # trainer.max_steps counts optimizer steps, and may fall inside a batch group
+        return losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+
+    def on_train_start(self) -> None:
+        self._silent_hooks = self.fast_steps and hooks_are_silent(self.trainer, self, ClassifierModule)
+
+    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
+        if self.gradient_clip_val:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val,
+                                gradient_clip_algorithm=self.gradient_clip_algorithm)
 
     def on_train_epoch_start(self) -> None:
         self.train_tally.reset()
+        self._epoch_complete = False
 
     def on_train_epoch_end(self) -> None:
         if self.train_tally:  # not reached in practice: on_train_batch_end logs the epoch's last batch
             self._log_train_epoch()
+        if self._epoch_complete:
+            self._step_epoch_scheduler()
+
+    def _step_epoch_scheduler(self) -> None:
+        """An epoch-interval schedule steps once per completed epoch, after validation (for a monitored
+        metric) and before the epoch-end checkpoint, which therefore holds the stepped schedule."""
+        spec = self.scheduler_spec
+        if spec is None or spec.interval != "epoch":
+            return
+        metric = None
+        if spec.monitor:
+            metric = self.trainer.callback_metrics.get(spec.monitor)
+            if metric is None:
+                raise MonitorMissingError(
+                    f"the learning-rate schedule monitors {spec.monitor!r}, which this run did not log "
+                    f"(logged: {sorted(self.trainer.callback_metrics) or 'nothing'}). Fix: keep validation on "
+                    "(trainer.limit_val_batches > 0), or set scheduler.monitor to a logged metric.")
+        self.lr_scheduler_step(self.lr_schedulers(), metric)  # type: ignore[arg-type]
 
     def _log_train_epoch(self) -> None:
         """train/loss, acc, precision, recall, f1 of the epoch: logged once, not on every step."""
@@ -101,8 +178,7 @@ class ClassifierModule(L.LightningModule):
         self.train_tally.reset()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.max_norm:
-            apply_max_norm(self.net, self.max_norm)
+        self._epoch_complete = batch_idx + 1 == self.trainer.num_training_batches
         # The epoch's last batch, or a batch after which it stops early (trainer.max_time, max_steps, a
         # callback's stop signal: the module's hook runs after every callback's). Logged here, before
         # validation and before the callbacks' on_train_epoch_end (history.csv) read the metrics.
@@ -185,11 +261,26 @@ class ClassifierModule(L.LightningModule):
             return optimizer
         kwargs = {}
         if spec.total_steps_kwarg:
-            kwargs[spec.total_steps_kwarg] = int(self.trainer.estimated_stepping_batches)
+            kwargs[spec.total_steps_kwarg] = self._planned_optimizer_steps()
         scheduler: dict[str, Any] = {"scheduler": spec.factory(optimizer, **kwargs), "interval": spec.interval}
         if spec.monitor:
             scheduler["monitor"] = spec.monitor
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _planned_optimizer_steps(self) -> int:
+        """Optimizer steps of the whole run, for schedules that need it (one-cycle, cosine)."""
+        trainer = self.trainer
+        training_steps = trainer.estimated_stepping_batches  # Lightning steps; sets the train data up
+        if math.isinf(training_steps):
+            raise FmnistError("this learning-rate schedule needs the run's length. Fix: set trainer.max_epochs "
+                              "or trainer.max_steps.")
+        loader = trainer.train_dataloader
+        if not hasattr(loader, "batches_in"):  # a loader without batch groups: one optimizer step per batch
+            return int(training_steps)
+        per_epoch = loader.batches_in(int(trainer.num_training_batches))
+        epochs = trainer.max_epochs
+        total = per_epoch * epochs if epochs not in (None, -1) else math.inf
+        return int(min(total, trainer.max_steps) if trainer.max_steps != -1 else total)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the resolved run config (plain types only) so eval can rebuild the model from the file alone."""

@@ -43,14 +43,16 @@ class NonFiniteLossGuard(L.Callback):
             raise ValueError(f"check_every_n_steps must be at least 1, got {check_every_n_steps}")
         self.check_every_n_steps = check_every_n_steps
         self._losses: list[torch.Tensor] = []
+        self._checked_at_step = 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None:
             self._losses.append(loss.detach())
-        if len(self._losses) >= self.check_every_n_steps:
-            self._raise_if_bad(trainer, f"epoch {trainer.current_epoch}, by step {batch_idx}")
+        # counted in optimizer steps (trainer.global_step): one Lightning step may run several
+        if trainer.global_step - self._checked_at_step >= self.check_every_n_steps:
+            self._raise_if_bad(trainer, f"epoch {trainer.current_epoch}, by step {trainer.global_step}")
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._raise_if_bad(trainer, f"epoch {trainer.current_epoch}")
@@ -60,6 +62,7 @@ class NonFiniteLossGuard(L.Callback):
 
     def _raise_if_bad(self, trainer: L.Trainer, where: str) -> None:
         losses, self._losses = self._losses, []
+        self._checked_at_step = trainer.global_step
         if not losses or bool(torch.stack(losses).isfinite().all()):
             return
         checkpoint = trainer.checkpoint_callback
