@@ -262,9 +262,9 @@ class ClassifierModule(L.LightningModule):
         kwargs = {}
         if spec.total_steps_kwarg:
             kwargs[spec.total_steps_kwarg] = self._planned_optimizer_steps()
-        scheduler: dict[str, Any] = {"scheduler": spec.factory(optimizer, **kwargs), "interval": spec.interval}
-        if spec.monitor:
-            scheduler["monitor"] = spec.monitor
+        # the module steps the schedule itself (training_step, _step_epoch_scheduler); "interval" is for
+        # LearningRateMonitor, and the monitored metric is read from spec.monitor
+        scheduler = {"scheduler": spec.factory(optimizer, **kwargs), "interval": spec.interval}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def _planned_optimizer_steps(self) -> int:
