@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -91,3 +93,30 @@ def test_other_compile_settings_leave_the_net_output_alone() -> None:
         assert module.cuda_graphs is False
         module.net = OneBufferNet()
         assert module(torch.ones(2, 1, 28, 28)) is module.net.out
+
+
+FAULTS_PROBE = """
+import resource, sys, torch
+from fmnist.training.cpu_allocator import keep_freed_memory
+took = keep_freed_memory() if sys.argv[1] == "keep" else None
+for _ in range(8):  # glibc settles within a few rounds
+    torch.empty(16 << 20).fill_(1.0)  # 64 MiB: above glibc's largest automatic mmap threshold (32 MiB)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    torch.empty(16 << 20).fill_(1.0)
+print(took, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_kept_memory_is_reused_without_page_faults() -> None:
+    """A 64 MiB tensor freed and allocated again faults in 16k fresh pages each time, unless memory is kept
+    (then none once glibc has settled)."""
+    def faults(mode: str) -> tuple[str, int]:
+        done = subprocess.run([sys.executable, "-c", FAULTS_PROBE, mode], capture_output=True, text=True, check=True)
+        took, count = done.stdout.split()
+        return took, int(count)
+
+    assert faults("default")[1] > 10_000
+    took, count = faults("keep")
+    assert took == "True" and count < 100

@@ -18,6 +18,7 @@ from fmnist.data.augment import Augmentation
 from fmnist.data.datamodule import FashionMnistDataModule
 from fmnist.errors import ConfigError
 from fmnist.training.checkpoint_io import AtomicCheckpointIO
+from fmnist.training.cpu_allocator import keep_freed_memory
 from fmnist.training.cuda_probe import drop_futile_nvml_check
 from fmnist.training.module import ClassifierModule, SchedulerSpec
 
@@ -133,6 +134,8 @@ def trainer_arguments(cfg: DictConfig) -> dict[str, Any]:
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     drop_futile_nvml_check()
+    if cfg.get("keep_freed_memory", False):
+        keep_freed_memory()
     logger = build_logger(cfg)
     interactive = sys.stdout.isatty()
     callbacks = build_callbacks(cfg, has_logger=bool(logger), interactive=interactive)
