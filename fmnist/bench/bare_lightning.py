@@ -49,5 +49,4 @@ def time_bare_lightning(cfg: DictConfig, net: nn.Module, optimizer: OptimizerFac
     trainer.fit(BareModule(net, optimizer, cfg.regularization.label_smoothing), train_dataloaders=batches)
     if window.start is None or window.end is None:
         raise RuntimeError("the timed window did not close: the trainer stopped early")
-    return Timing(steps=steps, batch_size=batches.batch_size, seconds=window.end[0] - window.start[0],
-                  cpu_seconds=window.end[1] - window.start[1])
+    return Timing.between(window.start, window.end, steps, batches.batch_size)

@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, open_dict
 
-from fmnist.bench.timing import Timing, clocks
+from fmnist.bench.timing import Clocks, Timing, clocks
 from fmnist.data.datamodule import FashionMnistDataModule
 from fmnist.training.builders import build_module, build_trainer
 
@@ -23,8 +23,8 @@ class StepWindow(L.Callback):
         if warmup < 1:
             raise ValueError("the framework timing needs at least one warm-up step")
         self.warmup = warmup
-        self.start: tuple[float, float] | None = None
-        self.end: tuple[float, float] | None = None
+        self.start: Clocks | None = None
+        self.end: Clocks | None = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -60,5 +60,4 @@ def time_framework(cfg: DictConfig, datamodule: FashionMnistDataModule, steps: i
     trainer.fit(module, datamodule=datamodule)
     if window.start is None or window.end is None:
         raise RuntimeError("the timed window did not close: the trainer stopped early")
-    return Timing(steps=steps, batch_size=datamodule.batch_size, seconds=window.end[0] - window.start[0],
-                  cpu_seconds=window.end[1] - window.start[1])
+    return Timing.between(window.start, window.end, steps, datamodule.batch_size)

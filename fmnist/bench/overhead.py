@@ -116,9 +116,10 @@ def measure_case(case: Case, budget: Budget, with_inference: bool) -> dict[str, 
         framework.append(case.framework(steps, budget.warmup))
         plain.append(case.plain(steps, budget.warmup))
         bare.append(case.bare_lightning(steps, budget.warmup))
-        log.info("%s batch %d, repeat %d: fmnist %.2f, plain %.2f, bare Lightning %.2f ms/step", cfg.model.name,
-                 cfg.data.batch_size, repeat + 1, framework[-1].ms_per_step, plain[-1].ms_per_step,
-                 bare[-1].ms_per_step)
+        log.info("%s batch %d, repeat %d: fmnist %.2f, plain %.2f, bare Lightning %.2f ms/step; page faults/step "
+                 "%.0f, %.0f, %.0f", cfg.model.name, cfg.data.batch_size, repeat + 1, framework[-1].ms_per_step,
+                 plain[-1].ms_per_step, bare[-1].ms_per_step, framework[-1].page_faults_per_step,
+                 plain[-1].page_faults_per_step, bare[-1].page_faults_per_step)
     ratios = [a.seconds / b.seconds for a, b in zip(framework, plain, strict=True)]
     cpu_ratios = [a.cpu_seconds / b.cpu_seconds for a, b in zip(framework, plain, strict=True)]
     floor_ratios = [a.seconds / b.seconds for a, b in zip(bare, plain, strict=True)]
@@ -139,6 +140,9 @@ def measure_case(case: Case, budget: Budget, with_inference: bool) -> dict[str, 
         "plain": {"ms_per_step": median(t.ms_per_step for t in plain),
                   "images_per_second": median(t.images_per_second for t in plain)},
         "bare_lightning": {"ms_per_step": median(t.ms_per_step for t in bare)},
+        "page_faults_per_step": {"framework": median(t.page_faults_per_step for t in framework),
+                                 "plain": median(t.page_faults_per_step for t in plain),
+                                 "bare_lightning": median(t.page_faults_per_step for t in bare)},
         "ratio": summarize(ratios),
         "cpu_time_ratio": summarize(cpu_ratios),
         "lightning_floor_ratio": summarize(floor_ratios),  # bare Lightning / plain

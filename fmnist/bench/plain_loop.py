@@ -49,7 +49,7 @@ def time_plain_loop(net: nn.Module, optimizer_factory: OptimizerFactory, images:
     autocast = autocast_for(precision, device)
     generator = torch.Generator(device=device).manual_seed(seed)
     batches = shuffled_batches(images, labels, batch_size, generator)
-    start = (0.0, 0.0)
+    start = clocks(device)
     for step in range(warmup + steps):
         if step == warmup:
             start = clocks(device)
@@ -65,4 +65,4 @@ def time_plain_loop(net: nn.Module, optimizer_factory: OptimizerFactory, images:
         loss.backward()
         optimizer.step()
     end = clocks(device)
-    return Timing(steps=steps, batch_size=batch_size, seconds=end[0] - start[0], cpu_seconds=end[1] - start[1])
+    return Timing.between(start, end, steps, batch_size)

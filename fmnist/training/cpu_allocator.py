@@ -4,11 +4,11 @@ glibc serves allocations above a threshold (128 KiB, raised on the fly up to 32 
 pages and gives memory back (`munmap`, heap trimming) as soon as it is freed. A training step allocates
 and frees the same tens of megabytes of activations and gradients every time, so whether a step reuses
 memory or faults in fresh zeroed pages depends on the allocator's history: conv_maxpool at batch 256 on the
-2-core CPU ran at 72-75 ms or 93-95 ms a step from one `trainer.fit` to the next (fmnist, a plain loop and
-a bare LightningModule alike). Fixed thresholds of 1 GiB keep such blocks in the heap for reuse: the same
-benchmark then ran at 74-78 ms in every repetition (docs/speed.md). The price is that the process keeps up to
-1 GiB of freed memory instead of returning it to the system. PyTorch's CPU tuning guides get the same effect
-by preloading jemalloc or tcmalloc; this needs no extra library.
+2-core CPU made 0 to 12,512 page faults a step and took 78-129 ms from one `trainer.fit` to the next (fmnist,
+a plain loop and a bare LightningModule alike). Fixed thresholds of 1 GiB keep such blocks in the heap for
+reuse: 0-261 faults and 72-78 ms a step in the same benchmark (docs/speed.md, item 10). The price is that
+the process keeps up to 1 GiB of freed memory instead of returning it to the system. PyTorch's CPU tuning
+guides get the same effect by preloading jemalloc or tcmalloc; this needs no extra library.
 """
 
 from __future__ import annotations
