@@ -52,7 +52,9 @@ class ClassifierModule(L.LightningModule):
     run several optimizer steps: a training batch of K x `micro_batch_size` images (data.steps_per_execution)
     is split into K batches, each with its own forward, backward, optimizer and scheduler step. Lightning's
     per-step loop then costs 1/K as much per optimizer step (docs/speed.md). Hence the module, not the
-    trainer, clips gradients and steps learning-rate schedules, with Lightning's semantics.
+    trainer, clips gradients and steps learning-rate schedules, with Lightning's semantics. Where no callback
+    listens to the per-step hooks the step skips their dispatch (training/stepping.py); `fast_steps=False`
+    always takes Lightning's `manual_backward` and optimizer wrapper instead.
     """
 
     def __init__(
