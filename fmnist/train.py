@@ -9,12 +9,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from fmnist import resolvers
 from fmnist.cli import exit_unless_output_writable, run_guarded
 from fmnist.training.run import fit_and_test
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-resolvers.register()
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the configs' resolvers: fmnist/__init__.py
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

@@ -37,6 +37,7 @@ def test_groups_hold_the_same_batches_in_the_same_order() -> None:
     split = [part for group in groups for part in group.split(64)]
     assert all(torch.equal(a, b) for a, b in zip(batches, split, strict=True))
     assert [grouped.batches_in(items) for items in (1, 3, 4, 9)] == [5, 15, 16, 16]
+    assert grouped.full_items == 3  # the fourth holds one short batch
 
 
 def fit(cfg: DictConfig, tmp_path: Path, fast_steps: bool = True) -> tuple[ClassifierModule, int]:

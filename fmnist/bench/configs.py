@@ -10,8 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from fmnist.train import CONF_DIR
-from fmnist.training.cpu_allocator import keep_freed_memory
-from fmnist.training.cuda_probe import drop_futile_nvml_check
+from fmnist.training.builders import prepare_process
 
 
 def compose_run(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
@@ -46,8 +45,6 @@ def study_batch_size(model: str, conf_dir: str = CONF_DIR) -> tuple[int | None, 
 def probe_trainer(cfg: DictConfig) -> L.Trainer:
     """A bare trainer with the config's accelerator: its `strategy.root_device` is the device Lightning
     trains on (accelerator=auto picks GPU, MPS or CPU), and data modules can be set up onto it."""
-    drop_futile_nvml_check()  # before any timing, so the plain loop does not pay it either
-    if cfg.get("keep_freed_memory", False):
-        keep_freed_memory()  # likewise: the plain loop gets the same allocator
+    prepare_process(cfg)  # before any timing: the plain loop runs under fmnist's process settings
     return L.Trainer(accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, logger=False,
                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)

@@ -34,6 +34,11 @@ class StepWindow(L.Callback):
             self.end = clocks(pl_module.device)
 
 
+def warmup_items(warmup: int, per_item: int) -> int:
+    """Warm-up optimizer steps rounded up to whole Lightning steps of `per_item` each, at least one."""
+    return max(1, math.ceil(warmup / per_item))
+
+
 def time_framework(cfg: DictConfig, datamodule: FashionMnistDataModule, steps: int, warmup: int,
                    run_dir: Path) -> Timing:
     """One `trainer.fit` of warmup + steps optimizer steps with the config's logger, callbacks and metrics.
@@ -43,19 +48,18 @@ def time_framework(cfg: DictConfig, datamodule: FashionMnistDataModule, steps: i
     per_item = datamodule.steps_per_execution
     if steps % per_item:
         raise ValueError(f"{steps} steps are not whole groups of data.steps_per_execution={per_item}")
-    warmup_items, items = max(1, math.ceil(warmup / per_item)), steps // per_item
-    full_batches = len(datamodule.train_batches().labels) // datamodule.batch_size
-    if (warmup_items + items) * per_item > full_batches:
-        raise ValueError(f"{(warmup_items + items) * per_item} steps do not fit in one epoch of batch "
-                         f"{datamodule.batch_size}")
+    warmup_count = warmup_items(warmup, per_item)
+    items = warmup_count + steps // per_item
+    if items > datamodule.train_dataloader().full_items:
+        raise ValueError(f"{items * per_item} steps do not fit in one epoch of batch {datamodule.batch_size}")
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.trainer.max_epochs = 1
-        cfg.trainer.limit_train_batches = warmup_items + items
+        cfg.trainer.limit_train_batches = items
         cfg.trainer.limit_val_batches = 0
     module = build_module(cfg)
     trainer = build_trainer(cfg, run_dir)
-    window = StepWindow(warmup_items)
+    window = StepWindow(warmup_count)
     trainer.callbacks.append(window)
     trainer.fit(module, datamodule=datamodule)
     if window.start is None or window.end is None:

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fmnist.bench.bare_lightning import time_bare_lightning
-from fmnist.bench.framework import time_framework
+from fmnist.bench.framework import time_framework, warmup_items
 from fmnist.bench.inference import images_per_second
 from fmnist.bench.plain_loop import time_plain_loop
 from fmnist.bench.timing import Timing
@@ -89,8 +89,7 @@ class Case:
         probe = self.plain(budget.probe_steps, budget.warmup)
         wanted = math.ceil(budget.seconds / probe.seconds * probe.steps)
         per_item = self.datamodule.steps_per_execution
-        warmup_items = max(1, math.ceil(budget.warmup / per_item))
-        items_per_epoch = len(self.labels) // self.datamodule.batch_size // per_item - warmup_items
+        items_per_epoch = self.datamodule.train_dataloader().full_items - warmup_items(budget.warmup, per_item)
         wanted_items = max(math.ceil(budget.min_steps / per_item), min(math.ceil(wanted / per_item),
                                                                        math.ceil(budget.max_steps / per_item)))
         return per_item * max(1, min(wanted_items, items_per_epoch))

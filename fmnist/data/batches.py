@@ -71,6 +71,11 @@ class TensorBatches:
         count = len(self.labels) / self.batch_size
         return math.floor(count) if self.drop_last else math.ceil(count)
 
+    @property
+    def full_items(self) -> int:
+        """Items of `batches_per_item` full batches each (the benchmark times only these)."""
+        return len(self.labels) // self.batch_size // self.batches_per_item
+
     def batches_in(self, items: int) -> int:
         """How many batches the first `items` items hold: the optimizer steps they make."""
         return min(items * self.batches_per_item, self.batches_per_epoch)

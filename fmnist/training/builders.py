@@ -132,10 +132,16 @@ def trainer_arguments(cfg: DictConfig) -> dict[str, Any]:
     return {key: value for key, value in arguments.items() if key not in MODULE_TRAINER_KEYS}
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+def prepare_process(cfg: DictConfig) -> None:
+    """Process-wide speed settings (docs/speed.md), applied before anything trains or is timed; the benchmark
+    calls it too, so that its plain loop runs under the same settings as fmnist."""
     drop_futile_nvml_check()
     if cfg.get("keep_freed_memory", False):
         keep_freed_memory()
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    prepare_process(cfg)
     logger = build_logger(cfg)
     interactive = sys.stdout.isatty()
     callbacks = build_callbacks(cfg, has_logger=bool(logger), interactive=interactive)

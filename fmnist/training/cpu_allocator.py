@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 M_TRIM_THRESHOLD = -1
@@ -22,6 +23,7 @@ M_MMAP_THRESHOLD = -3
 KEEP_BYTES = 1 << 30
 
 
+@functools.cache  # once per process: every trainer of a sweep or benchmark asks again
 def keep_freed_memory(keep_bytes: int = KEEP_BYTES) -> bool:
     """True when glibc took the thresholds; False elsewhere (macOS, Windows, musl), where nothing changes."""
     if not sys.platform.startswith("linux"):
