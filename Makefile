@@ -7,7 +7,7 @@ ARGS ?=
 # Every optional feature is installed so the tests exercise it (sweeps, ONNX export, SLURM launcher).
 EXTRAS ?= dev,sweep,export,cluster
 
-.PHONY: install data system-data train test test-slow lint clean
+.PHONY: install data system-data train test test-slow lint results clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: data
 
 test-slow: data
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+# Rebuild every study's report and the all-studies tables (README.md, docs/models.md) from docs/results/ alone.
+results: $(INSTALLED)
+	$(BIN)/python -m fmnist.report.studies docs/results
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check fmnist tests

@@ -27,11 +27,10 @@ from fmnist.config_checks import check_train_config
 from fmnist.ensemble import ensemble_test_metrics
 from fmnist.errors import ConfigError
 from fmnist.job_failures import describe, write_failure
-from fmnist.training.run import METRICS_FILE, fit_and_test
+from fmnist.run_files import COMPLETED, METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
+from fmnist.training.run import fit_and_test
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-SUMMARY_FILE = "cv_summary.json"
-COMPLETED = "completed"
 # Per-fold figures summarised besides every "<stage>/..." scalar.
 EXTRA_SCALARS = ("params", "epochs", "best_epoch", "train_seconds", "ms_per_step", "images_per_second")
 log = logging.getLogger("fmnist.cv")
@@ -95,15 +94,6 @@ def run_fold(cfg: DictConfig, fold: int, run_dir: Path) -> dict[str, Any]:
         raise
 
 
-def best_checkpoint(run_dir: Path, fold: int, metrics: dict[str, Any]) -> Path | None:
-    """The fold's best checkpoint, also after the run dir was moved (metrics.json stores an absolute path)."""
-    if not metrics.get("best_ckpt"):
-        return None
-    stored = Path(metrics["best_ckpt"])
-    moved = fold_dir(run_dir, fold) / "checkpoints" / stored.name
-    return stored if stored.is_file() else moved
-
-
 def is_scalar(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -136,8 +126,7 @@ def cross_validate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                       for fold, result in zip(folds, results, strict=True)],
     }
     if cfg.cv.ensemble:
-        checkpoints = [best_checkpoint(run_dir, fold, result) for fold, result in zip(folds, results, strict=True)]
-        summary["ensemble"] = ensemble_test_metrics([path for path in checkpoints if path is not None])
+        summary["ensemble"] = ensemble_test_metrics([fold_dir(run_dir, fold) / PREDICTIONS_FILE for fold in folds])
     summary["status"] = COMPLETED
     write_json_atomic(run_dir / SUMMARY_FILE, summary)
     log.info("%s: %d-fold CV val/acc %.4f +- %.4f%s; summary in %s", cfg.model.name, len(folds),

@@ -11,9 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from fmnist.atomic import write_json_atomic
-
-METRICS_FILE = "metrics.json"
-FAILED = "failed"
+from fmnist.run_files import FAILED, METRICS_FILE
 
 
 def describe(error: BaseException) -> str:

@@ -115,3 +115,39 @@ def test_rerun_skips_completed_folds(cv_run: CliResult) -> None:
 def test_bad_fold_selection_is_one_clear_error(tmp_path: Path) -> None:
     result = run_module("fmnist.cv", "data.num_folds=3", "cv.folds=[0,3]", run_dir=tmp_path / "run")
     assert result.returncode == 2 and "cv.folds" in result.stderr and "Traceback" not in result.output
+
+
+def test_each_fold_keeps_test_predictions_that_reproduce_its_metrics(cv_run: CliResult) -> None:
+    from fmnist.run_files import PREDICTIONS_FILE, read_predictions
+
+    for fold in _fold_metrics(cv_run.run_dir):
+        predictions = read_predictions(cv_run.run_dir / f"fold_{fold['fold']}" / PREDICTIONS_FILE)
+        assert predictions.probabilities.shape == (10_000, 10) and predictions.labels.shape == (10_000,)
+        assert np.allclose(predictions.probabilities.sum(axis=1), 1.0, atol=1e-4)
+        assert predictions.accuracy == pytest.approx(fold["test/acc"], abs=1e-6)
+        assert np.trace(np.asarray(fold["test/confusion"])) == predictions.correct.sum()
+
+
+def test_two_models_on_the_same_folds_get_a_pairwise_table_and_figures(cv_run: CliResult,
+                                                                      tmp_path: Path) -> None:
+    from fmnist.report.__main__ import main as report_main
+
+    other = run_module("fmnist.cv", *CV_OVERRIDES, "model=rnn", run_dir=tmp_path / "rnn")
+    assert other.returncode == 0, other.output[-3000:]
+    out = tmp_path / "report"
+    assert report_main([str(cv_run.run_dir), str(other.run_dir), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    section = text.split("### Which differences are real", 1)[1]
+    pair_rows = [line for line in section.splitlines() if line.startswith("| conv_maxpool | rnn |")
+                 or line.startswith("| rnn | conv_maxpool |")]
+    assert len(pair_rows) == 1 and "not comparable" not in pair_rows[0]
+    cells = [cell.strip() for cell in pair_rows[0].strip("|").split("|")]
+    def p_value(cell: str) -> float:
+        return 0.0 if cell == "<1e-4" else float(cell)
+
+    assert "[" in cells[2] and 0.0 <= p_value(cells[3]) <= p_value(cells[4]) <= 1.0  # interval, p <= Holm's p
+    assert 0.0 <= p_value(cells[7]) <= 1.0  # McNemar
+    assert int(cells[5]) + int(cells[6]) > 0  # two different models disagree on some test images
+    assert "Nadeau and Bengio" in text and "Holm" in text
+    for figure in ("forest.png", "differences.png"):
+        assert (out / "figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

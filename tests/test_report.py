@@ -111,3 +111,61 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixt
     assert report_main([str(tmp_path)]) == 2
     assert "no metrics.json" in capsys.readouterr().err
     assert not (tmp_path / "report").exists()
+
+
+def write_predicted_run(directory: Path, model: str, fold: int, num_folds: int, val: float, accuracy: float,
+                        seed: int = 42) -> None:
+    """A finished fold with metrics.json and test_predictions.npz whose accuracy is `accuracy`."""
+    import numpy as np
+
+    from fmnist.run_files import write_predictions
+
+    write_run(directory, model, fold, val, accuracy, None)
+    metrics = json.loads((directory / "metrics.json").read_text())
+    metrics.update({"num_folds": num_folds, "split_seed": 0, "holdout_size": None, "train_subset": None,
+                    "seed": seed})
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+    labels = np.arange(10_000) % 10
+    predicted = labels.copy()
+    wrong = np.random.default_rng(fold + len(model)).choice(10_000, int(round((1 - accuracy) * 10_000)),
+                                                             replace=False)
+    predicted[wrong] = (labels[wrong] + 1) % 10
+    write_predictions(directory / "test_predictions.npz", np.eye(10, dtype=np.float32)[predicted], labels)
+
+
+def test_models_on_different_folds_are_not_comparable(tmp_path: Path) -> None:
+    for fold in range(3):
+        write_predicted_run(tmp_path / "a" / f"fold_{fold}", "cnn", fold, 3, 0.90 + fold / 100, 0.90)
+        write_predicted_run(tmp_path / "b" / f"fold_{fold}", "lstm", fold, 3, 0.85 + fold / 100, 0.86)
+    for fold in range(5):
+        write_predicted_run(tmp_path / "c" / f"fold_{fold}", "rnn", fold, 5, 0.80, 0.81)
+    out = tmp_path / "report"
+    assert report_main([str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c"), "--out", str(out)]) == 0
+    section = (out / "report.md").read_text().split("### Which differences are real", 1)[1]
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line
+            for line in section.splitlines() if line.startswith("| ") and "---" not in line}
+    assert "not comparable (different splits)" in rows[("cnn", "rnn")]
+    assert "not comparable (different splits)" in rows[("lstm", "rnn")]
+    cnn_lstm = [cell.strip() for cell in rows[("cnn", "lstm")].strip("|").split("|")]
+    assert cnn_lstm[2].startswith("+5.00 [")  # paired by fold: every fold differs by exactly 5 pp
+    assert cnn_lstm[3] == "<1e-4"  # zero variance of the difference: p = 0
+    # McNemar on the (one-hot) ensembles: its counts are the images only one of the two gets right
+    assert int(cnn_lstm[5]) > int(cnn_lstm[6])
+
+
+def test_seeds_of_one_configuration_form_one_group(tmp_path: Path) -> None:
+    for seed in range(2):
+        for fold in range(3):
+            write_predicted_run(tmp_path / f"seed{seed}" / f"fold_{fold}", "cnn", fold, 3,
+                                0.90 + fold / 100 + seed / 200, 0.90, seed=seed)
+            (tmp_path / f"seed{seed}" / ".hydra").mkdir(exist_ok=True)
+            (tmp_path / f"seed{seed}" / ".hydra" / "overrides.yaml").write_text(
+                yaml.safe_dump([f"seed={seed}", "model=cnn"]))
+    out = tmp_path / "report"
+    assert report_main([str(tmp_path), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    spread = text.split("### Seed variance and fold variance", 1)[1].split("\n\n")[1]
+    row = [cell.strip() for cell in spread.splitlines()[2].strip("|").split("|")]
+    assert row[:3] == ["cnn", "2", "3"]
+    assert float(row[3]) == pytest.approx(100 * statistics.stdev([0.90, 0.905]), abs=0.01)
+    assert float(row[4]) == pytest.approx(1.0, abs=0.01)  # folds 1 pp apart

@@ -20,12 +20,12 @@ from fmnist.inference.gallery import mistakes_gallery
 from fmnist.inference.predictor import pick_device, predict, resolve_tta
 from fmnist.inference.reports import per_class_rows, save_figure, write_per_class
 from fmnist.inference.testset import official_test_batches
+from fmnist.run_files import COMPLETED, METRICS_FILE
 from fmnist.training.figures import confusion_heatmap
 from fmnist.training.metrics import confusion_matrix, per_class_metrics, summary_metrics
 from fmnist.training.module import metric_safe
 
 log = logging.getLogger(__name__)
-METRICS_FILE = "metrics.json"
 FILES = {"confusion": "confusion.png", "per_class_csv": "per_class.csv", "per_class_md": "per_class.md",
          "mistakes": "mistakes.png", "reliability": "reliability.png"}
 
@@ -103,7 +103,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "test/confusion": confusion.tolist(),
         "files": files,
         "eval_seconds": time.perf_counter() - started,
-        "status": "completed",
+        "status": COMPLETED,
     }
     write_json_atomic(run_dir / METRICS_FILE, metrics)
     reported = training_test_acc(model)

@@ -10,13 +10,64 @@ from pathlib import Path
 from fmnist.atomic import write_csv_atomic, write_text_atomic
 from fmnist.report import figures
 from fmnist.report.collect import Collection, collect
-from fmnist.report.tables import failures_table, leaderboard, main_table, per_class_table
+from fmnist.report.compare import model_stats, pairwise
+from fmnist.report.tables import (
+    failures_table,
+    leaderboard,
+    main_table,
+    pairs_table,
+    per_class_table,
+    runs_table,
+    spread_table,
+    uncertainty_table,
+)
 
 EXIT_USER_ERROR = 2
 
 
 def _image(title: str, path: Path | None, out: Path) -> list[str]:
     return [f"![{title}]({path.relative_to(out).as_posix()})", ""] if path is not None else []
+
+
+def statistics_section(collection: Collection, rows: list[dict], out: Path, figure_dir: Path) -> list[str]:
+    """Intervals per model, the study's figure beside ours, and pairwise tests with Holm's correction."""
+    by_label = {group.label: group for group in collection.groups}
+    models = [model_stats(by_label[row["model"]]) for row in rows]
+    pairs = pairwise(models)
+    lines = ["## How sure we are", "",
+             "### Each model against its study", "", uncertainty_table(models), "",
+             "Val: mean and sample std over the model's folds (or seeds, on a fixed holdout) with a 95% t-interval "
+             "(t distribution, k − 1 degrees of freedom). Test: the fold models' mean ± std, and the fold "
+             "ensemble (mean of the fold models' probabilities) with a 95% percentile bootstrap interval over "
+             "the 10,000 test images (2,000 resamples, seed 0). The study's figure is its validation figure "
+             "where it published one, else its test figure; ours − study compares like with like (our CV mean "
+             "for a validation figure, our fold models' mean test accuracy for a test figure). Time is the mean "
+             "training time of one run (fold) on the machine that ran it.", ""]
+    notes = sorted({model.published.protocol for model in models if model.published and model.published.protocol})
+    if notes:
+        lines += ["Where the studies' protocols differ from ours:", ""] + [f"- {note}" for note in notes] + [""]
+    checks = [note for model in models for note in model.notes]
+    if checks:
+        lines += ["Predictions that disagree with metrics.json:", ""] + [f"- {note}" for note in checks] + [""]
+    lines += ["### Every run's test accuracy", "", runs_table(models), ""]
+    spread = spread_table(models)
+    if spread:
+        lines += ["### Seed variance and fold variance", "", spread, "",
+                  "Seed std: the spread over seeds on the same fold, pooled over folds. Fold std: the spread over "
+                  "folds of the seed-averaged accuracy.", ""]
+    lines += ["### Which differences are real", "", pairs_table(pairs), "",
+              "Val diff: first minus second CV validation accuracy, paired by fold, with the corrected "
+              "resampled t-test of Nadeau and Bengio (2003): the training sets of k folds overlap, so the "
+              "variance of the mean difference is taken as (1/k + n_val/n_train) s² instead of s²/k. Pairs "
+              "repeated over seeds on one fixed holdout use the plain paired t-test over seeds (no resampling "
+              "of the data, so no correction). Test: McNemar's exact test (binomial on the discordant images) "
+              "on the fold ensembles' test predictions. Holm's step-down correction runs over all tested pairs, "
+              "for each test separately. Models trained on different splits are not comparable and are not "
+              "tested.", ""]
+    lines += _image("forest plot", figures.forest(models, figure_dir / "forest.png"), out)
+    lines += _image("difference matrix", figures.difference_matrix(models, pairs, figure_dir / "differences.png"),
+                    out)
+    return lines
 
 
 def build_report(directories: Sequence[Path], out: Path, collection: Collection | None = None) -> Collection:
@@ -38,6 +89,7 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
              "(never used to choose anything). The ensemble averages the fold models' softmax probabilities. "
              "Train accuracy is the running accuracy of the best epoch (as Keras reports it); train − val is in "
              "percentage points. ms/step and images/s are the median training epoch's, without validation.", ""]
+    lines += statistics_section(collection, rows, out, figure_dir)
     lines += ["## Figures", "", "### Accuracy against size and training cost", ""]
     lines += _image("accuracy vs params", figures.accuracy_against(
         rows, "params_mean", "parameters", figure_dir / "accuracy_vs_params.png"), out)

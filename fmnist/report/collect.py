@@ -17,15 +17,14 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from fmnist.run_files import COMPLETED, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
+
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-SUMMARY_FILE = "cv_summary.json"
-HISTORY_FILE = "history.csv"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
-COMPLETED = "completed"
-# Overrides that do not change what is trained: where output goes, which fold, how to resume.
-IGNORED_OVERRIDE_PREFIXES = ("data.fold=", "hydra.", "hydra/", "ckpt_path=", "logger=", "cv.folds=",
+# Overrides that do not change what is trained: where output goes, which fold, how to resume; and the seed, so
+# that repeats over seeds form one group (the report separates seed from fold variance).
+IGNORED_OVERRIDE_PREFIXES = ("data.fold=", "seed=", "hydra.", "hydra/", "ckpt_path=", "logger=", "cv.folds=",
                              "paths.", "data.data_dir=", "data.system_dir=", "hparams_search=")
 
 
@@ -36,6 +35,7 @@ class Run:
     path: Path
     metrics: dict[str, Any]
     history: pd.DataFrame | None
+    predictions: Path | None = None  # its test_predictions.npz, if it wrote one
 
 
 @dataclass
@@ -145,7 +145,9 @@ def collect(directories: Iterable[str | Path]) -> Collection:
             continue
         key = (model, group_overrides(path.parent))
         group = groups.setdefault(key, Group(model=model, overrides=key[1]))
-        group.runs.append(Run(path.parent, metrics, _history(path.parent)))
+        predictions = path.parent / PREDICTIONS_FILE
+        group.runs.append(Run(path.parent, metrics, _history(path.parent),
+                              predictions if predictions.is_file() else None))
     for path in _below(directories, SUMMARY_FILE):
         summary = _read_json(path)
         if summary is None or "ensemble" not in summary:

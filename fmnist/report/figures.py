@@ -134,3 +134,63 @@ def per_class_f1(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     ax.set_title("per-class test F1 % (mean over fold models)")
     figure.tight_layout()
     return save(figure, path)
+
+
+def forest(models: Sequence[Any], path: Path) -> Path | None:
+    """Each model's CV validation accuracy (t-interval over folds) and fold-ensemble test accuracy (bootstrap
+    interval over the test images), with the study's published figure as a cross."""
+    if not models:
+        return None
+    figure, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * len(models)))
+    for row, model in enumerate(reversed(list(models))):
+        points = [(model.val, -0.12, "C0", "val (CV mean, 95% t-interval)")]
+        if model.ensemble is not None:
+            points.append((model.ensemble, 0.12, "C1", "test (fold ensemble, 95% bootstrap)"))
+        for interval, offset, colour, name in points:
+            low, high = interval.low, interval.high
+            if not np.isfinite(low):
+                low = high = interval.estimate
+            ax.errorbar(100 * interval.estimate, row + offset, xerr=[[100 * (interval.estimate - low)],
+                        [100 * (high - interval.estimate)]], fmt="o", color=colour, capsize=3,
+                        label=name if row == 0 else None)
+        if model.published is not None and model.published.value is not None:
+            ax.plot(100 * model.published.value, row, "kx", markersize=8,
+                    label=None if row else "study's figure")
+    ax.set_yticks(range(len(models)), [model.label for model in reversed(list(models))])
+    ax.set_xlabel("accuracy %")
+    ax.set_title("accuracy with 95% intervals")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="lower left")
+    figure.tight_layout()
+    return save(figure, path)
+
+
+def difference_matrix(models: Sequence[Any], pairs: Sequence[Any], path: Path) -> Path | None:
+    """Row minus column CV validation accuracy (pp); * marks Holm-adjusted p < 0.05 (corrected t-test),
+    blank cells are pairs on different splits (not comparable)."""
+    labels = [model.label for model in models]
+    if len(labels) < 2:
+        return None
+    index = {label: position for position, label in enumerate(labels)}
+    values = np.full((len(labels), len(labels)), np.nan)
+    text = np.full(values.shape, "", dtype=object)
+    for pair in pairs:
+        if not pair.comparable or pair.val is None:
+            continue
+        i, j = index[pair.first], index[pair.second]
+        star = "*" if pair.val_p_holm < 0.05 else ""
+        values[i, j], values[j, i] = 100 * pair.val.difference, -100 * pair.val.difference
+        text[i, j] = f"{100 * pair.val.difference:+.2f}{star}"
+        text[j, i] = f"{-100 * pair.val.difference:+.2f}{star}"
+    if np.isnan(values).all():
+        return None
+    size = 1.5 + 0.8 * len(labels)
+    figure, ax = plt.subplots(figsize=(size + 1.5, size))
+    limit = float(np.nanmax(np.abs(values))) or 1.0
+    sns.heatmap(pd.DataFrame(values, index=labels, columns=labels), annot=text, fmt="", cmap="RdBu",
+                vmin=-limit, vmax=limit, cbar_kws={"label": "row − column val acc (pp)"}, ax=ax,
+                annot_kws={"fontsize": 8})
+    ax.set_title("paired CV difference (* Holm-adjusted p < 0.05)")
+    figure.tight_layout()
+    return save(figure, path)

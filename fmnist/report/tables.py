@@ -111,3 +111,84 @@ def per_class_table(row: dict[str, Any]) -> str:
 def failures_table(collection: Collection) -> str:
     body = [[str(failure.path), failure.model, failure.error[:300]] for failure in collection.failures]
     return markdown_table(("run", "model", "error"), body)
+
+
+def interval_text(interval: Any, digits: int = 2) -> str:
+    """'91.20 [90.85, 91.55]' in percent; a lone value where the interval is undefined (one run)."""
+    if interval is None:
+        return "–"
+    if not math.isfinite(interval.low):
+        return f"{100 * interval.estimate:.{digits}f}"
+    return f"{100 * interval.estimate:.{digits}f} [{100 * interval.low:.{digits}f}, {100 * interval.high:.{digits}f}]"
+
+
+def p_text(value: float) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:.2g}" if value >= 1e-4 else "<1e-4"
+
+
+UNCERTAINTY_HEADERS = ("model", "study", "runs", "val acc % (mean ± std)", "val acc % [95% t-interval]",
+                       "test acc % (fold models, mean ± std)", "test acc % fold ensemble [95% bootstrap]",
+                       "study's figure", "ours − study (pp)", "within 0.5 pp", "train time per run (s)")
+
+
+def uncertainty_table(models: Sequence[Any]) -> str:
+    body = []
+    for model in models:
+        published = model.published
+        difference = model.difference
+        units = f"{len(model.group.runs)} ({len(model.val_by_unit)} {model.unit_kind}s)"
+        body.append([
+            model.label, published.study if published else "–", units,
+            percent(model.val.estimate, model.val_std if math.isfinite(model.val_std) else None),
+            interval_text(model.val), percent(model.test_mean, model.test_std), interval_text(model.ensemble),
+            f"{published.text} ({published.split})" if published else "–",
+            "–" if difference is None else f"{100 * difference:+.2f}",
+            {True: "yes", False: "no", None: "–"}[model.reproduced], number(model.train_seconds, 0),
+        ])
+    return markdown_table(UNCERTAINTY_HEADERS, body)
+
+
+def runs_table(models: Sequence[Any]) -> str:
+    """Every run's test accuracy with its bootstrap interval over the 10k test images."""
+    body = []
+    for model in models:
+        by_key = {(run.metrics.get("fold"), run.metrics.get("seed")): run.metrics for run in model.group.runs}
+        for fold, seed, interval in model.test_runs:
+            metrics = by_key.get((fold, seed), {})
+            body.append([model.label, str(fold), str(seed), percent(metrics.get("val/acc")),
+                         interval_text(interval), str(metrics.get("best_epoch", "–")),
+                         number(metrics.get("train_seconds"), 0)])
+    return markdown_table(("model", "fold", "seed", "val acc %", "test acc % [95% bootstrap]", "best epoch",
+                           "train time (s)"), body)
+
+
+def spread_table(models: Sequence[Any]) -> str | None:
+    rows = [model for model in models if math.isfinite(model.seed_std)]
+    if not rows:
+        return None
+    body = [[model.label, str(len({run.metrics.get("seed") for run in model.group.runs})),
+             str(len({run.metrics.get("fold") for run in model.group.runs})),
+             f"{100 * model.seed_std:.2f}", "–" if not math.isfinite(model.fold_std) else f"{100 * model.fold_std:.2f}"]
+            for model in rows]
+    return markdown_table(("model", "seeds", "folds", "seed std (pp)", "fold std (pp)"), body)
+
+
+PAIR_HEADERS = ("first", "second", "val diff pp [95% CI]", "p (corrected t)", "p Holm", "test: only first right",
+                "only second right", "McNemar p", "p Holm")
+
+
+def pairs_table(pairs: Sequence[Any]) -> str:
+    body = []
+    for pair in pairs:
+        if not pair.comparable:
+            body.append([pair.first, pair.second, f"not comparable ({pair.reason})", "", "", "", "", "", ""])
+            continue
+        test = pair.val
+        diff = "–" if test is None else (
+            f"{100 * test.difference:+.2f}" if not math.isfinite(test.low)
+            else f"{100 * test.difference:+.2f} [{100 * test.low:+.2f}, {100 * test.high:+.2f}]")
+        body.append([pair.first, pair.second, diff, p_text(test.p_value if test else math.nan), p_text(pair.val_p_holm),
+                     str(pair.only_first), str(pair.only_second), p_text(pair.mcnemar_p), p_text(pair.mcnemar_p_holm)])
+    return markdown_table(PAIR_HEADERS, body)

@@ -98,7 +98,9 @@ class ClassifierModule(L.LightningModule):
         self.confusion = nn.ModuleDict({stage: confusion_matrix(num_classes) for stage in ("val", "test")})
         self.last_confusion: dict[str, torch.Tensor] = {}
         self.last_per_class: dict[str, dict[str, float]] = {}
-        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # for PR curves, test only
+        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # the last test pass's softmax probabilities and labels (10k x 10 floats): PR curves, test_predictions.npz
+        self.last_test_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cuda_graphs:
@@ -208,13 +210,11 @@ class ClassifierModule(L.LightningModule):
         self._evaluate("val", batch)
 
     def on_test_epoch_start(self) -> None:
-        """Keep test probabilities (10k x 10 floats) only when the logger can draw PR curves."""
-        self._test_outputs = [] if hasattr(getattr(self.logger, "experiment", None), "add_pr_curve") else None
+        self._test_outputs = []
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         logits = self._evaluate("test", batch)
-        if self._test_outputs is not None:
-            self._test_outputs.append((logits.detach().softmax(dim=1), batch[1]))
+        self._test_outputs.append((logits.detach().float().softmax(dim=1), batch[1]))
 
     def _finish_epoch(self, stage: str) -> None:
         """Per-class scalars and the confusion heatmap: computed once an epoch, not per step."""
@@ -239,6 +239,10 @@ class ClassifierModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._finish_epoch("test")
+        if self._test_outputs:
+            self.last_test_outputs = (torch.cat([output[0] for output in self._test_outputs]).cpu(),
+                                      torch.cat([output[1] for output in self._test_outputs]).cpu())
+        self._test_outputs = []
         self._log_pr_curves()
 
     def _log_pr_curves(self) -> None:
@@ -246,12 +250,10 @@ class ClassifierModule(L.LightningModule):
 
         Under DDP only rank 0 writes, from its own shard of the test set (curves, not reported figures).
         """
-        if not self._test_outputs:
+        experiment = getattr(self.logger, "experiment", None)
+        if self.last_test_outputs is None or not hasattr(experiment, "add_pr_curve"):
             return
-        probabilities = torch.cat([output[0] for output in self._test_outputs]).cpu()
-        labels = torch.cat([output[1] for output in self._test_outputs]).cpu()
-        self._test_outputs = None
-        experiment = self.logger.experiment  # type: ignore[union-attr]
+        probabilities, labels = self.last_test_outputs
         for index, class_name in enumerate(self.class_names):
             experiment.add_pr_curve(f"test/pr_curve/{metric_safe(class_name)}", labels == index,
                                     probabilities[:, index], global_step=self.current_epoch)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from fmnist.atomic import write_json_atomic, write_text_atomic
 from fmnist.config_checks import check_train_config
 from fmnist.provenance import write_run_info
+from fmnist.run_files import COMPLETED, METRICS_FILE, PREDICTIONS_FILE, write_predictions
 from fmnist.training.builders import build_datamodule, build_module, build_trainer
 from fmnist.training.callbacks import EpochHistory, StepTimer
 from fmnist.training.checkpoints import (
@@ -25,7 +26,6 @@ from fmnist.training.checkpoints import (
 )
 
 log = logging.getLogger(__name__)
-METRICS_FILE = "metrics.json"
 
 
 def _find(trainer: L.Trainer, kind: type) -> Any:
@@ -97,6 +97,10 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "best_epoch": best_epoch,
         "fold": cfg.data.fold,
         "num_folds": cfg.data.num_folds,
+        # what makes two runs' validation sets the same, for paired comparisons in reports
+        "split_seed": cfg.data.split_seed,
+        "holdout_size": cfg.data.holdout_size,
+        "train_subset": cfg.data.train_subset,
         "seed": cfg.seed,
         "train/acc": best_row.get("train/acc"),
         "train/loss": best_row.get("train/loss"),
@@ -107,9 +111,12 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "ms_per_step": timer.ms_per_step if timer else None,
         "images_per_second": timer.images_per_second if timer else None,
         "best_ckpt": best,
-        "status": "completed",
+        "status": COMPLETED,
     }
     if trainer.is_global_zero:
+        if module.last_test_outputs is not None:  # written before metrics.json: a completed run has both
+            probabilities, labels = module.last_test_outputs
+            write_predictions(run_dir / PREDICTIONS_FILE, probabilities.numpy(), labels.numpy())
         write_json_atomic(run_dir / METRICS_FILE, metrics)
         _log_hparams(trainer.logger, cfg, val, test)
     log.info("%s: val/acc %.4f, test/acc %.4f, %.1fs training; results in %s", cfg.model.name,

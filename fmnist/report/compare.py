@@ -1,0 +1,179 @@
+"""Per-model intervals and pairwise significance tests over a collection of runs (no model is re-run).
+
+Validation figures come from each run's metrics.json, test figures from its test_predictions.npz. A group's
+units are its folds (k-fold CV) or its seeds (a fixed holdout repeated over seeds); two groups are compared
+only on the same split (same data.split_seed, data.num_folds or data.holdout_size, data.train_subset) and
+the same units, else the pair is "not comparable".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+
+from fmnist.report import stats
+from fmnist.report.collect import Group
+from fmnist.report.published import PUBLISHED, TOLERANCE, Published
+from fmnist.run_files import Predictions, read_predictions
+
+
+@dataclass
+class ModelStats:
+    """One model configuration's figures with their 95% intervals."""
+
+    group: Group
+    split: tuple  # what makes two groups' validation sets the same
+    unit_kind: str  # "fold" or "seed"
+    val_by_unit: dict[int, float]  # unit -> val accuracy (mean over the unit's repeats)
+    val: stats.Interval
+    val_std: float
+    test_runs: list[tuple[int | None, int | None, stats.Interval]]  # (fold, seed, bootstrap interval) per run
+    test_mean: float | None
+    test_std: float | None
+    ensemble: stats.Interval | None
+    ensemble_correct: np.ndarray | None
+    seed_std: float
+    fold_std: float
+    published: Published | None
+    train_seconds: float | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.group.label
+
+    @property
+    def difference(self) -> float | None:
+        """Ours minus the study's, on the split the study published (val: CV mean; test: ensemble)."""
+        if self.published is None or self.published.value is None:
+            return None
+        ours = self.val.estimate if self.published.split == "val" else self.test_mean
+        return None if ours is None else ours - self.published.value
+
+    @property
+    def reproduced(self) -> bool | None:
+        difference = self.difference
+        return None if difference is None else abs(difference) <= TOLERANCE
+
+
+@dataclass
+class Pair:
+    first: str
+    second: str
+    comparable: bool
+    reason: str = ""
+    val: stats.PairedTest | None = None
+    val_p_holm: float = math.nan
+    only_first: int = 0  # test images the first ensemble gets right and the second wrong
+    only_second: int = 0
+    mcnemar_p: float = math.nan
+    mcnemar_p_holm: float = math.nan
+
+
+def _split_key(metrics: dict) -> tuple:
+    holdout = metrics.get("holdout_size")
+    return (metrics.get("split_seed"), None if holdout else metrics.get("num_folds"), holdout,
+            metrics.get("train_subset"))
+
+
+def _predictions(group: Group) -> list[tuple[dict, Predictions]]:
+    found = []
+    for run in group.runs:
+        if run.predictions is not None:
+            found.append((run.metrics, read_predictions(run.predictions)))
+    return found
+
+
+def model_stats(group: Group) -> ModelStats:
+    metrics = [run.metrics for run in group.runs]
+    splits = {_split_key(item) for item in metrics}
+    split = splits.pop() if len(splits) == 1 else ("mixed",)
+    holdout = bool(metrics[0].get("holdout_size"))
+    unit_kind = "seed" if holdout else "fold"
+    by_unit: dict[int, list[float]] = {}
+    for item in metrics:
+        by_unit.setdefault(int(item.get(unit_kind) or 0), []).append(float(item["val/acc"]))
+    val_by_unit = {unit: float(np.mean(values)) for unit, values in sorted(by_unit.items())}
+    val_values = [float(item["val/acc"]) for item in metrics]
+    predictions = _predictions(group)
+    notes = []
+    test_runs = [(item.get("fold"), item.get("seed"), stats.bootstrap_accuracy(found.correct))
+                 for item, found in predictions]
+    for item, found in predictions:
+        stored = item.get("test/acc")
+        if stored is not None and abs(found.accuracy - stored) > 1e-4:
+            notes.append(f"fold {item.get('fold')} seed {item.get('seed')}: predictions give test acc "
+                         f"{found.accuracy:.4f}, metrics.json {stored:.4f}")
+    test_values = [interval.estimate for *_, interval in test_runs]
+    ensemble = ensemble_correct = None
+    if predictions:
+        probabilities = np.mean([found.probabilities for _, found in predictions], axis=0)
+        ensemble_correct = probabilities.argmax(axis=1) == predictions[0][1].labels
+        ensemble = stats.bootstrap_accuracy(ensemble_correct)
+    seeds = sorted({item.get("seed") for item in metrics}, key=str)
+    folds = sorted({item.get("fold") for item in metrics}, key=str)
+    seed_std = fold_std = math.nan
+    if len(seeds) * len(folds) == len(metrics) and not holdout:
+        table = np.full((len(seeds), len(folds)), np.nan)
+        for item in metrics:
+            table[seeds.index(item.get("seed")), folds.index(item.get("fold"))] = item["val/acc"]
+        seed_std, fold_std = stats.seed_and_fold_spread(table)
+    elif holdout and len(seeds) > 1:
+        seed_std = float(np.std(val_values, ddof=1))
+    seconds = [item.get("train_seconds") for item in metrics if item.get("train_seconds") is not None]
+    return ModelStats(
+        group=group, split=split, unit_kind=unit_kind, val_by_unit=val_by_unit,
+        val=stats.t_interval(val_values),
+        val_std=float(np.std(val_values, ddof=1)) if len(val_values) > 1 else math.nan,
+        test_runs=test_runs, test_mean=float(np.mean(test_values)) if test_values else None,
+        test_std=float(np.std(test_values, ddof=1)) if len(test_values) > 1 else None,
+        ensemble=ensemble, ensemble_correct=ensemble_correct, seed_std=seed_std, fold_std=fold_std,
+        published=PUBLISHED.get(group.model), train_seconds=float(np.mean(seconds)) if seconds else None,
+        notes=notes)
+
+
+def _known(split: tuple) -> bool:
+    """Runs written before metrics.json recorded the split, or groups mixing splits, cannot be paired."""
+    return split != ("mixed",) and split[0] is not None and (split[1] is not None or split[2] is not None)
+
+
+def _test_train_ratio(model: ModelStats) -> float:
+    """n_val / n_train of one resample, for the corrected t-test; 0 for seeds on one fixed split."""
+    if model.unit_kind == "seed":
+        return 0.0
+    num_folds = model.split[1]
+    return 1.0 / (num_folds - 1)
+
+
+def compare(first: ModelStats, second: ModelStats) -> Pair:
+    pair = Pair(first.label, second.label, comparable=False)
+    if not _known(first.split) or not _known(second.split):
+        pair.reason = "split not recorded"
+        return pair
+    if first.split != second.split:
+        pair.reason = "different splits"
+        return pair
+    if first.unit_kind != second.unit_kind or set(first.val_by_unit) != set(second.val_by_unit):
+        pair.reason = f"different {first.unit_kind}s"
+        return pair
+    pair.comparable = True
+    units = sorted(first.val_by_unit)
+    differences = [first.val_by_unit[unit] - second.val_by_unit[unit] for unit in units]
+    pair.val = stats.corrected_resampled_ttest(differences, _test_train_ratio(first))
+    if first.ensemble_correct is not None and second.ensemble_correct is not None:
+        pair.only_first, pair.only_second, pair.mcnemar_p = stats.mcnemar_exact(first.ensemble_correct,
+                                                                                second.ensemble_correct)
+    return pair
+
+
+def pairwise(models: list[ModelStats]) -> list[Pair]:
+    """Every pair, with Holm's correction applied over all tested pairs (each test family separately)."""
+    pairs = [compare(first, second) for first, second in combinations(models, 2)]
+    val_holm = stats.holm([pair.val.p_value if pair.val else math.nan for pair in pairs])
+    mcnemar_holm = stats.holm([pair.mcnemar_p for pair in pairs])
+    for pair, val_p, mcnemar_p in zip(pairs, val_holm, mcnemar_holm, strict=True):
+        pair.val_p_holm, pair.mcnemar_p_holm = val_p, mcnemar_p
+    return pairs

@@ -1,0 +1,120 @@
+"""The statistics that say whether one model is better than another, and how sure we are.
+
+Intervals: a t-interval over folds for validation accuracy; a percentile bootstrap over the test images for a
+test accuracy. Pairs: the paired difference over folds with Nadeau and Bengio's corrected resampled t-test
+(training folds overlap, so the plain paired t-test is too confident), McNemar's exact test on the test
+predictions, and Holm's step-down correction over all pairs. Special functions come from scipy.stats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A difference (first minus second) with its interval and two-sided p-value."""
+
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    n: int
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """Mean and t-interval of independent-looking repeats (folds); one value gives no interval (nan)."""
+    array = np.asarray(values, dtype=float)
+    mean = float(array.mean())
+    if len(array) < 2:
+        return Interval(mean, float("nan"), float("nan"))
+    half = stats.t.ppf(0.5 + confidence / 2, df=len(array) - 1) * array.std(ddof=1) / np.sqrt(len(array))
+    return Interval(mean, mean - float(half), mean + float(half))
+
+
+def bootstrap_accuracy(correct: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                       confidence: float = CONFIDENCE) -> Interval:
+    """Accuracy of a 0/1 vector over test images with a seeded percentile bootstrap interval over the images."""
+    correct = np.asarray(correct, dtype=float)
+    result = stats.bootstrap((correct,), np.mean, n_resamples=resamples, confidence_level=confidence,
+                             method="percentile", rng=np.random.default_rng(seed), vectorized=True)
+    interval = result.confidence_interval
+    return Interval(float(correct.mean()), float(interval.low), float(interval.high))
+
+
+def corrected_resampled_ttest(differences: Sequence[float], test_train_ratio: float,
+                              confidence: float = CONFIDENCE) -> PairedTest:
+    """Nadeau and Bengio (2003): the variance of the mean difference over k resamples is inflated from
+    var/k to (1/k + n_test/n_train) var, because the k training sets overlap. With test_train_ratio=0 it is
+    the ordinary paired t-test (e.g. seeds on one fixed split)."""
+    array = np.asarray(differences, dtype=float)
+    k = len(array)
+    mean = float(array.mean())
+    if k < 2:
+        return PairedTest(mean, float("nan"), float("nan"), float("nan"), k)
+    variance = array.var(ddof=1)
+    standard_error = float(np.sqrt((1 / k + test_train_ratio) * variance))
+    if standard_error == 0.0:
+        p_value = 1.0 if mean == 0.0 else 0.0
+        return PairedTest(mean, mean, mean, p_value, k)
+    statistic = mean / standard_error
+    p_value = float(2 * stats.t.sf(abs(statistic), df=k - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=k - 1)) * standard_error
+    return PairedTest(mean, mean - half, mean + half, p_value, k)
+
+
+def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, float]:
+    """McNemar's exact test on two classifiers' per-image correctness: (a right b wrong, a wrong b right, p).
+
+    Under the null the discordant images split 50/50, so p is a two-sided binomial test (scipy binomtest)."""
+    correct_a, correct_b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if correct_a.shape != correct_b.shape:
+        raise ValueError(f"McNemar needs the same images: shapes {correct_a.shape} and {correct_b.shape}")
+    only_a = int(np.sum(correct_a & ~correct_b))
+    only_b = int(np.sum(~correct_a & correct_b))
+    if only_a + only_b == 0:
+        return only_a, only_b, 1.0
+    return only_a, only_b, float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment (family-wise error): the i-th smallest p times (m - i), kept monotone.
+
+    NaN p-values (untestable pairs) stay NaN and do not count in m."""
+    array = np.asarray(p_values, dtype=float)
+    adjusted = np.full(array.shape, np.nan)
+    tested = np.flatnonzero(~np.isnan(array))
+    order = tested[np.argsort(array[tested], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * array[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+def seed_and_fold_spread(values: np.ndarray) -> tuple[float, float]:
+    """For a seeds x folds table of one model's accuracies: (seed std, fold std).
+
+    Seed std: the std over seeds within a fold, pooled over folds (root mean of the per-fold variances).
+    Fold std: the std over folds of the seed-averaged accuracies. NaN where a dimension has one entry."""
+    values = np.asarray(values, dtype=float)
+    seeds, folds = values.shape
+    seed_std = float(np.sqrt(values.var(axis=0, ddof=1).mean())) if seeds > 1 else float("nan")
+    fold_std = float(values.mean(axis=0).std(ddof=1)) if folds > 1 else float("nan")
+    return seed_std, fold_std
