@@ -73,3 +73,11 @@ def test_seed_and_fold_spread_separates_the_two() -> None:
     seed_std, fold_std = stats.seed_and_fold_spread(table)
     assert seed_std == pytest.approx(np.std([0.895, 0.905], ddof=1))  # 0.00707
     assert fold_std == pytest.approx(0.02)
+
+
+def test_binomial_interval_of_a_published_figure() -> None:
+    # Clopper-Pearson for 9 of 10 (R: binom.test(9, 10)$conf.int) = 0.5549839, 0.9974714
+    interval = stats.binomial_interval(0.9, 10)
+    assert (interval.low, interval.high) == pytest.approx((0.5549839, 0.9974714), rel=1e-6)
+    assert stats.overlap(interval, stats.Interval(0.99, 0.99, 0.999))
+    assert not stats.overlap(interval, stats.Interval(0.5, 0.4, 0.55))

@@ -33,6 +33,7 @@ class ModelStats:
     test_runs: list[tuple[int | None, int | None, stats.Interval]]  # (fold, seed, bootstrap interval) per run
     test_mean: float | None
     test_std: float | None
+    test_interval: stats.Interval | None  # t-interval over the fold models' test accuracies
     ensemble: stats.Interval | None
     ensemble_correct: np.ndarray | None
     seed_std: float
@@ -57,6 +58,23 @@ class ModelStats:
     def reproduced(self) -> bool | None:
         difference = self.difference
         return None if difference is None else abs(difference) <= TOLERANCE
+
+    @property
+    def published_interval(self) -> stats.Interval | None:
+        if self.published is None or self.published.value is None:
+            return None
+        return stats.binomial_interval(self.published.value, self.published.images)
+
+    @property
+    def consistent(self) -> bool | None:
+        """Whether our interval (val: t over folds; test: t over the fold models) meets the study's own."""
+        theirs = self.published_interval
+        if theirs is None or self.published is None:
+            return None
+        ours = self.val if self.published.split == "val" else self.test_interval
+        if ours is None or not np.isfinite(ours.low):
+            return None
+        return stats.overlap(ours, theirs)
 
 
 @dataclass
@@ -130,6 +148,7 @@ def model_stats(group: Group) -> ModelStats:
         val_std=float(np.std(val_values, ddof=1)) if len(val_values) > 1 else math.nan,
         test_runs=test_runs, test_mean=float(np.mean(test_values)) if test_values else None,
         test_std=float(np.std(test_values, ddof=1)) if len(test_values) > 1 else None,
+        test_interval=stats.t_interval(test_values) if test_values else None,
         ensemble=ensemble, ensemble_correct=ensemble_correct, seed_std=seed_std, fold_std=fold_std,
         published=PUBLISHED.get(group.model), train_seconds=float(np.mean(seconds)) if seconds else None,
         notes=notes)

@@ -141,7 +141,8 @@ def forest(models: Sequence[Any], path: Path) -> Path | None:
     interval over the test images), with the study's published figure as a cross."""
     if not models:
         return None
-    figure, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * len(models)))
+    height = 1.6 + 0.55 * len(models)
+    figure, ax = plt.subplots(figsize=(8, height))
     for row, model in enumerate(reversed(list(models))):
         points = [(model.val, -0.12, "C0", "val (CV mean, 95% t-interval)")]
         if model.ensemble is not None:
@@ -154,15 +155,17 @@ def forest(models: Sequence[Any], path: Path) -> Path | None:
                         [100 * (high - interval.estimate)]], fmt="o", color=colour, capsize=3,
                         label=name if row == 0 else None)
         if model.published is not None and model.published.value is not None:
-            ax.plot(100 * model.published.value, row, "kx", markersize=8,
+            offset = -0.12 if model.published.split == "val" else 0.12  # on the line of what it measured
+            ax.plot(100 * model.published.value, row + offset, "kx", markersize=9,
                     label=None if row else "study's figure")
     ax.set_yticks(range(len(models)), [model.label for model in reversed(list(models))])
     ax.set_xlabel("accuracy %")
     ax.set_title("accuracy with 95% intervals")
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="lower left")
-    figure.tight_layout()
+    figure.legend(unique.values(), unique.keys(), fontsize=8, loc="lower center", ncol=3, frameon=False)
+    ax.set_ylim(-0.6, len(models) - 0.4)
+    figure.tight_layout(rect=(0, 0.35 / height, 1, 1))  # room for the legend below the axes
     return save(figure, path)
 
 

@@ -1,8 +1,9 @@
 """What each published study reported for its models (../shared/models.md), for the report to set beside ours.
 
 `split` says which figure we compare with: the study's validation figure where it published one, else its
-test figure. `protocol` notes where the study's own protocol differs from fmnist's (which validates on the
-60k train set only and tests once).
+test figure; `images` is how many images it was measured on (study A: one of 10 folds, 6,000; its RNN/LSTM
+5-fold mean: every image of its pooled 70,000 once), which bounds its own sampling error. `protocol` notes
+where the study's own protocol differs from fmnist's (which validates on the 60k train set only and tests once).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ class Published:
     value: float | None  # accuracy in [0, 1]; None where the study gave no number
     split: str  # "val" or "test": what `value` measured
     text: str  # the figure as the study states it
+    images: int  # how many images the figure was measured on (its own sampling error)
     protocol: str = ""
 
 
@@ -29,24 +31,25 @@ STUDY_D = ("Study D (PyTorch 0.4): Adam (AMSGrad), batch 500, 250 epochs, flip a
            "picked at the best test iteration.")
 
 PUBLISHED: dict[str, Published] = {
-    "conv_maxpool": Published("A", 0.9120, "val", "val 91.20, test 90.57", STUDY_A),
-    "stride_conv": Published("A", 0.9138, "val", "val 91.38, test 90.67", STUDY_A),
-    "small_conv": Published("A", 0.9062, "val", "val 90.62, test 89.11", STUDY_A),
-    "drop_norm_l2": Published("A", 0.9283, "val", "val 92.83, test 91.14", STUDY_A),
-    "drop_norm_conv": Published("A", 0.9242, "val", "val 92.42", STUDY_A),
-    "rnn": Published("A", 0.8252, "val", "5-fold mean val 82.52",
+    "conv_maxpool": Published("A", 0.9120, "val", "val 91.20, test 90.57", 6_000, STUDY_A),
+    "stride_conv": Published("A", 0.9138, "val", "val 91.38, test 90.67", 6_000, STUDY_A),
+    "small_conv": Published("A", 0.9062, "val", "val 90.62, test 89.11", 6_000, STUDY_A),
+    "drop_norm_l2": Published("A", 0.9283, "val", "val 92.83, test 91.14", 6_000, STUDY_A),
+    "drop_norm_conv": Published("A", 0.9242, "val", "val 92.42", 6_000, STUDY_A),
+    "rnn": Published("A", 0.8252, "val", "5-fold mean val 82.52", 70_000,
                      STUDY_A + " Its RNN/LSTM folds pooled train and test."),
-    "lstm": Published("A", 0.8993, "val", "5-fold mean val 89.93 (best 90.55)",
+    "lstm": Published("A", 0.8993, "val", "5-fold mean val 89.93 (best 90.55)", 70_000,
                       STUDY_A + " Its RNN/LSTM folds pooled train and test; its code ran H=64, we run H=100."),
-    "lstm186": Published("B", 0.9024, "val", "val peak 90.24, final 89.96", STUDY_B),
-    "lstm2_784_186": Published("B", 0.9110, "val", "val peak 91.10, final 90.50-91.02", STUDY_B),
-    "cnn_geron": Published("B", 0.9130, "val", "val peak 91.30, final 90.94", STUDY_B),
-    "conv2dnet": Published("C", None, "val", "plateaus early (no figure)", STUDY_C),
-    "inception_cnn": Published("C", 0.927, "val", "train > 99.5, val 92.7", STUDY_C),
-    "conv2dsimple": Published("C", 0.928, "test", "test 92.8", STUDY_C),
-    "conv2dsimple2": Published("C", 0.9361, "test", "test 93.61", STUDY_C),
-    "conv2dsimple3": Published("C", 0.938, "val", "val 93.8, test 93.9", STUDY_C),
-    "qstp_cnn": Published("D", 0.9461, "test", "test 94.61 (best test iteration), 94.23 at the end", STUDY_D),
+    "lstm186": Published("B", 0.9024, "val", "val peak 90.24, final 89.96", 5_000, STUDY_B),
+    "lstm2_784_186": Published("B", 0.9110, "val", "val peak 91.10, final 90.50-91.02", 5_000, STUDY_B),
+    "cnn_geron": Published("B", 0.9130, "val", "val peak 91.30, final 90.94", 5_000, STUDY_B),
+    "conv2dnet": Published("C", None, "val", "plateaus early (no figure)", 12_000, STUDY_C),
+    "inception_cnn": Published("C", 0.927, "val", "train > 99.5, val 92.7", 12_000, STUDY_C),
+    "conv2dsimple": Published("C", 0.928, "test", "test 92.8", 10_000, STUDY_C),
+    "conv2dsimple2": Published("C", 0.9361, "test", "test 93.61", 10_000, STUDY_C),
+    "conv2dsimple3": Published("C", 0.938, "val", "val 93.8, test 93.9", 12_000, STUDY_C),
+    "qstp_cnn": Published("D", 0.9461, "test", "test 94.61 (best test iteration), 94.23 at the end", 10_000,
+                         STUDY_D),
 }
 
 # Our CV mean within this of the study's figure counts as reproduced (issue 16's acceptance).

@@ -57,6 +57,18 @@ def bootstrap_accuracy(correct: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES
     return Interval(float(correct.mean()), float(interval.low), float(interval.high))
 
 
+def binomial_interval(accuracy: float, images: int, confidence: float = CONFIDENCE) -> Interval:
+    """The exact (Clopper-Pearson) interval of an accuracy measured on `images` images: the sampling error of a
+    published figure, whose per-image results we do not have."""
+    correct = int(round(accuracy * images))
+    interval = stats.binomtest(correct, images).proportion_ci(confidence_level=confidence, method="exact")
+    return Interval(accuracy, float(interval.low), float(interval.high))
+
+
+def overlap(first: Interval, second: Interval) -> bool:
+    return first.low <= second.high and second.low <= first.high
+
+
 def corrected_resampled_ttest(differences: Sequence[float], test_train_ratio: float,
                               confidence: float = CONFIDENCE) -> PairedTest:
     """Nadeau and Bengio (2003): the variance of the mean difference over k resamples is inflated from

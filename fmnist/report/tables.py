@@ -130,7 +130,8 @@ def p_text(value: float) -> str:
 
 UNCERTAINTY_HEADERS = ("model", "study", "runs", "val acc % (mean ± std)", "val acc % [95% t-interval]",
                        "test acc % (fold models, mean ± std)", "test acc % fold ensemble [95% bootstrap]",
-                       "study's figure", "ours − study (pp)", "within 0.5 pp", "train time per run (s)")
+                       "study's figure", "study's figure [95% binomial]", "ours − study (pp)", "within 0.5 pp",
+                       "intervals meet", "train time per run (s)")
 
 
 def uncertainty_table(models: Sequence[Any]) -> str:
@@ -144,8 +145,9 @@ def uncertainty_table(models: Sequence[Any]) -> str:
             percent(model.val.estimate, model.val_std if math.isfinite(model.val_std) else None),
             interval_text(model.val), percent(model.test_mean, model.test_std), interval_text(model.ensemble),
             f"{published.text} ({published.split})" if published else "–",
-            "–" if difference is None else f"{100 * difference:+.2f}",
-            {True: "yes", False: "no", None: "–"}[model.reproduced], number(model.train_seconds, 0),
+            interval_text(model.published_interval), "–" if difference is None else f"{100 * difference:+.2f}",
+            {True: "yes", False: "no", None: "–"}[model.reproduced],
+            {True: "yes", False: "no", None: "–"}[model.consistent], number(model.train_seconds, 0),
         ])
     return markdown_table(UNCERTAINTY_HEADERS, body)
 
