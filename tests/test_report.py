@@ -169,3 +169,24 @@ def test_seeds_of_one_configuration_form_one_group(tmp_path: Path) -> None:
     assert row[:3] == ["cnn", "2", "3"]
     assert float(row[3]) == pytest.approx(100 * statistics.stdev([0.90, 0.905]), abs=0.01)
     assert float(row[4]) == pytest.approx(1.0, abs=0.01)  # folds 1 pp apart
+
+
+def test_seeds_on_one_holdout_pair_by_seed_with_the_plain_paired_ttest(tmp_path: Path) -> None:
+    from scipy.stats import ttest_rel
+
+    vals = {"lstm": [0.900, 0.905, 0.897], "cnn": [0.910, 0.911, 0.912]}
+    for model, values in vals.items():
+        for seed, val in enumerate(values):
+            directory = tmp_path / model / str(seed)
+            write_predicted_run(directory, model, 0, 5, val, val - 0.01, seed=seed)
+            metrics = json.loads((directory / "metrics.json").read_text())
+            metrics["holdout_size"] = 5000  # study B: the first 5,000 train images, the same for every seed
+            (directory / "metrics.json").write_text(json.dumps(metrics))
+    out = tmp_path / "report"
+    assert report_main([str(tmp_path), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "| cnn | – | 3 (3 seeds) |" in text
+    row = next(line for line in text.split("### Which differences are real", 1)[1].splitlines()
+               if line.startswith("| cnn | lstm |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert float(cells[3]) == pytest.approx(ttest_rel(vals["cnn"], vals["lstm"]).pvalue, rel=0.02)

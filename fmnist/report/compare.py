@@ -55,6 +55,14 @@ class ModelStats:
         return None if ours is None else ours - self.published.value
 
     @property
+    def test_difference(self) -> float | None:
+        """Our fold models' mean test accuracy minus the study's test figure, where it published one."""
+        if self.published is None or self.test_mean is None:
+            return None
+        theirs = self.published.value if self.published.split == "test" else self.published.test_value
+        return None if theirs is None else self.test_mean - theirs
+
+    @property
     def reproduced(self) -> bool | None:
         difference = self.difference
         return None if difference is None else abs(difference) <= TOLERANCE

@@ -170,8 +170,8 @@ def forest(models: Sequence[Any], path: Path) -> Path | None:
 
 
 def difference_matrix(models: Sequence[Any], pairs: Sequence[Any], path: Path) -> Path | None:
-    """Row minus column CV validation accuracy (pp); * marks Holm-adjusted p < 0.05 (corrected t-test),
-    blank cells are pairs on different splits (not comparable)."""
+    """Row minus column CV validation accuracy (pp); * marks Holm-adjusted p < 0.05 of the corrected t-test,
+    † of McNemar's test on the test set; blank cells are pairs on different splits (not comparable)."""
     labels = [model.label for model in models]
     if len(labels) < 2:
         return None
@@ -182,7 +182,7 @@ def difference_matrix(models: Sequence[Any], pairs: Sequence[Any], path: Path) -
         if not pair.comparable or pair.val is None:
             continue
         i, j = index[pair.first], index[pair.second]
-        star = "*" if pair.val_p_holm < 0.05 else ""
+        star = ("*" if pair.val_p_holm < 0.05 else "") + ("†" if pair.mcnemar_p_holm < 0.05 else "")
         values[i, j], values[j, i] = 100 * pair.val.difference, -100 * pair.val.difference
         text[i, j] = f"{100 * pair.val.difference:+.2f}{star}"
         text[j, i] = f"{-100 * pair.val.difference:+.2f}{star}"
@@ -194,6 +194,6 @@ def difference_matrix(models: Sequence[Any], pairs: Sequence[Any], path: Path) -
     sns.heatmap(pd.DataFrame(values, index=labels, columns=labels), annot=text, fmt="", cmap="RdBu",
                 vmin=-limit, vmax=limit, cbar_kws={"label": "row − column val acc (pp)"}, ax=ax,
                 annot_kws={"fontsize": 8})
-    ax.set_title("paired CV difference (* Holm-adjusted p < 0.05)")
+    ax.set_title("paired CV difference; Holm p < 0.05: * corrected t-test, † McNemar (test)", fontsize=10)
     figure.tight_layout()
     return save(figure, path)

@@ -19,7 +19,7 @@ from fmnist.atomic import write_text_atomic
 from fmnist.report.__main__ import build_report
 from fmnist.report.collect import collect
 from fmnist.report.compare import model_stats
-from fmnist.report.tables import uncertainty_table
+from fmnist.report.tables import summary_table as compact_table
 from fmnist.run_files import HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
 
 KEPT_FILES = (METRICS_FILE, HISTORY_FILE, PREDICTIONS_FILE, SUMMARY_FILE, "resolved_config.yaml",
@@ -56,7 +56,7 @@ def summary_table(results: Path) -> str:
         collection = collect([directory])
         found = [model_stats(group) for group in collection.groups]
         models += sorted(found, key=lambda model: -model.val.estimate)
-    return uncertainty_table(models)
+    return compact_table(models)
 
 
 def replace_block(path: Path, block: str) -> bool:

@@ -130,8 +130,8 @@ def p_text(value: float) -> str:
 
 UNCERTAINTY_HEADERS = ("model", "study", "runs", "val acc % (mean ± std)", "val acc % [95% t-interval]",
                        "test acc % (fold models, mean ± std)", "test acc % fold ensemble [95% bootstrap]",
-                       "study's figure", "study's figure [95% binomial]", "ours − study (pp)", "within 0.5 pp",
-                       "intervals meet", "train time per run (s)")
+                       "study's figure", "study's figure [95% binomial]", "ours − study (pp)",
+                       "ours − study, test (pp)", "within 0.5 pp", "intervals meet", "train time per run (s)")
 
 
 def uncertainty_table(models: Sequence[Any]) -> str:
@@ -146,6 +146,7 @@ def uncertainty_table(models: Sequence[Any]) -> str:
             interval_text(model.val), percent(model.test_mean, model.test_std), interval_text(model.ensemble),
             f"{published.text} ({published.split})" if published else "–",
             interval_text(model.published_interval), "–" if difference is None else f"{100 * difference:+.2f}",
+            "–" if model.test_difference is None else f"{100 * model.test_difference:+.2f}",
             {True: "yes", False: "no", None: "–"}[model.reproduced],
             {True: "yes", False: "no", None: "–"}[model.consistent], number(model.train_seconds, 0),
         ])
@@ -194,3 +195,26 @@ def pairs_table(pairs: Sequence[Any]) -> str:
         body.append([pair.first, pair.second, diff, p_text(test.p_value if test else math.nan), p_text(pair.val_p_holm),
                      str(pair.only_first), str(pair.only_second), p_text(pair.mcnemar_p), p_text(pair.mcnemar_p_holm)])
     return markdown_table(PAIR_HEADERS, body)
+
+
+SUMMARY_HEADERS = ("model", "study", "runs", "val acc % mean ± std [95% CI]", "test acc % ensemble [95% CI]",
+                   "study's figure", "ours − study (pp)", "ours − study, test (pp)", "within 0.5 pp",
+                   "train time per run (s)")
+
+
+def summary_table(models: Sequence[Any]) -> str:
+    """The README's compact form of the uncertainty table: one row per model of every study."""
+    body = []
+    for model in models:
+        published = model.published
+        std = f" ± {100 * model.val_std:.2f}" if math.isfinite(model.val_std) else ""
+        ci = f" [{100 * model.val.low:.2f}, {100 * model.val.high:.2f}]" if math.isfinite(model.val.low) else ""
+        body.append([
+            model.label, published.study if published else "–",
+            f"{len(model.group.runs)} {model.unit_kind}s", f"{100 * model.val.estimate:.2f}{std}{ci}",
+            interval_text(model.ensemble), f"{published.text}" if published else "–",
+            "–" if model.difference is None else f"{100 * model.difference:+.2f}",
+            "–" if model.test_difference is None else f"{100 * model.test_difference:+.2f}",
+            {True: "yes", False: "no", None: "–"}[model.reproduced], number(model.train_seconds, 0),
+        ])
+    return markdown_table(SUMMARY_HEADERS, body)
