@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import statistics
 from pathlib import Path
 
@@ -190,3 +191,35 @@ def test_seeds_on_one_holdout_pair_by_seed_with_the_plain_paired_ttest(tmp_path:
                if line.startswith("| cnn | lstm |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert float(cells[3]) == pytest.approx(ttest_rel(vals["cnn"], vals["lstm"]).pvalue, rel=0.02)
+
+
+def test_studies_command_archives_runs_and_regenerates_reports_and_tables(tmp_path: Path) -> None:
+    from fmnist.report.studies import BEGIN, END
+    from fmnist.report.studies import main as studies_main
+
+    runs = tmp_path / "multirun" / "study_a"
+    for fold in range(3):
+        write_predicted_run(runs / "conv_maxpool" / f"fold_{fold}", "conv_maxpool", fold, 3, 0.91, 0.905)
+        write_predicted_run(runs / "rnn" / f"fold_{fold}", "rnn", fold, 3, 0.82 + fold / 1000, 0.83)
+    (runs / "rnn" / "fold_0" / "checkpoints").mkdir()
+    (runs / "rnn" / "fold_0" / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{BEGIN}\nold table\n{END}\nafter\n")
+    untouched = tmp_path / "other.md"
+    untouched.write_text("no markers\n")
+    results = tmp_path / "docs" / "results"
+    assert studies_main([str(results), "--archive", str(tmp_path / "multirun"),
+                         "--tables", str(readme), str(untouched)]) == 0
+    kept = sorted(path.name for path in (results / "study_a" / "rnn" / "fold_0").iterdir())
+    assert kept == ["history.csv", "metrics.json", "test_predictions.npz"]  # no checkpoint
+    assert (results / "study_a" / "report" / "report.md").is_file()
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{END}\nafter\n") and "old table" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| conv_maxpool") or line.startswith("| rnn")]
+    assert [row.split("|")[1].strip() for row in rows] == ["conv_maxpool", "rnn"]  # study order, then by val
+    assert "| 91.00 ± 0.00 [91.00, 91.00] |" in rows[0] and "-0.20" in rows[0]  # ours − study's 91.20
+    assert untouched.read_text() == "no markers\n"
+    # regenerated from the committed files alone, without the run dirs
+    shutil.rmtree(tmp_path / "multirun")
+    assert studies_main([str(results), "--tables", str(readme)]) == 0
+    assert readme.read_text() == text
