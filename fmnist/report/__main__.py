@@ -76,14 +76,15 @@ def statistics_section(collection: Collection, rows: list[dict], out: Path, figu
     return lines
 
 
-def build_report(directories: Sequence[Path], out: Path, collection: Collection | None = None) -> Collection:
+def build_report(directories: Sequence[Path], out: Path, collection: Collection | None = None,
+                 title: str = "Fashion-MNIST model comparison", intro: str = "") -> Collection:
     collection = collection or collect(directories)
     rows = leaderboard(collection)
     write_csv_atomic(out / "leaderboard.csv", rows or [{"model": None}])
     figure_dir = out / "figures"
     by_label = {group.label: group for group in collection.groups}
 
-    lines = ["# Fashion-MNIST model comparison", "",
+    lines = [f"# {title}", "", *([intro, ""] if intro else []),
              "Runs below: " + ", ".join(f"`{directory}`" for directory in directories), "",
              f"{len(collection.groups)} model configuration(s) from "
              f"{sum(len(group.runs) for group in collection.groups)} completed run(s); "
