@@ -56,9 +56,12 @@ def study_dirs(results: Path) -> list[Path]:
 
 
 def summary_table(results: Path) -> str:
-    """One row per model of every study, ordered by study and then by CV accuracy."""
+    """One row per model of every study (folders named study_*; others, such as evidence runs, get their own
+    report only), ordered by study and then by CV accuracy."""
     models = []
     for directory in study_dirs(results):
+        if not directory.name.startswith("study_"):
+            continue
         collection = collect([directory])
         found = [model_stats(group) for group in collection.groups]
         models += sorted(found, key=lambda model: -model.val.estimate)
