@@ -138,15 +138,15 @@ def per_class_f1(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
 
 def forest(models: Sequence[Any], path: Path) -> Path | None:
     """Each model's CV validation accuracy (t-interval over folds) and fold-ensemble test accuracy (bootstrap
-    interval over the test images), with the study's published figure as a cross."""
+    interval over the test images), with the study's published figure and its binomial interval as a cross."""
     if not models:
         return None
     height = 1.6 + 0.55 * len(models)
     figure, ax = plt.subplots(figsize=(8, height))
     for row, model in enumerate(reversed(list(models))):
-        points = [(model.val, -0.12, "C0", "val (CV mean, 95% t-interval)")]
+        points = [(model.val, -0.22, "C0", "val (CV mean, 95% t-interval)")]
         if model.ensemble is not None:
-            points.append((model.ensemble, 0.12, "C1", "test (fold ensemble, 95% bootstrap)"))
+            points.append((model.ensemble, 0.22, "C1", "test (fold ensemble, 95% bootstrap)"))
         for interval, offset, colour, name in points:
             low, high = interval.low, interval.high
             if not np.isfinite(low):
@@ -155,9 +155,11 @@ def forest(models: Sequence[Any], path: Path) -> Path | None:
                         [100 * (high - interval.estimate)]], fmt="o", color=colour, capsize=3,
                         label=name if row == 0 else None)
         if model.published is not None and model.published.value is not None:
-            offset = -0.12 if model.published.split == "val" else 0.12  # on the line of what it measured
-            ax.plot(100 * model.published.value, row + offset, "kx", markersize=9,
-                    label=None if row else "study's figure")
+            offset = 0.0  # between our val and test lines; the legend of the table says which split it is
+            theirs = model.published_interval
+            ax.errorbar(100 * theirs.estimate, row + offset, fmt="x", color="black", markersize=9, alpha=0.8,
+                        xerr=[[100 * (theirs.estimate - theirs.low)], [100 * (theirs.high - theirs.estimate)]],
+                        elinewidth=1, capsize=2, label=None if row else "study's figure (95% binomial)")
     ax.set_yticks(range(len(models)), [model.label for model in reversed(list(models))])
     ax.set_xlabel("accuracy %")
     ax.set_title("accuracy with 95% intervals")
