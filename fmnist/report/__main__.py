@@ -36,19 +36,19 @@ def statistics_section(collection: Collection, rows: list[dict], out: Path, figu
     pairs = pairwise(models)
     lines = ["## How sure we are", "",
              "### Each model against its study", "", uncertainty_table(models), "",
-             "Val: mean and sample std over the model's folds (or seeds, on a fixed holdout) with a 95% t-interval "
-             "(t distribution, k − 1 degrees of freedom). Test: the fold models' mean ± std, and the fold "
-             "ensemble (mean of the fold models' probabilities) with a 95% percentile bootstrap interval over "
-             "the 10,000 test images (2,000 resamples, seed 0). The study's figure is its validation figure "
-             "where it published one, else its test figure; ours − study compares like with like (our CV mean "
-             "for a validation figure, our fold models' mean test accuracy for a test figure); where the study "
-             "published a test figure as well, \"ours − study, test\" compares our fold models' mean test "
+             "Val: mean and sample std over the model's folds (or seeds, on a fixed holdout) with a 95% t-interval"
+             " (t distribution, k − 1 degrees of freedom), of the checkpoint picked on validation; \"last epoch\" "
+             "is the final epoch's validation accuracy, without that selection. Test: the fold models' mean ± std,"
+             " and the fold ensemble (mean of the fold models' probabilities) with a 95% percentile bootstrap "
+             "interval over the 10,000 test images (2,000 resamples, seed 0). The study's figure is its validation"
+             " figure where it published one, else its test figure; ours − study compares like with like (our CV "
+             "mean for a validation figure, our fold models' mean test accuracy for a test figure); where the "
+             "study published a test figure as well, \"ours − study, test\" compares our fold models' mean test "
              "accuracy with it, which shows how much of a validation gap is the study's selection on a small "
-             "validation fold rather than a weaker model. The study's own "
-             "figure has a sampling error too: its exact binomial 95% interval on the images it was measured on "
-             "(study A: one 6,000-image fold); \"intervals meet\" says whether ours (val: the t-interval; test: "
-             "the t-interval over the fold models) overlaps it. Time is the mean training time of one run "
-             "(fold) on the machine that ran it.", ""]
+             "validation fold rather than a weaker model. The study's own figure has a sampling error too: its "
+             "exact binomial 95% interval on the images it was measured on (study A: one 6,000-image fold); "
+             "\"intervals meet\" says whether ours (val: the t-interval; test: the t-interval over the fold "
+             "models) overlaps it. Time is the mean training time of one run (fold) on the machine that ran it.", ""]
     notes = sorted({model.published.protocol for model in models if model.published and model.published.protocol})
     if notes:
         lines += ["Where the studies' protocols differ from ours:", ""] + [f"- {note}" for note in notes] + [""]

@@ -40,6 +40,7 @@ class ModelStats:
     fold_std: float
     published: Published | None
     train_seconds: float | None
+    last_val: float | None = None  # mean over runs of the last epoch's val accuracy (no checkpoint selection)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -150,6 +151,8 @@ def model_stats(group: Group) -> ModelStats:
     elif holdout and len(seeds) > 1:
         seed_std = float(np.std(val_values, ddof=1))
     seconds = [item.get("train_seconds") for item in metrics if item.get("train_seconds") is not None]
+    last = [float(run.history["val/acc"].iloc[-1]) for run in group.runs
+            if run.history is not None and "val/acc" in run.history and len(run.history)]
     return ModelStats(
         group=group, split=split, unit_kind=unit_kind, val_by_unit=val_by_unit,
         val=stats.t_interval(val_values),
@@ -159,7 +162,7 @@ def model_stats(group: Group) -> ModelStats:
         test_interval=stats.t_interval(test_values) if test_values else None,
         ensemble=ensemble, ensemble_correct=ensemble_correct, seed_std=seed_std, fold_std=fold_std,
         published=PUBLISHED.get(group.model), train_seconds=float(np.mean(seconds)) if seconds else None,
-        notes=notes)
+        last_val=float(np.mean(last)) if len(last) == len(group.runs) else None, notes=notes)
 
 
 def _known(split: tuple) -> bool:

@@ -129,6 +129,7 @@ def p_text(value: float) -> str:
 
 
 UNCERTAINTY_HEADERS = ("model", "study", "runs", "val acc % (mean ± std)", "val acc % [95% t-interval]",
+                       "val acc % last epoch (mean)",
                        "test acc % (fold models, mean ± std)", "test acc % fold ensemble [95% bootstrap]",
                        "study's figure", "study's figure [95% binomial]", "ours − study (pp)",
                        "ours − study, test (pp)", "within 0.5 pp", "intervals meet", "train time per run (s)")
@@ -143,7 +144,8 @@ def uncertainty_table(models: Sequence[Any]) -> str:
         body.append([
             model.label, published.study if published else "–", units,
             percent(model.val.estimate, model.val_std if math.isfinite(model.val_std) else None),
-            interval_text(model.val), percent(model.test_mean, model.test_std), interval_text(model.ensemble),
+            interval_text(model.val), percent(model.last_val), percent(model.test_mean, model.test_std),
+            interval_text(model.ensemble),
             f"{published.text} ({published.split})" if published else "–",
             interval_text(model.published_interval), "–" if difference is None else f"{100 * difference:+.2f}",
             "–" if model.test_difference is None else f"{100 * model.test_difference:+.2f}",
