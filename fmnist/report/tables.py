@@ -93,7 +93,7 @@ def main_table(rows: Sequence[dict[str, Any]]) -> str:
         gap = row["gap_mean"]
         body.append([
             row["model"], str(row["runs"]), percent(row["val_acc_mean"], row["val_acc_std"]),
-            percent(row["train_acc_mean"]), "–" if gap is None else f"{100 * gap:+.2f}",
+            percent(row["train_acc_mean"]), points(gap),
             percent(row["test_acc_mean"], row["test_acc_std"]), percent(row["ensemble_test_acc"]),
             percent(row["test_precision_mean"]), percent(row["test_recall_mean"]), percent(row["test_f1_mean"]),
             number(row["params_mean"]), number(row["ms_per_step_mean"], 2), number(row["images_per_second_mean"]),
@@ -122,6 +122,15 @@ def interval_text(interval: Any, digits: int = 2) -> str:
     return f"{100 * interval.estimate:.{digits}f} [{100 * interval.low:.{digits}f}, {100 * interval.high:.{digits}f}]"
 
 
+def points(difference: float | None) -> str:
+    """A difference of accuracies in signed percentage points."""
+    return "–" if difference is None else f"{100 * difference:+.2f}"
+
+
+def yes_no(flag: bool | None) -> str:
+    return {True: "yes", False: "no", None: "–"}[flag]
+
+
 def p_text(value: float) -> str:
     if value is None or not math.isfinite(value):
         return "–"
@@ -139,7 +148,6 @@ def uncertainty_table(models: Sequence[Any]) -> str:
     body = []
     for model in models:
         published = model.published
-        difference = model.difference
         units = f"{len(model.group.runs)} ({len(model.val_by_unit)} {model.unit_kind}s)"
         body.append([
             model.label, published.study if published else "–", units,
@@ -147,10 +155,8 @@ def uncertainty_table(models: Sequence[Any]) -> str:
             interval_text(model.val), percent(model.last_val), percent(model.test_mean, model.test_std),
             interval_text(model.ensemble),
             f"{published.text} ({published.split})" if published else "–",
-            interval_text(model.published_interval), "–" if difference is None else f"{100 * difference:+.2f}",
-            "–" if model.test_difference is None else f"{100 * model.test_difference:+.2f}",
-            {True: "yes", False: "no", None: "–"}[model.reproduced],
-            {True: "yes", False: "no", None: "–"}[model.consistent], number(model.train_seconds, 0),
+            interval_text(model.published_interval), points(model.difference), points(model.test_difference),
+            yes_no(model.reproduced), yes_no(model.consistent), number(model.train_seconds, 0),
         ])
     return markdown_table(UNCERTAINTY_HEADERS, body)
 
@@ -215,8 +221,7 @@ def summary_table(models: Sequence[Any]) -> str:
             model.label, published.study if published else "–",
             f"{len(model.group.runs)} {model.unit_kind}s", f"{100 * model.val.estimate:.2f}{std}{ci}",
             interval_text(model.ensemble), f"{published.text}" if published else "–",
-            "–" if model.difference is None else f"{100 * model.difference:+.2f}",
-            "–" if model.test_difference is None else f"{100 * model.test_difference:+.2f}",
-            {True: "yes", False: "no", None: "–"}[model.reproduced], number(model.train_seconds, 0),
+            points(model.difference), points(model.test_difference), yes_no(model.reproduced),
+            number(model.train_seconds, 0),
         ])
     return markdown_table(SUMMARY_HEADERS, body)
