@@ -125,8 +125,11 @@ def cross_validate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "fold_test": [{"fold": fold, **{key: value for key, value in result.items() if key.startswith("test/")}}
                       for fold, result in zip(folds, results, strict=True)],
     }
-    if cfg.cv.ensemble:
-        summary["ensemble"] = ensemble_test_metrics([fold_dir(run_dir, fold) / PREDICTIONS_FILE for fold in folds])
+    predictions = [fold_dir(run_dir, fold) / PREDICTIONS_FILE for fold in folds]
+    if cfg.cv.ensemble and all(path.is_file() for path in predictions):
+        summary["ensemble"] = ensemble_test_metrics(predictions)
+    elif cfg.cv.ensemble:  # e.g. data-parallel folds, whose processes each tested a shard
+        log.warning("no fold ensemble: some folds wrote no %s", PREDICTIONS_FILE)
     summary["status"] = COMPLETED
     write_json_atomic(run_dir / SUMMARY_FILE, summary)
     log.info("%s: %d-fold CV val/acc %.4f +- %.4f%s; summary in %s", cfg.model.name, len(folds),

@@ -26,6 +26,7 @@ def test_ddp_two_cpu_processes_match_a_single_process_evaluation(tmp_path: Path)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert sum(map(sum, metrics["test/confusion"])) == 10_000  # each test image counted once, no padding
     assert metrics["test/acc"] > 0.6
+    assert not (run_dir / "test_predictions.npz").exists()  # rank 0 saw half the test set: no partial file
 
     cfg = OmegaConf.load(run_dir / "resolved_config.yaml")
     datamodule, module = build_datamodule(cfg), build_module(cfg)

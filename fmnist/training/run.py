@@ -114,9 +114,14 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "status": COMPLETED,
     }
     if trainer.is_global_zero:
-        if module.last_test_outputs is not None:  # written before metrics.json: a completed run has both
+        # written before metrics.json, so a completed run has both; under data parallelism rank 0 saw only its
+        # shard of the test set, and a partial file would mislead ensembles and paired tests
+        if module.last_test_outputs is not None and trainer.world_size == 1:
             probabilities, labels = module.last_test_outputs
             write_predictions(run_dir / PREDICTIONS_FILE, probabilities.numpy(), labels.numpy())
+        elif trainer.world_size > 1:
+            log.warning("%s not written: each of the %d processes tested a shard of the test set",
+                        PREDICTIONS_FILE, trainer.world_size)
         write_json_atomic(run_dir / METRICS_FILE, metrics)
         _log_hparams(trainer.logger, cfg, val, test)
     log.info("%s: val/acc %.4f, test/acc %.4f, %.1fs training; results in %s", cfg.model.name,
