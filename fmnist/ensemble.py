@@ -15,7 +15,7 @@ import torch
 
 from fmnist.constants import CLASS_NAMES
 from fmnist.errors import FmnistError
-from fmnist.run_files import read_predictions
+from fmnist.run_files import mean_ensemble, read_predictions
 from fmnist.training.metrics import confusion_matrix, per_class_metrics, summary_metrics
 from fmnist.training.module import metric_safe
 
@@ -38,12 +38,11 @@ def ensemble_probabilities(prediction_files: Sequence[str | Path]) -> tuple[np.n
     """The members' mean probabilities and the labels; every member must have scored the same test images."""
     if not prediction_files:
         raise FmnistError("no fold predictions to ensemble; the folds wrote no test_predictions.npz")
-    members = [read_predictions(path) for path in prediction_files]
-    for path, member in zip(prediction_files, members, strict=True):
-        if not np.array_equal(member.labels, members[0].labels):
-            raise FmnistError(f"{path} scored other test images than {prediction_files[0]}; "
-                              "Fix: ensemble only folds of one run")
-    return np.mean([member.probabilities for member in members], axis=0), members[0].labels
+    try:
+        combined = mean_ensemble([read_predictions(path) for path in prediction_files])
+    except ValueError as exc:
+        raise FmnistError(f"{exc} ({prediction_files[0]} ...)") from exc
+    return combined.probabilities, combined.labels
 
 
 def ensemble_test_metrics(prediction_files: Sequence[str | Path]) -> dict[str, Any]:

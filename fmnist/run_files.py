@@ -38,6 +38,14 @@ class Predictions:
         return float(self.correct.mean())
 
 
+def mean_ensemble(members: list[Predictions]) -> Predictions:
+    """The mean of the members' probabilities (a fold ensemble); every member must have scored the same images."""
+    if any(not np.array_equal(member.labels, members[0].labels) for member in members):
+        raise ValueError("the members scored different test images; ensemble only runs of one test set")
+    probabilities = np.mean([member.probabilities for member in members], axis=0)
+    return Predictions(members[0].labels, probabilities.argmax(axis=1), probabilities)
+
+
 def write_predictions(path: str | Path, probabilities: np.ndarray, labels: np.ndarray) -> None:
     """Save test predictions atomically (about 400 KB for the 10k test images)."""
     probabilities = np.asarray(probabilities, dtype=np.float32)

@@ -17,7 +17,7 @@ import numpy as np
 from fmnist.report import stats
 from fmnist.report.collect import Group
 from fmnist.report.published import PUBLISHED, TOLERANCE, Published
-from fmnist.run_files import Predictions, read_predictions
+from fmnist.run_files import Predictions, mean_ensemble, read_predictions
 
 
 @dataclass
@@ -137,8 +137,7 @@ def model_stats(group: Group) -> ModelStats:
     test_values = [interval.estimate for *_, interval in test_runs]
     ensemble = ensemble_correct = None
     if predictions:
-        probabilities = np.mean([found.probabilities for _, found in predictions], axis=0)
-        ensemble_correct = probabilities.argmax(axis=1) == predictions[0][1].labels
+        ensemble_correct = mean_ensemble([found for _, found in predictions]).correct
         ensemble = stats.bootstrap_accuracy(ensemble_correct)
     seeds = sorted({item.get("seed") for item in metrics}, key=str)
     folds = sorted({item.get("fold") for item in metrics}, key=str)
