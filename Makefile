@@ -32,7 +32,8 @@ system-data:
 train: data
 	$(BIN)/python -m fmnist.train $(ARGS)
 
-test: data
+# Lint first, so CI (.ci/run runs `make test` alone) fails on what ruff finds too.
+test: lint data
 	$(BIN)/python -m pytest -q $(ARGS)
 
 test-slow: data

@@ -8,17 +8,26 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from fmnist.errors import OutputWriteError
 
 
 @contextmanager
 def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
-    """A binary stream to a temp file beside `path`, fsynced and renamed over it only on success."""
+    """A binary stream to a temp file beside `path`, fsynced and renamed over it only on success.
+
+    If the system refuses the write (disk full, folder read-only, ...), the temp file is removed, `path` keeps
+    its old content, and OutputWriteError names the file and the cause instead of a traceback deep in a writer.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputWriteError.from_os_error(path, exc) from exc
     try:
         with os.fdopen(handle, "wb") as stream:
             yield stream
@@ -26,8 +35,12 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)  # mkstemp makes files owner-only; results are meant to be shared
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as exc:
+        with suppress(OSError):
+            os.unlink(temporary)
+        # an OSError about another file (the caller reading its input, say) is not this write's failure
+        if isinstance(exc, OSError) and exc.filename in (None, temporary, str(path)):
+            raise OutputWriteError.from_os_error(path, exc) from exc
         raise
 
 

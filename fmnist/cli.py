@@ -12,7 +12,7 @@ from typing import TypeVar
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from fmnist.errors import FmnistError
+from fmnist.errors import WRITE_ERRNOS, FmnistError, write_fix
 
 T = TypeVar("T")
 EXIT_USER_ERROR = 2
@@ -24,15 +24,32 @@ def _in_multirun() -> bool:
 
 
 def run_guarded(task: Callable[[], T]) -> T:
-    """Run a task; a user error ends a single run with exit 2. In a sweep it fails only that job."""
+    """Run a task; a user error, or the system refusing a file, ends a single run with one line and exit 2.
+
+    In a sweep it fails only that job. Lightning re-raises what a callback or a checkpoint save raised
+    unchanged, so a full disk during `trainer.fit` arrives here as the OutputWriteError of atomic_writer.
+    """
     try:
         return task()
-    except FmnistError as exc:
+    except (FmnistError, OSError) as exc:
+        message = user_message(exc)
+        if message is None:
+            raise  # an OSError that names no file and no full or read-only disk: a bug, whose traceback helps
         if _in_multirun():
-            log.error("%s", exc)
+            log.error("%s", message)
             raise
-        print(f"fmnist: error: {exc}", file=sys.stderr)
+        print(f"fmnist: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def user_message(error: BaseException) -> str | None:
+    """The one line a user needs, or None where only a traceback can help."""
+    if isinstance(error, FmnistError):
+        return str(error)
+    if isinstance(error, OSError) and (error.filename is not None or error.errno in WRITE_ERRNOS):
+        where = error.filename if error.filename is not None else "an output file"
+        return f"{where}: {error.strerror or error}. Fix: {write_fix(error.errno)}."
+    return None
 
 
 def _writable(folder: Path) -> str | None:

@@ -24,13 +24,14 @@ from omegaconf import DictConfig, open_dict
 from fmnist.atomic import write_json_atomic
 from fmnist.cli import exit_unless_output_writable, run_guarded
 from fmnist.config_checks import check_train_config
+from fmnist.config_dir import CONF_DIR
 from fmnist.ensemble import ensemble_test_metrics
 from fmnist.errors import ConfigError
 from fmnist.job_failures import describe, write_failure
-from fmnist.run_files import COMPLETED, METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
+from fmnist.run_files import CHECKPOINT_DIR, COMPLETED, LAST_CHECKPOINT, METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
+from fmnist.training.process import apply_process_settings
 from fmnist.training.run import fit_and_test
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # Per-fold figures summarised besides every "<stage>/..." scalar.
 EXTRA_SCALARS = ("params", "epochs", "best_epoch", "train_seconds", "ms_per_step", "images_per_second")
 log = logging.getLogger("fmnist.cv")
@@ -85,7 +86,7 @@ def run_fold(cfg: DictConfig, fold: int, run_dir: Path) -> dict[str, Any]:
         log.info("fold %d already completed (%s); skipped", fold, directory / METRICS_FILE)
         return done
     fold_cfg = fold_config(cfg, fold, run_dir)
-    if (directory / "checkpoints" / "last.ckpt").is_file():
+    if (directory / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
         log.info("fold %d resumes from its last checkpoint", fold)
     try:
         return fit_and_test(fold_cfg, directory)
@@ -143,6 +144,7 @@ def cross_validate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def main(cfg: DictConfig) -> float:
     """Return the mean validation accuracy over folds: what a sweeper should optimise (never the test set)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    apply_process_settings(cfg.process)
     summary = run_guarded(lambda: cross_validate(cfg, run_dir))
     return float(summary["mean"]["val/acc"])
 

@@ -15,9 +15,9 @@ import torch
 
 from fmnist.constants import CLASS_NAMES
 from fmnist.errors import FmnistError
+from fmnist.metric_keys import flatten_per_class
 from fmnist.run_files import mean_ensemble, read_predictions
 from fmnist.training.metrics import confusion_matrix, per_class_metrics, summary_metrics
-from fmnist.training.module import metric_safe
 
 
 def classification_metrics(probabilities: torch.Tensor, labels: torch.Tensor, prefix: str = "test",
@@ -26,9 +26,7 @@ def classification_metrics(probabilities: torch.Tensor, labels: torch.Tensor, pr
     num_classes = len(class_names)
     summary = summary_metrics(prefix, num_classes)(probabilities, labels)
     result: dict[str, Any] = {key: float(value) for key, value in summary.items()}
-    for metric, values in per_class_metrics(num_classes)(probabilities, labels).items():
-        for name, value in zip(class_names, values.tolist(), strict=True):
-            result[f"{prefix}/class_{metric}/{metric_safe(name)}"] = value
+    result.update(flatten_per_class(prefix, per_class_metrics(num_classes)(probabilities, labels), class_names))
     result[f"{prefix}/nll"] = float(torch.nn.functional.nll_loss(probabilities.clamp_min(1e-12).log(), labels))
     result[f"{prefix}/confusion"] = confusion_matrix(num_classes)(probabilities, labels).tolist()
     return result

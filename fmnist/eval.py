@@ -10,9 +10,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from fmnist.cli import exit_unless_output_writable, run_guarded
+from fmnist.config_dir import CONF_DIR
 from fmnist.inference.evaluation import evaluate
-
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")

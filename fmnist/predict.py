@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from fmnist.cli import exit_unless_output_writable, run_guarded
+from fmnist.config_dir import CONF_DIR
 from fmnist.inference.prediction import run_predict
-
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")

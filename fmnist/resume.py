@@ -12,15 +12,18 @@ from pathlib import Path
 
 import yaml
 
+from fmnist.run_files import CHECKPOINT_DIR
+from fmnist.training.checkpoints import LAST
+
 
 def resume_command(run_dir: Path) -> list[str]:
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     if not overrides_file.is_file():
         raise SystemExit(f"fmnist: error: {overrides_file} not found, so {run_dir} is not an fmnist run dir. "
-                         "Fix: pass the folder that holds the run's .hydra/ and checkpoints/.")
+                         f"Fix: pass the folder that holds the run's .hydra/ and {CHECKPOINT_DIR}/.")
     overrides = [item for item in yaml.safe_load(overrides_file.read_text()) or []
                  if not item.startswith(("ckpt_path=", "hydra.run.dir="))]
-    return [sys.executable, "-m", "fmnist.train", *overrides, f"hydra.run.dir={run_dir}", "ckpt_path=last"]
+    return [sys.executable, "-m", "fmnist.train", *overrides, f"hydra.run.dir={run_dir}", f"ckpt_path={LAST}"]
 
 
 def main(argv: list[str] | None = None) -> None:

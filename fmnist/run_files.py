@@ -17,6 +17,10 @@ METRICS_FILE = "metrics.json"  # one run's figures (fit_and_test, eval)
 SUMMARY_FILE = "cv_summary.json"  # a cross-validation's per-fold figures and fold ensemble
 HISTORY_FILE = "history.csv"  # one row per epoch
 PREDICTIONS_FILE = "test_predictions.npz"  # per test image: true label, predicted class, ten probabilities
+RESOLVED_CONFIG_FILE = "resolved_config.yaml"  # the run's config with every interpolation resolved
+CHECKPOINT_DIR = "checkpoints"  # conf/callbacks/default.yaml writes best-epochNNN.ckpt and last.ckpt here
+LAST_CHECKPOINT = "last.ckpt"
+AVERAGED_CHECKPOINT = "averaged.ckpt"  # StochasticWeightAveraging's weights after fit
 COMPLETED = "completed"
 FAILED = "failed"
 

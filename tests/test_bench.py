@@ -55,7 +55,10 @@ def test_quick_bench_writes_bench_json(tmp_path: Path) -> None:
         for side in ("framework", "plain"):
             assert positive(row[side]["ms_per_step"]) and positive(row[side]["images_per_second"])
         assert positive(row["bare_lightning"]["ms_per_step"])
-        for name in ("ratio", "lightning_floor_ratio", "fmnist_over_lightning_ratio"):
+        assert len(row["grouped_ms_per_step"]) == 2 and positive(row["grouped"]["ms_per_step"])
+        assert row["grouped_steps_per_execution"] == -(-1024 // row["batch_size"])  # 64 at batch 16, 4 at 256
+        assert row["steps"] % row["grouped_steps_per_execution"] == 0  # whole groups, the same steps for each
+        for name in ("ratio", "lightning_floor_ratio", "fmnist_over_lightning_ratio", "grouped_ratio"):
             ratio = row[name]
             assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
         assert isinstance(row["meets_target"], bool)
@@ -139,15 +142,15 @@ def test_speedrun_recipe() -> None:
 
 
 def test_tta_flip_averages_the_logits_of_the_mirror_image() -> None:
-    cfg = compose(["model=conv_maxpool", "+model.tta_flip=true"])
+    cfg = compose(["model=conv_maxpool", "model.tta_flip=true"])
     torch.manual_seed(0)
     module = build_module(cfg).eval()
     assert module.tta_flip is True
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():
         expected = (module.net(x) + module.net(x.flip(-1))) / 2
-        assert torch.allclose(module._eval_logits(x), expected)
-        assert not torch.allclose(module._eval_logits(x), module.net(x))
+        assert torch.allclose(module.eval_logits(x), expected)
+        assert not torch.allclose(module.eval_logits(x), module.net(x))
     assert build_module(compose(["model=conv_maxpool"])).tta_flip is False
 
 

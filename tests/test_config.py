@@ -11,8 +11,8 @@ from hydra import initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from fmnist.config_dir import CONF_DIR
 from fmnist.data.batches import INPUT_KINDS
-from fmnist.train import CONF_DIR
 from fmnist.training.builders import build_callbacks, build_datamodule, build_module, build_scheduler
 
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra")

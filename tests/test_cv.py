@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from fmnist.cv import CONF_DIR, fold_config
+from fmnist.config_dir import CONF_DIR
+from fmnist.cv import fold_config
 from fmnist.training.builders import build_datamodule
 from tests.conftest import CliResult, run_module
 

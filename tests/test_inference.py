@@ -15,7 +15,7 @@ import torch
 from PIL import Image, ImageOps
 
 from fmnist.constants import CLASS_NAMES
-from fmnist.inference.checkpoint import CONFIG_KEY, CheckpointError, load_checkpoint
+from fmnist.inference.checkpoint import load_model
 from fmnist.inference.images import Conversion, open_rgb, read_inputs, to_fashion_mnist
 from fmnist.inference.prediction import COLUMNS
 from fmnist.inference.predictor import (
@@ -27,6 +27,7 @@ from fmnist.inference.predictor import (
     resolve_tta,
     training_transform,
 )
+from fmnist.training.checkpoints import CHECKPOINT_CONFIG_KEY, CheckpointError
 from tests.conftest import REPO, CliResult, run_module
 
 CPU = torch.device("cpu")
@@ -191,7 +192,7 @@ def test_flip_tta_is_the_training_modules() -> None:
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval()
     x = torch.randn(4, 1, 28, 28)
     module = ClassifierModule(net, optimizer=torch.optim.Adam, tta_flip=True)
-    assert torch.allclose(logits_for(net, x, "flip"), module._eval_logits(x), atol=1e-6)
+    assert torch.allclose(logits_for(net, x, "flip"), module.eval_logits(x), atol=1e-6)
     assert not torch.allclose(logits_for(net, x, "flip"), net(x))
     assert resolve_tta("auto", OmegaConf.create({"model": {"tta_flip": True}})) == "flip"
     assert resolve_tta("auto", OmegaConf.create({"model": {"name": "x"}})) == "none"
@@ -200,7 +201,7 @@ def test_flip_tta_is_the_training_modules() -> None:
 # --- export ------------------------------------------------------------------------------------------------------
 
 def _reference(ckpt: Path, fashion, count: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    model = load_checkpoint(ckpt)
+    model = load_model(ckpt)
     x = next(image_batches(fashion.test_images[:count], training_transform(model.input_kind), count))
     return x, predict(model.net, [x], CPU)
 
@@ -265,7 +266,7 @@ def _bad_checkpoint(kind: str, tmp_path: Path, good: Path) -> tuple[Path, str]:
         path.write_bytes(pickle.dumps({"a": 1}))
         return path, "refused, it cannot be loaded safely"
     checkpoint = torch.load(good, map_location="cpu", weights_only=True)
-    checkpoint.pop(CONFIG_KEY)
+    checkpoint.pop(CHECKPOINT_CONFIG_KEY)
     torch.save(checkpoint, path)
     return path, "not written by fmnist"
 
@@ -274,7 +275,7 @@ def _bad_checkpoint(kind: str, tmp_path: Path, good: Path) -> tuple[Path, str]:
 def test_bad_checkpoints_are_refused_with_a_clear_message(kind: str, ckpt: Path, tmp_path: Path, capsys) -> None:
     path, message = _bad_checkpoint(kind, tmp_path, ckpt)
     with pytest.raises(CheckpointError, match=message) as caught:
-        load_checkpoint(path)
+        load_model(path)
     assert str(path) in str(caught.value) and "Fix:" in str(caught.value)
     assert "this must never run" not in capsys.readouterr().out
 
@@ -289,6 +290,6 @@ def test_bad_checkpoint_on_the_command_line_exits_2(ckpt: Path, tmp_path: Path) 
 
 
 def test_checkpoint_config_key_is_the_training_modules() -> None:
-    from fmnist.training.module import CHECKPOINT_CONFIG_KEY
+    from fmnist.training import module
 
-    assert CONFIG_KEY == CHECKPOINT_CONFIG_KEY
+    assert CHECKPOINT_CONFIG_KEY == module.CHECKPOINT_CONFIG_KEY

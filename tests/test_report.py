@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from fmnist.constants import CLASS_NAMES
+from fmnist.metric_keys import metric_safe
 from fmnist.report.__main__ import main as report_main
-from fmnist.training.module import metric_safe
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import lightning as L
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from fmnist.resolvers import job_gpu
-from fmnist.train import CONF_DIR
+from fmnist.config_dir import CONF_DIR
+from fmnist.devices import job_gpu
 from fmnist.training.builders import build_datamodule, build_module
 from tests.conftest import run_module
 
@@ -60,3 +61,11 @@ def test_slurm_launcher_config_carries_the_usual_knobs() -> None:
 def test_each_parallel_job_gets_its_own_gpu() -> None:
     assert [job_gpu(job, gpu_count=4)[0] for job in range(6)] == [0, 1, 2, 3, 0, 1]
     assert job_gpu(3, gpu_count=0) == [0]
+
+
+def test_gpu_per_job_picks_the_gpu_when_the_trainer_is_built() -> None:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["trainer=gpu_per_job"])
+    arguments = OmegaConf.to_container(cfg.trainer, resolve=True)  # no custom resolver needed
+    # build_trainer instantiates the resolved trainer config; a partial runs that step without a Trainer.
+    assert instantiate(arguments, _partial_=True).keywords["devices"] == job_gpu()

@@ -77,13 +77,13 @@ def test_cuda_graph_modes_mark_each_step_and_keep_both_flip_outputs(mode: str,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     steps: list[int] = []
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
-    cfg = compose(["model=conv_maxpool", "+model.tta_flip=true", f"model.compile={mode}"])
+    cfg = compose(["model=conv_maxpool", "model.tta_flip=true", f"model.compile={mode}"])
     module = build_module(cfg)
     assert module.cuda_graphs is True
     module.net = OneBufferNet()  # in place of the compiled net: compiling it on a CPU would not replay graphs
     x = torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28)
     expected = (x.flatten(1)[:, :10] + x.flip(-1).flatten(1)[:, :10]) / 2
-    assert torch.equal(module._eval_logits(x), expected)  # without the copy, the mirror's output overwrites both
+    assert torch.equal(module.eval_logits(x), expected)  # without the copy, the mirror's output overwrites both
     assert len(steps) == 2
 
 
@@ -97,7 +97,7 @@ def test_other_compile_settings_leave_the_net_output_alone() -> None:
 
 FAULTS_PROBE = """
 import resource, sys, torch
-from fmnist.training.cpu_allocator import keep_freed_memory
+from fmnist.training.process import keep_freed_memory
 took = keep_freed_memory() if sys.argv[1] == "keep" else None
 for _ in range(8):  # glibc settles within a few rounds
     torch.empty(16 << 20).fill_(1.0)  # 64 MiB: above glibc's largest automatic mmap threshold (32 MiB)

@@ -7,11 +7,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
+from fmnist.config_dir import CONF_DIR
 from fmnist.data.datamodule import FashionMnistDataModule
 from fmnist.models.__main__ import main as listing_main
 from fmnist.models.catalog import model_names
@@ -83,7 +85,7 @@ KERAS_INIT = {"lstm186": "keras", "lstm2_784_186": "keras", "cnn_geron": "glorot
 
 
 def test_every_study_experiment_is_checked() -> None:
-    shipped = {path.stem for path in (REPO / "conf" / "experiment").glob("study_*.yaml")}
+    shipped = {path.stem for path in (Path(CONF_DIR) / "experiment").glob("study_*.yaml")}
     assert shipped == set(STUDIES)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -28,6 +29,11 @@ COMMON_BATCH = 256
 QUICK_BUDGET = Budget(repeats=2, warmup=2, seconds=0.05, min_steps=3, max_steps=20, probe_steps=2,
                       inference_seconds=0.02)
 QUICK_OVERRIDES = ("data.train_subset=2048",)
+GROUP_IMAGES = 1024  # the opt-in grouped module gets about this many images per Lightning step, as the studies do
+
+
+def grouped_overrides(batch_size: int) -> list[str]:
+    return ["module=grouped_steps", f"data.steps_per_execution={max(1, math.ceil(GROUP_IMAGES / batch_size))}"]
 QUICK_ACCURACY_OVERRIDES = ("data.train_subset=4096", "trainer.max_epochs=1", "logger=none")
 log = logging.getLogger("fmnist.bench")
 
@@ -44,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=Budget.warmup, help="untimed steps before each timed run")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice); 1 steadies timings on a shared CPU")
+    parser.add_argument("--no-grouped", dest="grouped", action="store_false",
+                        help="skip timing the opt-in module=grouped_steps beside the default module")
     parser.add_argument("--no-inference", action="store_true", help="skip the inference throughput")
     parser.add_argument("--quick", action="store_true", help="seconds instead of minutes: a smoke test")
     parser.add_argument("--output", type=Path, default=Path("outputs/bench/bench.json"), help="where bench.json goes")
@@ -91,9 +99,14 @@ def speed_report(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             continue
         for index, (batch_size, source) in enumerate(batch_sizes_for(model, args.batch_sizes)):
             case_dir = work_dir / f"{model}_b{batch_size}"
-            cfg = compose_run([f"model={model}", f"data.batch_size={batch_size}", *overrides], case_dir)
+            case_overrides = [f"model={model}", f"data.batch_size={batch_size}", *overrides]
+            cfg = compose_run(case_overrides, case_dir)
+            grouped_cfg = None
+            if args.grouped:
+                grouped_cfg = compose_run([*grouped_overrides(batch_size), *case_overrides], case_dir)
             L.seed_everything(0, verbose=False)
-            case = Case(cfg, resident_datamodule(cfg, probe), case_dir)
+            case = Case(cfg, resident_datamodule(cfg, probe), case_dir, grouped_cfg,
+                        resident_datamodule(grouped_cfg, probe) if grouped_cfg is not None else None)
             row = measure_case(case, budget, with_inference=index == 0 and not args.no_inference)
             row.update(batch_source=source, meets_target=row["ratio"]["median"] <= target)
             report["training"].append(row)

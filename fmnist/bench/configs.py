@@ -9,8 +9,8 @@ import lightning as L
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from fmnist.train import CONF_DIR
-from fmnist.training.builders import prepare_process
+from fmnist.config_dir import CONF_DIR
+from fmnist.training.process import apply_process_settings
 
 
 def compose_run(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
@@ -45,6 +45,6 @@ def study_batch_size(model: str, conf_dir: str = CONF_DIR) -> tuple[int | None, 
 def probe_trainer(cfg: DictConfig) -> L.Trainer:
     """A bare trainer with the config's accelerator: its `strategy.root_device` is the device Lightning
     trains on (accelerator=auto picks GPU, MPS or CPU), and data modules can be set up onto it."""
-    prepare_process(cfg)  # before any timing: the plain loop runs under fmnist's process settings
+    apply_process_settings(cfg.process)  # before any timing: the plain loop runs under the same settings
     return L.Trainer(accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, logger=False,
                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)

@@ -19,6 +19,8 @@ class StepWindow(L.Callback):
     """Clock from the end of the last warm-up Lightning step to the end of the last one: exactly the timed
     batches fetched and trained, hooks and metric updates included."""
 
+    group_aware = True  # its window is whole Lightning steps, groups included, by design
+
     def __init__(self, warmup: int) -> None:
         if warmup < 1:
             raise ValueError("the framework timing needs at least one warm-up step")

@@ -55,9 +55,13 @@ def summarize(values: list[float]) -> dict[str, float]:
 class Case:
     """Everything measured for one (model, batch size)."""
 
-    def __init__(self, cfg: DictConfig, datamodule: FashionMnistDataModule, work_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, datamodule: FashionMnistDataModule, work_dir: Path,
+                 grouped_cfg: DictConfig | None = None,
+                 grouped_datamodule: FashionMnistDataModule | None = None) -> None:
         self.cfg = cfg
         self.datamodule = datamodule
+        self.grouped_cfg = grouped_cfg  # the opt-in module=grouped_steps, timed beside the default module
+        self.grouped_datamodule = grouped_datamodule
         self.work_dir = work_dir
         loader = datamodule.train_dataloader()
         self.images, self.labels = loader.images, loader.labels
@@ -83,13 +87,20 @@ class Case:
         self.runs += 1
         return time_framework(self.cfg, self.datamodule, steps, warmup, self.work_dir / f"run{self.runs}")
 
+    def grouped(self, steps: int, warmup: int) -> Timing:
+        assert self.grouped_cfg is not None and self.grouped_datamodule is not None
+        self.runs += 1
+        return time_framework(self.grouped_cfg, self.grouped_datamodule, steps, warmup,
+                              self.work_dir / f"run{self.runs}")
+
     def step_count(self, budget: Budget) -> int:
         """Optimizer steps per timed run from a short plain probe: whole groups of data.steps_per_execution
-        (the framework's Lightning steps), capped by one epoch of full batches after the warm-up."""
+        (the grouped module's Lightning steps), capped by one epoch of full batches after the warm-up."""
         probe = self.plain(budget.probe_steps, budget.warmup)
         wanted = math.ceil(budget.seconds / probe.seconds * probe.steps)
-        per_item = self.datamodule.steps_per_execution
-        items_per_epoch = self.datamodule.train_dataloader().full_items - warmup_items(budget.warmup, per_item)
+        datamodule = self.grouped_datamodule or self.datamodule
+        per_item = datamodule.steps_per_execution
+        items_per_epoch = datamodule.train_dataloader().full_items - warmup_items(budget.warmup, per_item)
         wanted_items = max(math.ceil(budget.min_steps / per_item), min(math.ceil(wanted / per_item),
                                                                        math.ceil(budget.max_steps / per_item)))
         return per_item * max(1, min(wanted_items, items_per_epoch))
@@ -111,10 +122,13 @@ def measure_case(case: Case, budget: Budget, with_inference: bool) -> dict[str, 
     framework: list[Timing] = []
     plain: list[Timing] = []
     bare: list[Timing] = []
-    for repeat in range(budget.repeats):  # A B C A B C ...: drift on the machine hits all three alike
+    grouped: list[Timing] = []
+    for repeat in range(budget.repeats):  # A B C D A B C D ...: drift on the machine hits all alike
         framework.append(case.framework(steps, budget.warmup))
         plain.append(case.plain(steps, budget.warmup))
         bare.append(case.bare_lightning(steps, budget.warmup))
+        if case.grouped_cfg is not None:
+            grouped.append(case.grouped(steps, budget.warmup))
         log.info("%s batch %d, repeat %d: fmnist %.2f, plain %.2f, bare Lightning %.2f ms/step; page faults/step "
                  "%.0f, %.0f, %.0f", cfg.model.name, cfg.data.batch_size, repeat + 1, framework[-1].ms_per_step,
                  plain[-1].ms_per_step, bare[-1].ms_per_step, framework[-1].page_faults_per_step,
@@ -128,7 +142,7 @@ def measure_case(case: Case, budget: Budget, with_inference: bool) -> dict[str, 
         "batch_size": int(cfg.data.batch_size),
         "params": sum(parameter.numel() for parameter in build_net(cfg.model).parameters()),
         "steps": steps,
-        "steps_per_execution": case.datamodule.steps_per_execution,
+        "grouped_steps_per_execution": case.grouped_datamodule.steps_per_execution if grouped else None,
         "warmup": budget.warmup,
         "repeats": budget.repeats,
         "framework_ms_per_step": [timing.ms_per_step for timing in framework],
@@ -147,6 +161,11 @@ def measure_case(case: Case, budget: Budget, with_inference: bool) -> dict[str, 
         "lightning_floor_ratio": summarize(floor_ratios),  # bare Lightning / plain
         "fmnist_over_lightning_ratio": summarize(own_ratios),  # fmnist / bare Lightning
     }
+    if grouped:
+        result["grouped_ms_per_step"] = [timing.ms_per_step for timing in grouped]
+        result["grouped"] = {"ms_per_step": median(t.ms_per_step for t in grouped),
+                             "images_per_second": median(t.images_per_second for t in grouped)}
+        result["grouped_ratio"] = summarize([a.seconds / b.seconds for a, b in zip(grouped, plain, strict=True)])
     if with_inference:
         result["inference_images_per_second"] = case.inference(budget)
     return result

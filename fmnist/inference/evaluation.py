@@ -15,15 +15,15 @@ from omegaconf import DictConfig
 from fmnist.atomic import write_json_atomic
 from fmnist.constants import CLASS_NAMES
 from fmnist.inference.calibration import expected_calibration_error, reliability_diagram
-from fmnist.inference.checkpoint import LoadedModel, load_checkpoint
+from fmnist.inference.checkpoint import LoadedModel, load_model
 from fmnist.inference.gallery import mistakes_gallery
 from fmnist.inference.predictor import pick_device, predict, resolve_tta
 from fmnist.inference.reports import per_class_rows, save_figure, write_per_class
 from fmnist.inference.testset import official_test_batches
+from fmnist.metric_keys import flatten_per_class
 from fmnist.run_files import COMPLETED, METRICS_FILE
 from fmnist.training.figures import confusion_heatmap
 from fmnist.training.metrics import confusion_matrix, per_class_metrics, summary_metrics
-from fmnist.training.module import metric_safe
 
 log = logging.getLogger(__name__)
 FILES = {"confusion": "confusion.png", "per_class_csv": "per_class.csv", "per_class_md": "per_class.md",
@@ -39,9 +39,7 @@ def official_metrics(logits: torch.Tensor, targets: torch.Tensor) -> tuple[dict[
     scalars = {key: float(value) for key, value in summary(logits, targets).items()}
     scalars["test/loss"] = float(F.cross_entropy(logits.double(), targets))
     per_class_values = {name: values.cpu() for name, values in per_class(logits, targets).items()}
-    for metric, values in per_class_values.items():
-        for class_name, value in zip(CLASS_NAMES, values.tolist(), strict=True):
-            scalars[f"test/class_{metric}/{metric_safe(class_name)}"] = value
+    scalars.update(flatten_per_class("test", per_class_values, CLASS_NAMES))
     return scalars, per_class_values, confusion(logits, targets).cpu()
 
 
@@ -59,7 +57,7 @@ def training_test_acc(model: LoadedModel) -> float | None:
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     device = pick_device(str(cfg.device))
-    model = load_checkpoint(cfg.ckpt_path, device)
+    model = load_model(cfg.ckpt_path, device)
     tta = resolve_tta(str(cfg.eval.tta), model.config)
     trained_with_flips = model.config.get("augmentation", {}).get("flip", False) or model.config.model.get(
         "tta_flip", False)

@@ -19,7 +19,7 @@ from torch import nn
 
 from fmnist.atomic import write_json_atomic
 from fmnist.errors import ConfigError, FmnistError
-from fmnist.inference.checkpoint import load_checkpoint
+from fmnist.inference.checkpoint import load_model
 from fmnist.inference.testset import official_test_batches
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     kind = str(cfg.format)
     if kind not in EXPORTERS:
         raise ConfigError("format", f"'{kind}' is not an export format", f"use one of {sorted(EXPORTERS)}")
-    model = load_checkpoint(cfg.ckpt_path, "cpu")
+    model = load_model(cfg.ckpt_path, "cpu")
     output = Path(str(cfg.output)) if cfg.output else run_dir / f"{model.name}{SUFFIXES[kind]}"
     loader = official_test_batches(model.config, cfg.data)
     count = int(cfg.verify.images)

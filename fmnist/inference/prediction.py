@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fmnist.atomic import write_csv_atomic
 from fmnist.constants import CLASS_NAMES, NUM_CLASSES
-from fmnist.inference.checkpoint import load_checkpoint
+from fmnist.inference.checkpoint import load_model
 from fmnist.inference.images import Conversion, InputSet, read_inputs
 from fmnist.inference.predictor import image_batches, pick_device, predict, resolve_tta, training_transform
 from fmnist.inference.testset import official_test_batches
@@ -39,7 +39,7 @@ def prediction_rows(names: list[str], probabilities: torch.Tensor, decimals: int
 
 def run_predict(cfg: DictConfig) -> dict[str, Any]:
     device = pick_device(str(cfg.device))
-    model = load_checkpoint(cfg.ckpt_path, device)
+    model = load_model(cfg.ckpt_path, device)
     tta = resolve_tta(str(cfg.tta), model.config)
     source = str(cfg.input)
     labels = None

@@ -10,6 +10,7 @@ from torch import nn
 
 from fmnist.data.batches import BatchTransform
 from fmnist.errors import ConfigError
+from fmnist.models.tta import flip_averaged_logits
 
 # The datamodule's statistics of the 60k official train images (float32 mean / std of pixels / 255).
 # The data files are checksum-verified, so these never change; tests compare them with the datamodule's.
@@ -40,13 +41,8 @@ def resolve_tta(mode: str, run_config: DictConfig) -> str:
 
 @torch.inference_mode()
 def logits_for(net: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
-    """Logits; with tta='flip' the mean logits of the image and its mirror image, as ClassifierModule tests.
-
-    Mirroring is the last axis for both layouts ((B,1,28,28) and (B,28,28)), and it commutes with
-    normalisation, so the flipped batch is what training's flip augmentation showed the model.
-    """
-    logits = net(x)
-    return (logits + net(x.flip(-1))) / 2 if tta == "flip" else logits
+    """Logits; with tta='flip' the mean logits of the image and its mirror image, as ClassifierModule tests."""
+    return flip_averaged_logits(net, x) if tta == "flip" else net(x)
 
 
 def predict(net: nn.Module, batches: Iterable[torch.Tensor], device: torch.device, tta: str = "none") -> torch.Tensor:

@@ -21,9 +21,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from fmnist.atomic import write_bytes_atomic  # noqa: E402
 from fmnist.constants import CLASS_NAMES  # noqa: E402
+from fmnist.metric_keys import class_column  # noqa: E402
 from fmnist.report.collect import Group  # noqa: E402
 from fmnist.training.figures import confusion_heatmap  # noqa: E402
-from fmnist.training.module import metric_safe  # noqa: E402
 
 CURVES = (("acc", "accuracy"), ("loss", "cross-entropy loss"))
 
@@ -123,7 +123,7 @@ def accuracy_against(rows: Sequence[dict[str, Any]], column: str, xlabel: str, p
 
 def per_class_f1(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     """Models x classes heatmap of test F1: where every model struggles (Shirt) stands out as a column."""
-    columns = [f"test_f1_{metric_safe(name)}" for name in CLASS_NAMES]
+    columns = [class_column("test", "f1", name) for name in CLASS_NAMES]
     table = pd.DataFrame([[100 * (row[column] if row[column] is not None else np.nan) for column in columns]
                           for row in rows], index=[row["model"] for row in rows], columns=list(CLASS_NAMES))
     if table.empty or table.isna().all().all():

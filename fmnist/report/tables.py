@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from fmnist.constants import CLASS_NAMES
+from fmnist.metric_keys import class_column, class_metric_key
 from fmnist.report.collect import Collection, Group
-from fmnist.training.module import metric_safe
 
 # Averaged over a group's runs (folds); each also gets a sample standard deviation (ddof=1).
 RUN_METRICS = ("val/acc", "train/acc", "gap", "test/acc", "test/precision", "test/recall", "test/f1",
                "params", "epochs", "ms_per_step", "images_per_second", "train_seconds")
-PER_CLASS = (("precision", "class_precision"), ("recall", "class_acc"), ("f1", "class_f1"))
+PER_CLASS = (("precision", "precision"), ("recall", "acc"), ("f1", "f1"))  # (column label, logged metric)
 
 
 def _number(value: Any) -> float | None:
@@ -48,11 +48,11 @@ def group_row(group: Group) -> dict[str, Any]:
     row["ensemble_members"] = group.ensembles[0]["members"] if group.ensembles else None
     row["ensemble_test_acc"] = mean_std([_number(e.get("test/acc")) for e in group.ensembles])[0]
     row["ensemble_test_f1"] = mean_std([_number(e.get("test/f1")) for e in group.ensembles])[0]
-    for label, stored in PER_CLASS:
+    for label, metric in PER_CLASS:
         for name in CLASS_NAMES:
-            key = f"test/{stored}/{metric_safe(name)}"
-            row[f"test_{label}_{metric_safe(name)}"] = mean_std([_number(run.metrics.get(key))
-                                                                 for run in group.runs])[0]
+            key = class_metric_key("test", metric, name)
+            row[class_column("test", label, name)] = mean_std([_number(run.metrics.get(key))
+                                                               for run in group.runs])[0]
     row["overrides"] = " ".join(group.overrides)
     return row
 
@@ -103,7 +103,7 @@ def main_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def per_class_table(row: dict[str, Any]) -> str:
-    body = [[name, *(percent(row[f"test_{label}_{metric_safe(name)}"]) for label, _ in PER_CLASS)]
+    body = [[name, *(percent(row[class_column("test", label, name)]) for label, _ in PER_CLASS)]
             for name in CLASS_NAMES]
     return markdown_table(("class", "precision %", "recall %", "F1 %"), body)
 

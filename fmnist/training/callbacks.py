@@ -27,6 +27,8 @@ class StepTimer(L.Callback):
     callback must come before EpochHistory in the callback list (conf/callbacks/default.yaml).
     """
 
+    group_aware = True  # counts optimizer steps (trainer.global_step): fine under module=grouped_steps
+
     def __init__(self) -> None:
         self.epoch_ms_per_step: list[float] = []
         self.epoch_images_per_second: list[float] = []

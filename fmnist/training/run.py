@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import StochasticWeightAveraging, WeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -15,7 +16,15 @@ from omegaconf import DictConfig, OmegaConf
 from fmnist.atomic import write_json_atomic, write_text_atomic
 from fmnist.config_checks import check_train_config
 from fmnist.provenance import write_run_info
-from fmnist.run_files import COMPLETED, METRICS_FILE, PREDICTIONS_FILE, write_predictions
+from fmnist.run_files import (
+    AVERAGED_CHECKPOINT,
+    CHECKPOINT_DIR,
+    COMPLETED,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    RESOLVED_CONFIG_FILE,
+    write_predictions,
+)
 from fmnist.training.builders import build_datamodule, build_module, build_trainer
 from fmnist.training.callbacks import EpochHistory, StepTimer
 from fmnist.training.checkpoints import (
@@ -58,6 +67,24 @@ def _log_hparams(logger: Any, cfg: DictConfig, val: dict[str, float], test: dict
         logger.save()
 
 
+def checkpoint_to_evaluate(trainer: L.Trainer, run_dir: Path) -> str | None:
+    """The weights that validation, test, metrics.json's best_ckpt, eval and predict all use after fit.
+
+    Without weight averaging: the checkpoint picked on validation (None without a checkpoint callback: the final
+    weights). Lightning's EMA / WeightAveraging validates and checkpoints its averaged weights, so its best
+    checkpoint holds them; it is taken out of the trainer so it does not swap weights again. SWA's average enters
+    the module only when fit ends: it is saved as its own checkpoint and evaluated.
+    """
+    if _find(trainer, StochasticWeightAveraging) is not None:
+        path = run_dir / CHECKPOINT_DIR / AVERAGED_CHECKPOINT
+        trainer.save_checkpoint(path)
+        return str(path)
+    for callback in [callback for callback in trainer.callbacks if isinstance(callback, WeightAveraging)]:
+        trainer.callbacks.remove(callback)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    return best or None
+
+
 def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train one model on one split; return (and save) the figures every other command reads."""
     check_train_config(cfg)
@@ -65,7 +92,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     if rank_zero_only.rank == 0:  # data-parallel workers run this too; only rank 0 writes files
         write_run_info(run_dir)
-        write_text_atomic(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_text_atomic(run_dir / RESOLVED_CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
     resume_from = resolve_ckpt_path(cfg.ckpt_path, run_dir)
@@ -77,8 +104,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     train_seconds = time.perf_counter() - started
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    checkpoint = best or None  # without a checkpoint callback, evaluate the final weights
+    checkpoint = checkpoint_to_evaluate(trainer, run_dir)
+    best = checkpoint or ""
     val = _scalars(trainer.validate(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False,
                                     weights_only=True))
     test = _scalars(trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False,

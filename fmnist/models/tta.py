@@ -1,0 +1,17 @@
+"""Test-time augmentation, shared by training's val/test passes and by eval and predict, so they agree exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def flip_averaged_logits(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The mean logits of each image and its mirror image.
+
+    Mirroring is the last axis for both layouts ((B, 1, 28, 28) and (B, 28, 28)), and it commutes with
+    normalisation, so the flipped batch is what training's flip augmentation showed the model.
+    """
+    logits = forward(x)
+    return (logits + forward(x.flip(-1))) / 2

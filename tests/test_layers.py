@@ -1,0 +1,55 @@
+"""Which parts of fmnist may import which: the report and checkpoint checks stay free of Lightning, and
+sub-packages import each other in one direction only (models and data at the bottom, training below inference).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / "fmnist"
+# sub-package -> the sub-packages it must never import, at module level or inside a function
+FORBIDDEN = {
+    "models": {"data", "training", "inference", "report", "bench"},
+    "data": {"models", "training", "inference", "report", "bench"},
+    "training": {"inference", "report", "bench"},
+    "inference": {"report", "bench"},
+    "report": {"inference", "bench"},  # training's Lightning-free parts (its figures) are fine: see below
+}
+LIGHTNING_FREE = ["fmnist.report.__main__", "fmnist.report.studies", "fmnist.training.checkpoints",
+                  "fmnist.inference.checkpoint", "fmnist.metric_keys", "fmnist.models.tta", "fmnist.atomic"]
+
+
+def imported_subpackages(path: Path) -> set[str]:
+    """The fmnist sub-packages a source file imports (`from fmnist.x ...`, `import fmnist.x`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else (
+            [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+        for name in names:
+            parts = name.split(".")
+            if len(parts) > 1 and parts[0] == "fmnist":
+                found.add(parts[1])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_sub_packages_import_downwards_only(package: str) -> None:
+    wrong = {str(path.relative_to(REPO)): sorted(imported_subpackages(path) & FORBIDDEN[package])
+             for path in sorted((PACKAGE / package).rglob("*.py"))}
+    assert {path: names for path, names in wrong.items() if names} == {}
+
+
+@pytest.mark.parametrize("module", LIGHTNING_FREE)
+def test_module_imports_no_lightning(module: str) -> None:
+    """In a fresh interpreter: torchmetrics counts too, it imports lightning_utilities."""
+    code = (f"import sys, {module}; loaded = sorted(m for m in sys.modules if m.startswith('lightning')); "
+            "print(loaded[:5]); raise SystemExit(bool(loaded))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]

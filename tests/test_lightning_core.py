@@ -1,0 +1,188 @@
+"""The default path is Lightning's automatic optimization, so Trainer options and callbacks behave as Lightning
+documents them; module=grouped_steps (several optimizer steps per Lightning step) trains to the same weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from omegaconf import DictConfig
+
+from fmnist.data.batches import BatchTransform, TensorBatches
+from fmnist.errors import ConfigError
+from fmnist.training.builders import build_datamodule, build_module, build_trainer
+from fmnist.training.grouped import GroupedStepsModule
+from fmnist.training.module import ClassifierModule, MonitorMissingError
+from tests.conftest import DATA_DIR, REPO, run_module
+from tests.test_config import compose
+
+SMALL_RUN = [f"data.data_dir={DATA_DIR}", "model=conv_maxpool", "data.holdout_size=500", "data.train_subset=1000",
+             "data.batch_size=64", "data.eval_batch_size=500", "logger=none", "seed=0", "trainer.deterministic=true"]
+GROUPED = ["module=grouped_steps", "data.steps_per_execution=5"]
+
+
+class BatchCounter(L.Callback):
+    """A standard per-step callback: counts the training batches it is shown."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self.calls += 1
+
+
+def fit(cfg: DictConfig, tmp_path: Path, *callbacks: L.Callback) -> tuple[ClassifierModule, L.Trainer]:
+    trainer = build_trainer(cfg, tmp_path)
+    trainer.callbacks.extend(callbacks)
+    L.seed_everything(0, verbose=False)
+    module = build_module(cfg)
+    trainer.fit(module, datamodule=build_datamodule(cfg))
+    return module, trainer
+
+
+def test_groups_hold_the_same_batches_in_the_same_order() -> None:
+    images = torch.zeros(1000, 28, 28, dtype=torch.uint8)
+    labels = torch.arange(1000)
+    transform = BatchTransform(0.0, 1.0, input_kind="rows")
+    single = TensorBatches(images, labels, 64, transform, train=True, seed=3)
+    grouped = TensorBatches(images, labels, 64, transform, train=True, seed=3, batches_per_item=5)
+    batches = [y for _, y in single]
+    groups = [y for _, y in grouped]
+    assert len(single) == 16 and len(grouped) == 4  # 16 batches (the last of 40 images) in groups 5, 5, 5, 1
+    assert [len(group) for group in groups] == [320, 320, 320, 40]
+    split = [part for group in groups for part in group.split(64)]
+    assert all(torch.equal(a, b) for a, b in zip(batches, split, strict=True))
+    assert [grouped.batches_in(items) for items in (1, 3, 4, 9)] == [5, 15, 16, 16]
+    assert grouped.full_items == 3  # the fourth holds one short batch
+
+
+def test_a_per_step_callback_sees_every_optimizer_step(tmp_path: Path) -> None:
+    counter = BatchCounter()
+    module, trainer = fit(compose([*SMALL_RUN, "trainer.max_epochs=2"], str(tmp_path)), tmp_path, counter)
+    assert type(module) is ClassifierModule and module.automatic_optimization
+    assert counter.calls == trainer.global_step == 32  # 16 batches x 2 epochs
+
+
+def test_grouped_steps_train_exactly_like_the_default_path(tmp_path: Path) -> None:
+    """Same weights bit for bit, with a per-step schedule whose length must count optimizer steps (one-cycle
+    raises if stepped past its end) and the max-norm constraint after every step."""
+    runs = {}
+    for name, extra in (("default", []), ("grouped", GROUPED)):
+        cfg = compose([*SMALL_RUN, "trainer.max_epochs=2", "scheduler=onecycle", "regularization=max_norm", *extra],
+                      str(tmp_path / name))
+        runs[name] = fit(cfg, tmp_path / name)
+    (default, default_trainer), (grouped, grouped_trainer) = runs["default"], runs["grouped"]
+    assert isinstance(grouped, GroupedStepsModule) and default_trainer.global_step == grouped_trainer.global_step == 32
+    for key, value in default.net.state_dict().items():
+        assert torch.equal(value, grouped.net.state_dict()[key]), key
+
+
+def test_max_steps_counts_optimizer_steps_inside_a_group(tmp_path: Path) -> None:
+    cfg = compose([*SMALL_RUN, "trainer.max_epochs=3", "trainer.max_steps=7", *GROUPED], str(tmp_path))
+    assert fit(cfg, tmp_path)[1].global_step == 7
+
+
+def test_accumulation_and_clipping_work_as_lightning_documents(tmp_path: Path) -> None:
+    """SGD with gradients clipped to norm 1e-3 moves the weights by at most lr x 1e-3 per optimizer step, and two
+    accumulated batches make one step."""
+    plain_sgd = ["optimizer=sgd", "optimizer.lr=0.1", "optimizer.momentum=0", "optimizer.nesterov=false"]
+    cfg = compose([*SMALL_RUN, "trainer.max_epochs=1", *plain_sgd, "trainer.gradient_clip_val=1e-3",
+                   "trainer.accumulate_grad_batches=2"], str(tmp_path))
+    module = build_module(cfg)
+    before = torch.cat([p.detach().flatten().clone() for p in module.net.parameters()])
+    trainer = build_trainer(cfg, tmp_path)
+    trainer.fit(module, datamodule=build_datamodule(cfg))
+    moved = torch.cat([p.detach().flatten() for p in module.net.parameters()]) - before
+    assert trainer.global_step == 8  # 16 batches, 2 per step
+    assert 0 < moved.norm() <= 0.1 * 1e-3 * 8 * 1.0001
+
+
+@pytest.mark.parametrize("extra", [[], GROUPED], ids=["default", "grouped"])
+def test_an_epoch_schedule_steps_after_validation(tmp_path: Path, extra: list[str]) -> None:
+    """ReduceLROnPlateau set to never see an improvement after the first epoch halves the rate after the second."""
+    never_improves = ["scheduler=plateau", "scheduler.monitor=val/loss", "scheduler.factory.patience=0",
+                      "scheduler.factory.mode=max", "+scheduler.factory.threshold_mode=abs",
+                      "+scheduler.factory.threshold=1e9"]
+    cfg = compose([*SMALL_RUN, "trainer.max_epochs=2", "optimizer.lr=1e-3", *never_improves, *extra], str(tmp_path))
+    module, _ = fit(cfg, tmp_path)
+    assert module.optimizers().param_groups[0]["lr"] == pytest.approx(5e-4)
+    cfg = compose([*SMALL_RUN, "trainer.max_epochs=1", "trainer.limit_val_batches=0", *never_improves, *extra],
+                  str(tmp_path / "no_val"))
+    with pytest.raises(MonitorMissingError, match=r"monitors 'val/loss'.*Fix: keep validation on"):
+        fit(cfg, tmp_path / "no_val")
+
+
+def test_grouped_steps_refuse_what_they_cannot_honour(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data.steps_per_execution: 5 needs the grouped-steps module.*module="):
+        build_module(compose(["data.steps_per_execution=5"]))
+    with pytest.raises(ConfigError, match=r"trainer.gradient_clip_val: .*Fix: use module=default"):
+        build_module(compose([*GROUPED, "trainer.gradient_clip_val=1.0"]))
+    cfg = compose([*SMALL_RUN, "trainer.max_epochs=1", *GROUPED], str(tmp_path))
+    with pytest.raises(ConfigError, match=r"BatchCounter act\(s\) on every training batch.*once per group"):
+        fit(cfg, tmp_path, BatchCounter())
+    with pytest.raises(ConfigError, match=r"trainer.accumulate_grad_batches: .*Fix: use module=default"):
+        build_module(compose([*GROUPED, "trainer.accumulate_grad_batches=2"]))
+
+
+def test_any_trainer_argument_is_a_plain_override(tmp_path: Path) -> None:
+    result = run_module("fmnist.train", "trainer.fast_dev_run=true", "logger=csv", run_dir=tmp_path / "run")
+    assert result.returncode == 0, result.output
+    assert result.metrics()["epochs"] == 1
+
+
+EMA = ["+callbacks.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging", "+callbacks.ema.decay=0.9"]
+SWA = ["+callbacks.swa._target_=lightning.pytorch.callbacks.StochasticWeightAveraging", "+callbacks.swa.swa_lrs=1e-3",
+       "+callbacks.swa.swa_epoch_start=1"]
+QUICK = ["data.train_subset=3000", "data.holdout_size=1000", "trainer.max_epochs=2", "logger=csv", "seed=0"]
+
+
+@pytest.mark.parametrize("averaging", [EMA, SWA], ids=["ema", "swa"])
+def test_weight_averaging_is_what_every_figure_after_fit_uses(tmp_path: Path, averaging: list[str]) -> None:
+    """The figures in metrics.json, the saved checkpoint and eval all use the averaged weights."""
+    plain = run_module("fmnist.train", *QUICK, run_dir=tmp_path / "plain")
+    averaged = run_module("fmnist.train", *QUICK, *averaging, run_dir=tmp_path / "averaged")
+    assert plain.returncode == 0 and averaged.returncode == 0, averaged.output
+    metrics = averaged.metrics()
+    assert metrics["val/acc"] != plain.metrics()["val/acc"] and metrics["test/acc"] != plain.metrics()["test/acc"]
+    for name, ckpt_path in (("file", metrics["best_ckpt"]), ("run_dir", tmp_path / "averaged")):
+        evaluated = run_module("fmnist.eval", f"ckpt_path={ckpt_path}", run_dir=tmp_path / f"eval_{name}")
+        assert evaluated.returncode == 0, evaluated.output
+        assert evaluated.metrics()["test/acc"] == metrics["test/acc"], name
+        assert evaluated.metrics()["ckpt_path"] == metrics["best_ckpt"], name
+    saved = torch.load(metrics["best_ckpt"], map_location="cpu", weights_only=True)["state_dict"]
+    last = torch.load(Path(metrics["best_ckpt"]).parent / "last.ckpt", map_location="cpu", weights_only=True)
+    current = last.get("current_model_state", last["state_dict"])  # EMA keeps the trained weights aside
+    assert any(not torch.equal(saved[key], current[key]) for key in saved if key.startswith("net."))
+    assert json.loads((tmp_path / "averaged" / "metrics.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow  # about 4 minutes at one thread
+@pytest.mark.parametrize("module", ["grouped_steps", "default"])
+def test_a_study_recipe_reproduces_its_committed_results(tmp_path: Path, module: str) -> None:
+    """Regression against docs/results: study A's small_conv, fold 0 of 5, at one torch thread as committed, gives
+    the same figures and test predictions bit for bit on the redesigned core, through either module."""
+    committed = REPO / "docs" / "results" / "study_a" / "small_conv" / "fold_0"
+    overrides = ["experiment=study_a_small_conv", "data.num_folds=5", "cv.folds=[0]", "logger=csv", f"module={module}"]
+    if module == "default":
+        overrides.append("data.steps_per_execution=1")
+    env = {**os.environ, "FMNIST_DATA_DIR": str(DATA_DIR), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, "-m", "fmnist.cv", *overrides, f"hydra.run.dir={tmp_path}"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    new = json.loads((tmp_path / "fold_0" / "metrics.json").read_text())
+    old = json.loads((committed / "metrics.json").read_text())
+    for key in ("val/acc", "val/loss", "test/acc", "test/loss", "best_epoch", "epochs", "params"):
+        assert new[key] == old[key], key
+    new_predictions, old_predictions = (np.load(path / "test_predictions.npz") for path in (tmp_path / "fold_0",
+                                                                                            committed))
+    for name in ("labels", "predicted", "probabilities"):
+        assert np.array_equal(new_predictions[name], old_predictions[name]), name
