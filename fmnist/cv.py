@@ -21,16 +21,23 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from fmnist.atomic import write_json_atomic
-from fmnist.cli import exit_unless_output_writable, run_guarded
-from fmnist.config_checks import check_train_config
-from fmnist.config_dir import CONF_DIR
-from fmnist.ensemble import ensemble_test_metrics
-from fmnist.errors import ConfigError
-from fmnist.job_failures import describe, write_failure
-from fmnist.run_files import CHECKPOINT_DIR, COMPLETED, LAST_CHECKPOINT, METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
+from fmnist.core.atomic import write_json_atomic
+from fmnist.core.cli import exit_unless_output_writable, run_guarded
+from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.errors import ConfigError
+from fmnist.core.job_failures import describe, write_failure
+from fmnist.core.run_files import (
+    CHECKPOINT_DIR,
+    COMPLETED,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    SUMMARY_FILE,
+)
+from fmnist.inference.ensemble import ensemble_test_metrics
+from fmnist.train import fit_and_test
+from fmnist.training.config_checks import check_train_config
 from fmnist.training.process import apply_process_settings
-from fmnist.training.run import fit_and_test
 
 # Per-fold figures summarised besides every "<stage>/..." scalar.
 EXTRA_SCALARS = ("params", "epochs", "best_epoch", "train_seconds", "ms_per_step", "images_per_second")

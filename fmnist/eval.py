@@ -1,17 +1,125 @@
-"""`python -m fmnist.eval ckpt_path=<checkpoint or run dir>`: test a trained model; see conf/eval.yaml."""
+"""`python -m fmnist.eval ckpt_path=<checkpoint or run dir>`: test a trained model; see conf/eval.yaml.
+
+Writes what a person needs to judge the model: figures, per-class tables, calibration and metrics.json.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import hydra
+import torch
+import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from fmnist.cli import exit_unless_output_writable, run_guarded
-from fmnist.config_dir import CONF_DIR
-from fmnist.inference.evaluation import evaluate
+from fmnist.core.atomic import write_json_atomic
+from fmnist.core.cli import exit_unless_output_writable, run_guarded
+from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.constants import CLASS_NAMES
+from fmnist.core.metric_keys import flatten_per_class
+from fmnist.core.run_files import COMPLETED, METRICS_FILE
+from fmnist.inference.calibration import expected_calibration_error, reliability_diagram
+from fmnist.inference.checkpoint import LoadedModel, load_model
+from fmnist.inference.gallery import mistakes_gallery
+from fmnist.inference.predictor import pick_device, predict, resolve_tta
+from fmnist.inference.reports import per_class_rows, save_figure, write_per_class
+from fmnist.inference.testset import official_test_batches
+from fmnist.training.figures import confusion_heatmap
+from fmnist.training.metrics import confusion_matrix, per_class_metrics, summary_metrics
+
+log = logging.getLogger("fmnist.eval")  # not __name__: run as __main__ by python -m
+FILES = {"confusion": "confusion.png", "per_class_csv": "per_class.csv", "per_class_md": "per_class.md",
+         "mistakes": "mistakes.png", "reliability": "reliability.png"}
+
+
+def official_metrics(logits: torch.Tensor, targets: torch.Tensor) -> tuple[dict[str, Any], dict[str, torch.Tensor],
+                                                                         torch.Tensor]:
+    """The same torchmetrics collections, keys and class names as training's test stage."""
+    summary = summary_metrics("test")
+    per_class = per_class_metrics()
+    confusion = confusion_matrix()
+    scalars = {key: float(value) for key, value in summary(logits, targets).items()}
+    scalars["test/loss"] = float(F.cross_entropy(logits.double(), targets))
+    per_class_values = {name: values.cpu() for name, values in per_class(logits, targets).items()}
+    scalars.update(flatten_per_class("test", per_class_values, CLASS_NAMES))
+    return scalars, per_class_values, confusion(logits, targets).cpu()
+
+
+def training_test_acc(model: LoadedModel) -> float | None:
+    """What the training run reported for this very checkpoint, when its metrics.json sits beside it."""
+    metrics_path = model.path.parent.parent / METRICS_FILE
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = Path(str(metrics.get("best_ckpt", ""))).resolve() == model.path.resolve()
+    return float(metrics["test/acc"]) if same and metrics.get("test/acc") is not None else None
+
+
+def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    device = pick_device(str(cfg.device))
+    model = load_model(cfg.ckpt_path, device)
+    tta = resolve_tta(str(cfg.eval.tta), model.config)
+    trained_with_flips = model.config.get("augmentation", {}).get("flip", False) or model.config.model.get(
+        "tta_flip", False)
+    if tta == "flip" and not trained_with_flips:
+        log.warning("%s was trained without augmentation.flip: mirrored images are new to it, so flip TTA may "
+                    "lower its accuracy", model.name)
+    loader = official_test_batches(model.config, cfg.data)
+    logits = predict(model.net, (x for x, _ in loader), device, tta)
+    targets = loader.labels.cpu()
+    images = loader.images.cpu()
+    scalars, per_class, confusion = official_metrics(logits, targets)
+    probabilities = logits.softmax(dim=1)
+
+    title = f"{model.name} ({model.path.name}{', flip TTA' if tta == 'flip' else ''})"
+    save_figure(confusion_heatmap(confusion, CLASS_NAMES, f"test confusion, {title}"), run_dir / FILES["confusion"])
+    write_per_class(per_class_rows(per_class, confusion, CLASS_NAMES), run_dir / FILES["per_class_csv"],
+                    run_dir / FILES["per_class_md"])
+    count = int(cfg.eval.gallery_size)
+    save_figure(mistakes_gallery(images, probabilities, targets, CLASS_NAMES, count,
+                                 f"{count} most confident mistakes, {title}"), run_dir / FILES["mistakes"])
+    files = dict(FILES)
+    if cfg.eval.calibration:
+        bins = int(cfg.eval.bins)
+        scalars["test/ece"] = expected_calibration_error(probabilities, targets, bins)
+        save_figure(reliability_diagram(probabilities, targets, bins, f"reliability, {title}"),
+                    run_dir / FILES["reliability"])
+    else:
+        files.pop("reliability")
+
+    metrics: dict[str, Any] = {
+        "task": "eval",
+        "ckpt_path": str(model.path),
+        "model": model.name,
+        "family": model.config.model.family,
+        "input": model.input_kind,
+        "epoch": model.epoch,
+        "tta": tta,
+        "calibration_bins": int(cfg.eval.bins) if cfg.eval.calibration else None,
+        "num_images": len(targets),
+        **scalars,
+        "test/confusion": confusion.tolist(),
+        "files": files,
+        "eval_seconds": time.perf_counter() - started,
+        "status": COMPLETED,
+    }
+    write_json_atomic(run_dir / METRICS_FILE, metrics)
+    reported = training_test_acc(model)
+    if reported is not None and tta == "none":
+        log.info("training reported test/acc %.4f for this checkpoint; eval gives %.4f (%s)", reported,
+                 scalars["test/acc"], "identical" if reported == scalars["test/acc"] else "DIFFERENT")
+    log.info("%s: test/acc %.4f, f1 %.4f%s on %d images; results in %s", model.name, scalars["test/acc"],
+             scalars["test/f1"], f", ECE {scalars['test/ece']:.4f}" if "test/ece" in scalars else "",
+             len(targets), run_dir)
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")

@@ -1,17 +1,140 @@
-"""`python -m fmnist.export ckpt_path=<ckpt> format=onnx|torchscript`: a verified model file; see conf/export.yaml."""
+"""`python -m fmnist.export ckpt_path=<ckpt> format=onnx|torchscript`: a verified model file; see conf/export.yaml.
+
+`fmnist.export`: ONNX or TorchScript files that are checked against PyTorch before they are kept.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import os
 import sys
+import tempfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hydra
+import numpy as np
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from torch import nn
 
-from fmnist.cli import exit_unless_output_writable, run_guarded
-from fmnist.config_dir import CONF_DIR
-from fmnist.inference.exporting import run_export
+from fmnist.core.atomic import write_json_atomic
+from fmnist.core.cli import exit_unless_output_writable, run_guarded
+from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.errors import ConfigError, FmnistError
+from fmnist.inference.checkpoint import load_model
+from fmnist.inference.testset import official_test_batches
+
+log = logging.getLogger("fmnist.export")  # not __name__: run as __main__ by python -m
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+REPORT_FILE = "export.json"
+QUIET_LOGGERS = ("onnx_ir", "onnxscript", "torch.onnx", "torch.export", "torch._dynamo")
+FILE_MODE = 0o644  # mkstemp makes files private; a model file is meant to be shared
+EXTRA_HINT = "Fix: pip install -e '.[export]' (installs onnx, onnxscript and onnxruntime)"
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ExportError(FmnistError):
+    """The exporter failed, or the exported file does not compute what the PyTorch model computes."""
+
+
+def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> Runner:
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs onnx and onnxscript: fail here, with the fix)
+        import onnxruntime
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ExportError(f"format=onnx needs onnx, onnxscript and onnxruntime, which are not all installed. "
+                          f"{EXTRA_HINT}") from None
+    for name in QUIET_LOGGERS:  # the exporter's graph passes log every step at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
+    batch = torch.export.Dim("batch")
+    # It also prints its progress and warns about internals (deprecations, LSTM weight attributes); the comparison
+    # with PyTorch below is what decides whether the file is right.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (example,), str(path), dynamo=True, input_names=["x"], output_names=["logits"],
+                          dynamic_shapes=({0: batch},), external_data=False, opset_version=opset, verbose=False)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(np.asarray(session.run(None, {"x": x.numpy()})[0]))
+
+
+def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> Runner:
+    with warnings.catch_warnings():
+        # torch.jit is deprecated in favour of torch.export, and tracing warns about shape-dependent Python;
+        # the check below runs other batch sizes than the traced one, which is what those warnings are about.
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(net, example)
+        torch.jit.save(traced, str(path))
+        loaded = torch.jit.load(str(path), map_location="cpu")
+    return lambda x: loaded(x)
+
+
+EXPORTERS = {"onnx": _export_onnx, "torchscript": _export_torchscript}
+
+
+def compare(reference: Runner, exported: Runner, x: torch.Tensor, batch_sizes: list[int]) -> dict[str, Any]:
+    """Max |logit difference| and argmax agreement, at several batch sizes (the batch axis is dynamic)."""
+    expected = reference(x)
+    worst, agree = 0.0, 1.0
+    for size in batch_sizes:
+        got = torch.cat([exported(x[start : start + size]) for start in range(0, len(x), size)])
+        worst = max(worst, float((got - expected).abs().max()))
+        agree = min(agree, float((got.argmax(1) == expected.argmax(1)).float().mean()))
+    return {"max_abs_diff": worst, "argmax_agreement": agree, "images": len(x), "batch_sizes": batch_sizes}
+
+
+def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    kind = str(cfg.format)
+    if kind not in EXPORTERS:
+        raise ConfigError("format", f"'{kind}' is not an export format", f"use one of {sorted(EXPORTERS)}")
+    model = load_model(cfg.ckpt_path, "cpu")
+    output = Path(str(cfg.output)) if cfg.output else run_dir / f"{model.name}{SUFFIXES[kind]}"
+    loader = official_test_batches(model.config, cfg.data)
+    count = int(cfg.verify.images)
+    x = torch.cat([batch for batch, _ in loader])[:count].cpu().contiguous()
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    os.close(handle)
+    try:
+        try:
+            exported = EXPORTERS[kind](model.net, x[:2], Path(temporary), cfg.get("opset"))
+        except FmnistError:
+            raise
+        except Exception as exc:
+            raise ExportError(f"{kind} export of {model.name} failed: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        with torch.inference_mode():
+            check = compare(model.net, exported, x, [len(x), 1, 7])
+        passed = check["max_abs_diff"] <= float(cfg.verify.atol) and check["argmax_agreement"] >= float(
+            cfg.verify.min_agreement)
+        if not passed:
+            raise ExportError(f"the {kind} file does not match PyTorch on {check['images']} test images: max |diff| "
+                              f"{check['max_abs_diff']:.3g} (allowed {cfg.verify.atol}), argmax agreement "
+                              f"{check['argmax_agreement']:.4f} (required {cfg.verify.min_agreement}); no file kept")
+        os.chmod(temporary, FILE_MODE)
+        os.replace(temporary, output)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+    layout = "(B, 1, 28, 28)" if model.input_kind == "image" else "(B, 28, 28)"
+    report = {"task": "export", "format": kind, "file": str(output), "bytes": output.stat().st_size,
+              "ckpt_path": str(model.path), "model": model.name, "input": f"normalised float32 {layout}, "
+              "dynamic batch B: (pixels / 255 - 0.2860) / 0.3530", "input_name": "x", "output": "logits (B, 10)",
+              # The file holds the backbone alone; a run tested with model.tta_flip averaged it over mirror images.
+              "model_tta_flip_not_included": bool(model.config.model.get("tta_flip", False)),
+              **check, "status": "verified"}
+    write_json_atomic(run_dir / REPORT_FILE, report)
+    log.info("%s: wrote %s; on %d test images max |logit diff| %.2e, argmax agreement %.4f", model.name, output,
+             check["images"], check["max_abs_diff"], check["argmax_agreement"])
+    return report
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")

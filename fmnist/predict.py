@@ -1,15 +1,77 @@
-"""`python -m fmnist.predict ckpt_path=<ckpt> input=<test|folder|image|idx> output=<csv>`: see conf/predict.yaml."""
+"""`python -m fmnist.predict ckpt_path=<ckpt> input=<test|folder|image|idx> output=<csv>`: see conf/predict.yaml.
+
+`fmnist.predict`: class and probabilities for the test set, a folder of images, one image or an IDX file.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
+from pathlib import Path
+from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+import torch
+from omegaconf import DictConfig, OmegaConf
 
-from fmnist.cli import exit_unless_output_writable, run_guarded
-from fmnist.config_dir import CONF_DIR
-from fmnist.inference.prediction import run_predict
+from fmnist.core.atomic import write_csv_atomic
+from fmnist.core.cli import exit_unless_output_writable, run_guarded
+from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.constants import CLASS_NAMES, NUM_CLASSES
+from fmnist.inference.checkpoint import load_model
+from fmnist.inference.images import Conversion, InputSet, read_inputs
+from fmnist.inference.predictor import image_batches, pick_device, predict, resolve_tta, training_transform
+from fmnist.inference.testset import official_test_batches
+
+log = logging.getLogger("fmnist.predict")  # not __name__: run as __main__ by python -m
+TEST_INPUT = "test"
+COLUMNS = ("index", "pred", "label", *(f"prob_{k}" for k in range(NUM_CLASSES)))
+
+
+def conversion_from(cfg: DictConfig) -> Conversion:
+    settings = OmegaConf.to_container(cfg.images, resolve=True)
+    assert isinstance(settings, dict)
+    settings["extensions"] = tuple(str(suffix).lower() for suffix in settings.get("extensions", ()))
+    return Conversion(**settings)  # type: ignore[arg-type]
+
+
+def prediction_rows(names: list[str], probabilities: torch.Tensor, decimals: int) -> list[dict[str, Any]]:
+    predicted = probabilities.argmax(dim=1).tolist()
+    rows = []
+    for name, pred, row in zip(names, predicted, probabilities.tolist(), strict=True):
+        rows.append({"index": name, "pred": pred, "label": CLASS_NAMES[pred],
+                     **{f"prob_{k}": f"{p:.{decimals}f}" for k, p in enumerate(row)}})
+    return rows
+
+
+def run_predict(cfg: DictConfig) -> dict[str, Any]:
+    device = pick_device(str(cfg.device))
+    model = load_model(cfg.ckpt_path, device)
+    tta = resolve_tta(str(cfg.tta), model.config)
+    source = str(cfg.input)
+    labels = None
+    if source == TEST_INPUT:
+        loader = official_test_batches(model.config, cfg.data)
+        inputs = InputSet(names=[str(i) for i in range(len(loader.labels))], images=loader.images, skipped=[])
+        logits = predict(model.net, (x for x, _ in loader), device, tta)
+        labels = loader.labels.cpu()
+    else:
+        inputs = read_inputs(Path(source), conversion_from(cfg))
+        batches = image_batches(inputs.images, training_transform(model.input_kind), int(cfg.batch_size))
+        logits = predict(model.net, batches, device, tta)
+    probabilities = logits.softmax(dim=1)
+    output = Path(str(cfg.output))
+    write_csv_atomic(output, prediction_rows(inputs.names, probabilities, int(cfg.decimals)))
+
+    summary: dict[str, Any] = {"input": source, "output": str(output), "predicted": len(inputs.names),
+                               "skipped": [name for name, _ in inputs.skipped]}
+    if labels is not None:
+        summary["acc"] = float((probabilities.argmax(dim=1) == labels).float().mean())
+        log.info("accuracy on the official test set: %.4f", summary["acc"])
+    if inputs.skipped:
+        log.warning("skipped %d unreadable file(s): %s", len(inputs.skipped), ", ".join(summary["skipped"]))
+    log.info("%s: predicted %d image(s) from %s -> %s", model.name, len(inputs.names), source, output)
+    return summary
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")

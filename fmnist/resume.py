@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from fmnist.run_files import CHECKPOINT_DIR
+from fmnist.core.run_files import CHECKPOINT_DIR
 from fmnist.training.checkpoints import LAST
 
 

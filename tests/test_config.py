@@ -11,7 +11,7 @@ from hydra import initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fmnist.config_dir import CONF_DIR
+from fmnist.core.config_dir import CONF_DIR
 from fmnist.data.batches import INPUT_KINDS
 from fmnist.training.builders import build_callbacks, build_datamodule, build_module, build_scheduler
 

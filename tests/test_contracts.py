@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmnist.metric_keys import class_column, class_metric_key, flatten_per_class, metric_safe
+from fmnist.core.metric_keys import class_column, class_metric_key, flatten_per_class, metric_safe
 from fmnist.models.tta import flip_averaged_logits
 from fmnist.training.checkpoints import (
     CHECKPOINT_CONFIG_KEY,

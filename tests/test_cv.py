@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from fmnist.config_dir import CONF_DIR
+from fmnist.core.config_dir import CONF_DIR
 from fmnist.cv import fold_config
 from fmnist.training.builders import build_datamodule
 from tests.conftest import CliResult, run_module
@@ -119,7 +119,7 @@ def test_bad_fold_selection_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_each_fold_keeps_test_predictions_that_reproduce_its_metrics(cv_run: CliResult) -> None:
-    from fmnist.run_files import PREDICTIONS_FILE, read_predictions
+    from fmnist.core.run_files import PREDICTIONS_FILE, read_predictions
 
     for fold in _fold_metrics(cv_run.run_dir):
         predictions = read_predictions(cv_run.run_dir / f"fold_{fold['fold']}" / PREDICTIONS_FILE)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from fmnist.core.errors import ConfigError
 from fmnist.data.datamodule import FashionMnistDataModule
 from fmnist.data.folds import holdout_first, stratified_fold, take_subset
-from fmnist.errors import ConfigError
 from tests.conftest import DATA_DIR
 
 

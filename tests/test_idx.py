@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from fmnist.core.errors import DataError
 from fmnist.data.idx import IMAGES_MAGIC, LABELS_MAGIC, OFFICIAL_FILES, IdxSpec, load_checked
 from fmnist.data.sources import load_fashion_mnist, locate
-from fmnist.errors import DataError
 
 
 def idx_bytes(array: np.ndarray, magic: int) -> bytes:

@@ -14,10 +14,9 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from fmnist.constants import CLASS_NAMES
+from fmnist.core.constants import CLASS_NAMES
 from fmnist.inference.checkpoint import load_model
 from fmnist.inference.images import Conversion, open_rgb, read_inputs, to_fashion_mnist
-from fmnist.inference.prediction import COLUMNS
 from fmnist.inference.predictor import (
     TRAIN_MEAN,
     TRAIN_STD,
@@ -27,6 +26,7 @@ from fmnist.inference.predictor import (
     resolve_tta,
     training_transform,
 )
+from fmnist.predict import COLUMNS
 from fmnist.training.checkpoints import CHECKPOINT_CONFIG_KEY, CheckpointError
 from tests.conftest import REPO, CliResult, run_module
 
@@ -223,7 +223,7 @@ def test_onnx_export_gives_the_same_predictions(ckpt, fashion, tmp_path) -> None
 def test_torchscript_export_gives_the_same_predictions(ckpt, fashion, tmp_path) -> None:
     from hydra import compose, initialize_config_dir
 
-    from fmnist.inference.exporting import run_export
+    from fmnist.export import run_export
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("export", overrides=[f"ckpt_path={ckpt}", "format=torchscript", f"output={tmp_path}/m.pt",
@@ -238,7 +238,7 @@ def test_torchscript_export_gives_the_same_predictions(ckpt, fashion, tmp_path) 
 
 
 def test_onnx_without_the_extra_says_how_to_install_it(monkeypatch, tmp_path) -> None:
-    from fmnist.inference.exporting import ExportError, _export_onnx
+    from fmnist.export import ExportError, _export_onnx
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     with pytest.raises(ExportError, match=r"pip install -e '\.\[export\]'"):

@@ -11,10 +11,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from fmnist.atomic import atomic_writer, write_json_atomic
-from fmnist.cli import EXIT_USER_ERROR, run_guarded
-from fmnist.config_dir import CONF_DIR
-from fmnist.errors import OutputWriteError
+from fmnist.core.atomic import atomic_writer, write_json_atomic
+from fmnist.core.cli import EXIT_USER_ERROR, run_guarded
+from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.errors import OutputWriteError
 from tests.conftest import DATA_DIR
 
 NO_SPACE = OSError(errno.ENOSPC, "No space left on device")
@@ -94,7 +94,7 @@ def test_run_guarded_turns_os_errors_naming_a_file_into_one_line(capsys: pytest.
 def test_full_disk_while_training_ends_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """torch.save fails inside Lightning's ModelCheckpoint during trainer.fit; Lightning re-raises it unchanged."""
-    from fmnist.training.run import fit_and_test
+    from fmnist.train import fit_and_test
 
     run_dir = tmp_path / "run"
     monkeypatch.setenv("FMNIST_DATA_DIR", str(DATA_DIR))

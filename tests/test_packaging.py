@@ -51,7 +51,8 @@ def test_configs_compose_and_resolve_without_importing_fmnist(tmp_path: Path) ->
     study = compose_in_notebook(tmp_path, "experiment=study_a_conv_maxpool")
     assert (study["model"]["name"], study["data"]["batch_size"], study["data"]["num_folds"]) == ("conv_maxpool", 16, 10)
     per_job = compose_in_notebook(tmp_path, "trainer=gpu_per_job")
-    assert per_job["trainer"]["devices"] == {"_target_": "fmnist.devices.job_gpu"}  # called when the trainer is built
+    # a target, called when the trainer is built
+    assert per_job["trainer"]["devices"] == {"_target_": "fmnist.training.devices.job_gpu"}
 
 
 def test_the_wheel_ships_the_configs_and_trains_from_any_folder(tmp_path: Path) -> None:
@@ -80,7 +81,7 @@ def test_the_wheel_ships_the_configs_and_trains_from_any_folder(tmp_path: Path) 
 
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env |= {"FMNIST_DATA_DIR": str(DATA_DIR), "PYTHONWARNINGS": "ignore"}
-    where = check(python, "-c", "import fmnist, fmnist.config_dir as c; print(fmnist.__file__); print(c.CONF_DIR)",
+    where = check(python, "-c", "import fmnist, fmnist.core.config_dir as c; print(fmnist.__file__); print(c.CONF_DIR)",
                   cwd=tmp_path, env=env).split()
     assert all(Path(path).is_relative_to(fresh / "fmnist") for path in where), where
 

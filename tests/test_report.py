@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fmnist.constants import CLASS_NAMES
-from fmnist.metric_keys import metric_safe
+from fmnist.core.constants import CLASS_NAMES
+from fmnist.core.metric_keys import metric_safe
 from fmnist.report.__main__ import main as report_main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -119,7 +119,7 @@ def write_predicted_run(directory: Path, model: str, fold: int, num_folds: int, 
     """A finished fold with metrics.json and test_predictions.npz whose accuracy is `accuracy`."""
     import numpy as np
 
-    from fmnist.run_files import write_predictions
+    from fmnist.core.run_files import write_predictions
 
     write_run(directory, model, fold, val, accuracy, None)
     metrics = json.loads((directory / "metrics.json").read_text())

@@ -11,9 +11,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from fmnist.config_dir import CONF_DIR
-from fmnist.devices import job_gpu
+from fmnist.core.config_dir import CONF_DIR
 from fmnist.training.builders import build_datamodule, build_module
+from fmnist.training.devices import job_gpu
 from tests.conftest import run_module
 
 QUICK = ["data.train_subset=2000", "trainer.max_epochs=1", "logger=none", "data.eval_batch_size=1000"]

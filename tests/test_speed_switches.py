@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from fmnist.errors import ConfigError
+from fmnist.core.errors import ConfigError
 from fmnist.training.builders import build_module, prepare_net
 from fmnist.training.safety import NonFiniteLossError, NonFiniteLossGuard
 from tests.test_config import compose

@@ -102,7 +102,7 @@ def test_user_errors_survive_the_trip_back_from_a_joblib_worker() -> None:
     """A job's exception is pickled back to the sweep; an unpicklable one broke the whole pool."""
     import pickle
 
-    from fmnist.errors import ConfigError
+    from fmnist.core.errors import ConfigError
 
     error = pickle.loads(pickle.dumps(ConfigError("optimizer.lr", "-1 is outside (0.0, inf)", "use 1e-3")))
     assert isinstance(error, ConfigError) and error.key == "optimizer.lr"

@@ -13,7 +13,7 @@ import lightning as L
 import pytest
 import torch
 
-from fmnist.config_dir import CONF_DIR
+from fmnist.core.config_dir import CONF_DIR
 from fmnist.data.datamodule import FashionMnistDataModule
 from fmnist.models.__main__ import main as listing_main
 from fmnist.models.catalog import model_names

@@ -157,6 +157,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from fmnist.cli import run_guarded
+    from fmnist.core.cli import run_guarded
 
     run_guarded(main)

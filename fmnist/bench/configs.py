@@ -9,7 +9,7 @@ import lightning as L
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from fmnist.config_dir import CONF_DIR
+from fmnist.core.config_dir import CONF_DIR
 from fmnist.training.process import apply_process_settings
 
 

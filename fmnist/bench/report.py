@@ -11,7 +11,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from fmnist.atomic import write_json_atomic
+from fmnist.core.atomic import write_json_atomic, write_text_atomic
 
 CPU_RATIO_TARGET = 1.05
 GPU_RATIO_TARGET = 1.15
@@ -122,5 +122,25 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
         console.print(f"skipped {skipped['model']}: {skipped['reason']}")
 
 
+def training_markdown(results: list[dict[str, Any]]) -> str:
+    """The training table as Markdown (written beside bench.json as bench.md), for docs/speed.md and notes."""
+    header = ["model", "batch", "steps x runs", "fmnist ms/step", "plain ms/step", "ratio median (min-max)",
+              "bare Lightning / plain", "grouped ms/step (K)", "grouped / plain median (min-max)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in results:
+        ratio, grouped = row["ratio"], row.get("grouped_ratio")
+        cells = [row["model"], str(row["batch_size"]), f"{row['steps']} x {row['repeats']}",
+                 _fmt(row["framework"]["ms_per_step"]), _fmt(row["plain"]["ms_per_step"]),
+                 f"{_fmt(ratio['median'], 3)} ({_fmt(ratio['min'], 3)}-{_fmt(ratio['max'], 3)})",
+                 _fmt(row["lightning_floor_ratio"]["median"], 3),
+                 f"{_fmt(row['grouped']['ms_per_step'])} ({row['grouped_steps_per_execution']})" if grouped else "-",
+                 f"{_fmt(grouped['median'], 3)} ({_fmt(grouped['min'], 3)}-{_fmt(grouped['max'], 3)})" if grouped
+                 else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(path: Path, report: dict[str, Any]) -> None:
     write_json_atomic(path, report)
+    if report.get("training"):
+        write_text_atomic(path.with_suffix(".md"), training_markdown(report["training"]))

@@ -10,7 +10,7 @@ from statistics import mean, pstdev
 from typing import Any
 
 from fmnist.bench.configs import compose_run
-from fmnist.training.run import fit_and_test
+from fmnist.train import fit_and_test
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "speedrun"

@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from fmnist.core.errors import DataError
 from fmnist.data.sources import SYSTEM_DATA_DIR, candidate_folders, find_complete_folder, load_fashion_mnist
-from fmnist.errors import DataError
 
 EXIT_MISSING = 3
 

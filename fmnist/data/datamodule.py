@@ -9,11 +9,11 @@ import lightning as L
 import numpy as np
 import torch
 
+from fmnist.core.errors import ConfigError
 from fmnist.data.augment import Augmentation
 from fmnist.data.batches import INPUT_KINDS, BatchTransform, TensorBatches
 from fmnist.data.folds import holdout_first, stratified_fold, take_subset
 from fmnist.data.sources import SYSTEM_DATA_DIR, load_fashion_mnist, locate
-from fmnist.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

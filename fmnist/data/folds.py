@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
-from fmnist.errors import ConfigError
+from fmnist.core.errors import ConfigError
 
 
 def stratified_fold(labels: torch.Tensor, num_folds: int, fold: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fmnist.constants import IMAGE_SIZE, NUM_CLASSES
-from fmnist.errors import DataError
+from fmnist.core.constants import IMAGE_SIZE, NUM_CLASSES
+from fmnist.core.errors import DataError
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
+from fmnist.core.errors import DataError
 from fmnist.data.idx import OFFICIAL_FILES, load_checked
-from fmnist.errors import DataError
 
 log = logging.getLogger(__name__)
 

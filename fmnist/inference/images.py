@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from fmnist.constants import IMAGE_SIZE
+from fmnist.core.constants import IMAGE_SIZE
+from fmnist.core.errors import ConfigError, DataError
 from fmnist.data.idx import IMAGES_MAGIC, LABELS_MAGIC, parse_idx, read_raw
-from fmnist.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

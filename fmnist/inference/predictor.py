@@ -8,8 +8,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from fmnist.core.errors import ConfigError
 from fmnist.data.batches import BatchTransform
-from fmnist.errors import ConfigError
 from fmnist.models.tta import flip_averaged_logits
 
 # The datamodule's statistics of the 60k official train images (float32 mean / std of pixels / 255).

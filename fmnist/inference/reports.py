@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from fmnist.atomic import write_bytes_atomic, write_csv_atomic, write_text_atomic
+from fmnist.core.atomic import write_bytes_atomic, write_csv_atomic, write_text_atomic
 
 PER_CLASS_COLUMNS = ("class", "name", "support", "correct", "acc", "precision", "f1", "most_confused_with", "count")
 

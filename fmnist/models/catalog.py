@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from fmnist.config_dir import CONF_DIR
-from fmnist.constants import IMAGE_SIZE
+from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.constants import IMAGE_SIZE
 
 
 @dataclass(frozen=True)

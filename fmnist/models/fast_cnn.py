@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from fmnist.constants import IMAGE_SIZE, NUM_CLASSES
+from fmnist.core.constants import IMAGE_SIZE, NUM_CLASSES
 
 HEADS = ("max", "flatten")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fmnist.constants import NUM_CLASSES
+from fmnist.core.constants import NUM_CLASSES
 from fmnist.models.init import initialise
 
 KERAS_BN_MOMENTUM = 0.01  # Keras momentum 0.99: weight of the *old* running statistics

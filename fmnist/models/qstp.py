@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from fmnist.constants import NUM_CLASSES
+from fmnist.core.constants import NUM_CLASSES
 from fmnist.models.init import initialise
 
 

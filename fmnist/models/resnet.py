@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmnist.constants import NUM_CLASSES
+from fmnist.core.constants import NUM_CLASSES
 from fmnist.models.init import initialise
 
 

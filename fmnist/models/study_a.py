@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fmnist.constants import NUM_CLASSES
+from fmnist.core.constants import NUM_CLASSES
 from fmnist.models.init import initialise
 
 

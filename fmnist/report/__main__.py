@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fmnist.atomic import write_csv_atomic, write_text_atomic
+from fmnist.core.atomic import write_csv_atomic, write_text_atomic
 from fmnist.report import figures
 from fmnist.report.collect import Collection, collect
 from fmnist.report.compare import model_stats, pairwise

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from fmnist.run_files import COMPLETED, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
+from fmnist.core.run_files import COMPLETED, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from itertools import combinations
 
 import numpy as np
 
+from fmnist.core.run_files import Predictions, mean_ensemble, read_predictions
 from fmnist.report import stats
 from fmnist.report.collect import Group
 from fmnist.report.published import PUBLISHED, TOLERANCE, Published
-from fmnist.run_files import Predictions, mean_ensemble, read_predictions
 
 
 @dataclass

@@ -19,9 +19,9 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from fmnist.atomic import write_bytes_atomic  # noqa: E402
-from fmnist.constants import CLASS_NAMES  # noqa: E402
-from fmnist.metric_keys import class_column  # noqa: E402
+from fmnist.core.atomic import write_bytes_atomic  # noqa: E402
+from fmnist.core.constants import CLASS_NAMES  # noqa: E402
+from fmnist.core.metric_keys import class_column  # noqa: E402
 from fmnist.report.collect import Group  # noqa: E402
 from fmnist.training.figures import confusion_heatmap  # noqa: E402
 

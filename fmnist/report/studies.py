@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fmnist.atomic import write_text_atomic
+from fmnist.core.atomic import write_text_atomic
+from fmnist.core.run_files import HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
 from fmnist.report.__main__ import build_report
 from fmnist.report.collect import collect
 from fmnist.report.compare import model_stats
 from fmnist.report.tables import summary_table as compact_table
-from fmnist.run_files import HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
 
 KEPT_FILES = (METRICS_FILE, HISTORY_FILE, PREDICTIONS_FILE, SUMMARY_FILE, "resolved_config.yaml",
               ".hydra/overrides.yaml")

@@ -7,8 +7,8 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from fmnist.constants import CLASS_NAMES
-from fmnist.metric_keys import class_column, class_metric_key
+from fmnist.core.constants import CLASS_NAMES
+from fmnist.core.metric_keys import class_column, class_metric_key
 from fmnist.report.collect import Collection, Group
 
 # Averaged over a group's runs (folds); each also gets a sample standard deviation (ddof=1).

@@ -14,9 +14,9 @@ from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from fmnist.core.errors import ConfigError
 from fmnist.data.augment import Augmentation
 from fmnist.data.datamodule import FashionMnistDataModule
-from fmnist.errors import ConfigError
 from fmnist.training.checkpoint_io import AtomicCheckpointIO
 from fmnist.training.grouped import check_grouping
 from fmnist.training.module import ClassifierModule, SchedulerSpec

@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from fmnist.atomic import write_csv_atomic
+from fmnist.core.atomic import write_csv_atomic
 
 
 def _synchronize(device: torch.device) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from fmnist.atomic import atomic_writer
+from fmnist.core.atomic import atomic_writer
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

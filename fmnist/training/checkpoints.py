@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from fmnist.errors import FmnistError
-from fmnist.run_files import CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_FILE
+from fmnist.core.errors import FmnistError
+from fmnist.core.run_files import CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_FILE
 
 CHECKPOINT_CONFIG_KEY = "fmnist_config"  # the resolved run config, stored by ClassifierModule.on_save_checkpoint
 NET_PREFIX = "net."  # ClassifierModule holds the backbone as `self.net`

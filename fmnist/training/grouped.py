@@ -4,7 +4,8 @@ Lightning's loop costs a fixed time per training step, which on a CPU is a large
 batch 16 (docs/speed.md). Here each Lightning step receives `data.steps_per_execution` consecutive batches in one
 tensor and runs one optimizer step on each (Lightning's manual optimization, public API only): the same batches
 in the same order, hence the same weights, as one batch per step. Per-step hooks of callbacks would run once
-per group, so a callback that acts on every training batch is refused rather than silently called less often.
+per group (batch hooks) or not at all (backward hooks: without a gradient scaler the step is a plain
+`loss.backward()`), so a callback that acts on them is refused rather than silently called less often.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from lightning.pytorch.callbacks import (
 )
 from omegaconf import DictConfig
 
-from fmnist.errors import ConfigError
+from fmnist.core.errors import ConfigError
 from fmnist.training.constraints import apply_max_norm
 from fmnist.training.module import ClassifierModule
 
-BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")
+# Per-step hooks a group would call too rarely (batch hooks) or skip (backward hooks: a plain `loss.backward()`,
+# which is what Lightning's manual_backward does without a gradient scaler, minus the hook dispatch).
+STEP_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward")
+PLAIN_BACKWARD_PRECISIONS = ("32-true", "64-true", "bf16-mixed", "bf16-true")  # no gradient scaler
 # Lightning's callbacks whose per-batch work is cosmetic (progress bars) or configured per epoch here (ModelCheckpoint:
 # its every_n_train_steps would count groups). fmnist's own per-batch callbacks count optimizer steps through
 # trainer.global_step and say so with a `group_aware = True` class attribute.
@@ -34,12 +38,12 @@ LIGHTNING_GROUP_AWARE = (ProgressBar, ModelCheckpoint)
 
 
 def acts_per_batch(callback: Callback) -> bool:
-    """Whether a callback does something on every training batch (and so needs one batch per optimizer step)."""
+    """Whether a callback does something on every training batch or backward pass (so needs one per step)."""
     if getattr(callback, "group_aware", False) or isinstance(callback, LIGHTNING_GROUP_AWARE):
         return False
     if isinstance(callback, LearningRateMonitor):
         return callback.logging_interval == "step"
-    return any(getattr(type(callback), hook) is not getattr(Callback, hook) for hook in BATCH_HOOKS)
+    return any(getattr(type(callback), hook) is not getattr(Callback, hook) for hook in STEP_HOOKS)
 
 
 class GroupedStepsModule(ClassifierModule):
@@ -55,13 +59,15 @@ class GroupedStepsModule(ClassifierModule):
         self.automatic_optimization = False
         self.micro_batch_size = micro_batch_size
         self.epoch_complete = False
+        self.plain_backward = False
 
     def on_fit_start(self) -> None:
         trainer = self.trainer
+        self.plain_backward = trainer.precision in PLAIN_BACKWARD_PRECISIONS
         per_batch = [type(callback).__name__ for callback in trainer.callbacks if acts_per_batch(callback)]
         if per_batch:
-            raise ConfigError("module", f"{', '.join(per_batch)} act(s) on every training batch, and grouped steps "
-                              "would call them once per group of data.steps_per_execution batches",
+            raise ConfigError("module", f"{', '.join(per_batch)} act(s) on every training batch or backward pass, "
+                              "and grouped steps would call them once per group of data.steps_per_execution batches",
                               "use module=default (one optimizer step per Lightning step) with this callback")
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -74,7 +80,10 @@ class GroupedStepsModule(ClassifierModule):
         for x_step, y_step in zip(x.split(self.micro_batch_size), y.split(self.micro_batch_size), strict=True):
             loss = self.training_loss(x_step, y_step)
             optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
+            if self.plain_backward:  # the optimizer step still runs Lightning's wrapper: step counts, hooks
+                loss.backward()
+            else:
+                self.manual_backward(loss)  # the precision plugin scales the loss for its gradient scaler
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()

@@ -11,7 +11,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from fmnist.constants import NUM_CLASSES
+from fmnist.core.constants import NUM_CLASSES
 
 
 def summary_metrics(prefix: str, num_classes: int = NUM_CLASSES) -> MetricCollection:

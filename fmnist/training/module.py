@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
 
-from fmnist.constants import CLASS_NAMES
-from fmnist.errors import FmnistError
-from fmnist.metric_keys import flatten_per_class, metric_safe
+from fmnist.core.constants import CLASS_NAMES
+from fmnist.core.errors import FmnistError
+from fmnist.core.metric_keys import flatten_per_class, metric_safe
 from fmnist.models.tta import flip_averaged_logits
 from fmnist.training.checkpoints import CHECKPOINT_CONFIG_KEY
 from fmnist.training.constraints import apply_max_norm

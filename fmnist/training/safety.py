@@ -7,7 +7,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from fmnist.errors import FmnistError
+from fmnist.core.errors import FmnistError
 
 
 class NonFiniteLossError(FmnistError):

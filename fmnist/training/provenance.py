@@ -7,7 +7,7 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from fmnist.atomic import write_json_atomic
+from fmnist.core.atomic import write_json_atomic
 
 PACKAGES = ("fmnist", "torch", "lightning", "hydra-core", "omegaconf", "torchmetrics", "numpy")
 

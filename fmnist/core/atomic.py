@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from fmnist.errors import OutputWriteError
+from fmnist.core.errors import OutputWriteError
 
 
 @contextmanager

@@ -6,8 +6,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from fmnist.core.errors import ConfigError
 from fmnist.data.batches import INPUT_KINDS
-from fmnist.errors import ConfigError
 
 
 def _is_int(value: Any) -> bool:

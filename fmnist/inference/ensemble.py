@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from fmnist.constants import CLASS_NAMES
-from fmnist.errors import FmnistError
-from fmnist.metric_keys import flatten_per_class
-from fmnist.run_files import mean_ensemble, read_predictions
+from fmnist.core.constants import CLASS_NAMES
+from fmnist.core.errors import FmnistError
+from fmnist.core.metric_keys import flatten_per_class
+from fmnist.core.run_files import mean_ensemble, read_predictions
 from fmnist.training.metrics import confusion_matrix, per_class_metrics, summary_metrics
 
 

@@ -10,8 +10,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from fmnist.atomic import write_json_atomic
-from fmnist.run_files import FAILED, METRICS_FILE
+from fmnist.core.atomic import write_json_atomic
+from fmnist.core.run_files import FAILED, METRICS_FILE
 
 
 def describe(error: BaseException) -> str:
@@ -37,7 +37,10 @@ class RecordFailedJob(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if job_return.status != JobStatus.FAILED:
             return
-        error = job_return._return_value  # the `return_value` property re-raises; only the exception is wanted
+        try:
+            error: Any = job_return.return_value  # a failed job's property re-raises its exception
+        except BaseException as exc:  # noqa: B036 - the job's own error, whatever it was, is what gets recorded
+            error = exc
         run_dir = Path(str(config.hydra.runtime.output_dir))
         write_failure(
             run_dir,

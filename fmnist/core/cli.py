@@ -12,7 +12,7 @@ from typing import TypeVar
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from fmnist.errors import WRITE_ERRNOS, FmnistError, write_fix
+from fmnist.core.errors import WRITE_ERRNOS, FmnistError, write_fix
 
 T = TypeVar("T")
 EXIT_USER_ERROR = 2

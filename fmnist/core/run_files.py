@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist.atomic import write_bytes_atomic
+from fmnist.core.atomic import write_bytes_atomic
 
 METRICS_FILE = "metrics.json"  # one run's figures (fit_and_test, eval)
 SUMMARY_FILE = "cv_summary.json"  # a cross-validation's per-fold figures and fold ensemble
