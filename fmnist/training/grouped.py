@@ -68,7 +68,8 @@ class GroupedStepsModule(ClassifierModule):
         if per_batch:
             raise ConfigError("module", f"{', '.join(per_batch)} act(s) on every training batch or backward pass, "
                               "and grouped steps would call them once per group of data.steps_per_execution batches",
-                              "use module=default (one optimizer step per Lightning step) with this callback")
+                              "use module=default data.steps_per_execution=1 (one batch per Lightning step) with "
+                              "this callback")
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One optimizer step per `micro_batch_size` images of the item; returns their mean loss (NaN if any is)."""
@@ -133,7 +134,7 @@ def check_grouping(module: L.LightningModule, steps_per_execution: int, trainer:
                           "add module=grouped_steps, or set data.steps_per_execution=1")
     if grouped and trainer.gradient_clip_val:
         raise ConfigError("trainer.gradient_clip_val", "grouped steps run their own optimizer loop, which Lightning "
-                          "cannot clip", "use module=default to clip gradients")
+                          "cannot clip", "use module=default data.steps_per_execution=1 to clip gradients")
     if grouped and trainer.accumulate_grad_batches != 1:
         raise ConfigError("trainer.accumulate_grad_batches", "grouped steps run one optimizer step per batch",
-                          "use module=default for gradient accumulation")
+                          "use module=default data.steps_per_execution=1 for gradient accumulation")
