@@ -27,15 +27,14 @@ from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import ConfigError
 from fmnist.core.job_failures import describe, write_failure
 from fmnist.core.run_files import (
-    CHECKPOINT_DIR,
     COMPLETED,
-    LAST_CHECKPOINT,
     METRICS_FILE,
     PREDICTIONS_FILE,
     SUMMARY_FILE,
 )
 from fmnist.inference.ensemble import ensemble_test_metrics
 from fmnist.train import fit_and_test
+from fmnist.training.checkpoints import LAST, last_checkpoint
 from fmnist.training.config_checks import check_train_config
 from fmnist.training.process import apply_process_settings
 
@@ -61,7 +60,7 @@ def selected_folds(cfg: DictConfig) -> list[int]:
     if cfg.data.holdout_size is not None:
         raise ConfigError("data.holdout_size", "cross-validation needs folds, not a holdout",
                           "set data.holdout_size=null (or use python -m fmnist.train for a holdout run)")
-    if cfg.ckpt_path not in (None, "last"):
+    if cfg.ckpt_path not in (None, LAST):
         raise ConfigError("ckpt_path", "one checkpoint cannot start every fold",
                           "leave ckpt_path null; re-run the same command with hydra.run.dir=<the CV run dir> "
                           "to resume it")
@@ -80,7 +79,7 @@ def fold_config(cfg: DictConfig, fold: int, run_dir: Path) -> DictConfig:
     with open_dict(fold_cfg):
         fold_cfg.data.fold = fold
         fold_cfg.paths.output_dir = str(fold_dir(run_dir, fold))
-        fold_cfg.ckpt_path = "last"  # an interrupted fold continues from its own last.ckpt, a new one starts fresh
+        fold_cfg.ckpt_path = LAST  # an interrupted fold continues from its own last.ckpt, a new one starts fresh
         if fold_cfg.get("logger") and "save_dir" in fold_cfg.logger:
             fold_cfg.logger.save_dir = str(run_dir)
     return fold_cfg
@@ -93,7 +92,7 @@ def run_fold(cfg: DictConfig, fold: int, run_dir: Path) -> dict[str, Any]:
         log.info("fold %d already completed (%s); skipped", fold, directory / METRICS_FILE)
         return done
     fold_cfg = fold_config(cfg, fold, run_dir)
-    if (directory / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
+    if last_checkpoint(directory).is_file():
         log.info("fold %d resumes from its last checkpoint", fold)
     try:
         return fit_and_test(fold_cfg, directory)
