@@ -4,8 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 ARGS ?=
-# Every optional feature is installed so the tests exercise it (sweeps, ONNX export, SLURM launcher).
-EXTRAS ?= dev,sweep,export,cluster
+# Every optional feature is installed so the tests exercise it (sweeps, ONNX export, SLURM launcher, MLflow and W&B).
+EXTRAS ?= dev,sweep,export,cluster,loggers
 
 .PHONY: install data system-data train test test-slow lint results clean
 

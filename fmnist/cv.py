@@ -19,12 +19,16 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
 from fmnist.core.atomic import write_json_atomic
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import ConfigError
+from fmnist.core.extras import apply_extras, percent, print_summary
 from fmnist.core.job_failures import describe, write_failure
 from fmnist.core.run_files import (
     COMPLETED,
@@ -36,6 +40,7 @@ from fmnist.inference.ensemble import ensemble_test_metrics
 from fmnist.train import fit_and_test
 from fmnist.training.checkpoints import LAST, last_checkpoint
 from fmnist.training.config_checks import check_train_config
+from fmnist.training.loggers import share_run_dir
 from fmnist.training.process import apply_process_settings
 
 # Per-fold figures summarised besides every "<stage>/..." scalar.
@@ -78,10 +83,12 @@ def fold_config(cfg: DictConfig, fold: int, run_dir: Path) -> DictConfig:
     fold_cfg = copy.deepcopy(cfg)
     with open_dict(fold_cfg):
         fold_cfg.data.fold = fold
+        # every logger's save_dir (and MLflow's store) resolved against the run dir: one TensorBoard dir with a
+        # version per fold, one MLflow store with a run per fold
+        fold_cfg.paths.output_dir = str(run_dir)
+        share_run_dir(fold_cfg.get("logger"))
         fold_cfg.paths.output_dir = str(fold_dir(run_dir, fold))
         fold_cfg.ckpt_path = LAST  # an interrupted fold continues from its own last.ckpt, a new one starts fresh
-        if fold_cfg.get("logger") and "save_dir" in fold_cfg.logger:
-            fold_cfg.logger.save_dir = str(run_dir)
     return fold_cfg
 
 
@@ -119,13 +126,11 @@ def summarize(folds: list[dict[str, Any]]) -> dict[str, Any]:
     return {"per_fold": per_fold, "mean": mean, "std": std, "std_ddof": 1}
 
 
-def cross_validate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    check_train_config(cfg)
-    folds = selected_folds(cfg)
-    results = [run_fold(cfg, fold, run_dir) for fold in folds]
+def build_summary(run_dir: Path, folds: list[int], results: list[dict[str, Any]], ensemble: bool) -> dict[str, Any]:
+    """cv_summary.json's content, from the folds' metrics alone (and their test predictions for the ensemble)."""
     summary: dict[str, Any] = {
-        "model": cfg.model.name,
-        "num_folds": cfg.data.num_folds,
+        "model": results[0]["model"],
+        "num_folds": results[0]["num_folds"],
         "folds": folds,
         "fold_dirs": [str(fold_dir(run_dir, fold)) for fold in folds],
         **summarize(results),
@@ -133,28 +138,93 @@ def cross_validate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                       for fold, result in zip(folds, results, strict=True)],
     }
     predictions = [fold_dir(run_dir, fold) / PREDICTIONS_FILE for fold in folds]
-    if cfg.cv.ensemble and all(path.is_file() for path in predictions):
+    if ensemble and all(path.is_file() for path in predictions):
         summary["ensemble"] = ensemble_test_metrics(predictions)
-    elif cfg.cv.ensemble:  # e.g. data-parallel folds, whose processes each tested a shard
+    elif ensemble:  # e.g. data-parallel folds, whose processes each tested a shard
         log.warning("no fold ensemble: some folds wrote no %s", PREDICTIONS_FILE)
     summary["status"] = COMPLETED
-    write_json_atomic(run_dir / SUMMARY_FILE, summary)
-    log.info("%s: %d-fold CV val/acc %.4f +- %.4f%s; summary in %s", cfg.model.name, len(folds),
+    return summary
+
+
+def cross_validate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    check_train_config(cfg)
+    folds = selected_folds(cfg)
+    results = [run_fold(cfg, fold, run_dir) for fold in folds]
+    summary = build_summary(run_dir, folds, results, cfg.cv.ensemble)
+    if cfg.cv.write_summary:
+        write_json_atomic(run_dir / SUMMARY_FILE, summary)
+    log.info("%s: %d-fold CV val/acc %.4f +- %.4f%s; %s", cfg.model.name, len(folds),
              summary["mean"]["val/acc"], summary["std"]["val/acc"] or 0.0,
              f", ensemble test/acc {summary['ensemble']['test/acc']:.4f}" if "ensemble" in summary else "",
-             run_dir / SUMMARY_FILE)
+             f"summary in {run_dir / SUMMARY_FILE}" if cfg.cv.write_summary else f"folds in {run_dir}")
     return summary
+
+
+def summarize_completed_folds(run_dir: Path, folds: list[int], ensemble: bool = True) -> dict[str, Any] | None:
+    """Write `run_dir`'s cv_summary.json over `folds` once every one of them has completed, else return None.
+
+    A study runs each fold as its own parallel job (conf/study/); this joins them. Each job calls it after writing
+    its own metrics.json, so the job that finishes last sees every fold; a failed fold leaves no summary
+    (re-running the study's command skips the completed folds and retries it).
+    """
+    results = [completed_metrics(fold_dir(run_dir, fold)) for fold in folds]
+    if any(result is None for result in results):
+        return None
+    summary = build_summary(run_dir, folds, results, ensemble)  # type: ignore[arg-type]
+    write_json_atomic(run_dir / SUMMARY_FILE, summary)
+    log.info("%s: %d-fold CV val/acc %.4f +- %.4f; summary in %s", summary["model"], len(folds),
+             summary["mean"]["val/acc"], summary["std"]["val/acc"] or 0.0, run_dir / SUMMARY_FILE)
+    return summary
+
+
+class SummarizeFolds(Callback):
+    """Hydra callback of a study (conf/study/study_a.yaml): after each one-fold job, write its model dir's
+    cv_summary.json if all the model's folds (`folds`, default all data.num_folds) have completed."""
+
+    def __init__(self, folds: list[int] | None = None, ensemble: bool = True) -> None:
+        self.folds = None if folds is None else [int(fold) for fold in folds]
+        self.ensemble = ensemble
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if job_return.status != JobStatus.COMPLETED:
+            return
+        folds = self.folds if self.folds is not None else list(range(int(config.data.num_folds)))
+        summarize_completed_folds(Path(str(config.hydra.runtime.output_dir)), folds, self.ensemble)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="cv")
 def main(cfg: DictConfig) -> float:
     """Return the mean validation accuracy over folds: what a sweeper should optimise (never the test set)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    apply_extras(cfg, rank_zero=rank_zero_only.rank == 0)
     apply_process_settings(cfg.process)
     summary = run_guarded(lambda: cross_validate(cfg, run_dir))
+    if rank_zero_only.rank == 0 and cfg.cv.write_summary:  # a study's one-fold jobs: its callback reports the CV
+        print_cv_summary(cfg, summary, run_dir)
     return float(summary["mean"]["val/acc"])
 
 
-if __name__ == "__main__":
+def print_cv_summary(cfg: DictConfig, summary: dict[str, Any], run_dir: Path) -> None:
+    """Mean +- std over folds of val and test accuracy and macro F1, the fold ensemble's test figures, time."""
+    def spread(key: str) -> str:
+        mean, std = summary["mean"].get(key), summary["std"].get(key)
+        return "–" if mean is None else f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}%" if std is not None else "%")
+
+    ensemble = summary.get("ensemble", {})
+    rows = [(name, spread(f"val/{key}"), spread(f"test/{key}"), percent(ensemble.get(f"test/{key}")))
+            for name, key in (("accuracy", "acc"), ("macro F1", "f1"))]
+    seconds = sum(value for value in summary["per_fold"].get("train_seconds", []) if value is not None)
+    notes = [f"training: {seconds:.1f} s over {len(summary['folds'])} folds",
+             f"results: {run_dir} ({SUMMARY_FILE}, fold_<k>/)"]
+    print_summary(cfg, f"{summary['model']}: {len(summary['folds'])}-fold cross-validation",
+                  ("", "val (folds)", "test (folds)", "test (ensemble)"), rows, notes)
+
+
+def cli() -> None:
+    """The `fmnist-cv` console script: `python -m fmnist.cv`."""
     exit_unless_output_writable(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

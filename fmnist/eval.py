@@ -130,6 +130,12 @@ def main(cfg: DictConfig) -> float:
     return float(metrics["test/acc"])
 
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The `fmnist-eval` console script: `python -m fmnist.eval`."""
     exit_unless_output_writable(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -143,6 +143,12 @@ def main(cfg: DictConfig) -> None:
     run_guarded(lambda: run_export(cfg, run_dir))
 
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The `fmnist-export` console script: `python -m fmnist.export`."""
     exit_unless_output_writable(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -79,6 +79,12 @@ def main(cfg: DictConfig) -> None:
     run_guarded(lambda: run_predict(cfg))
 
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The `fmnist-predict` console script: `python -m fmnist.predict`."""
     exit_unless_output_writable(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,13 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import StochasticWeightAveraging, WeightAveraging
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from fmnist.core.atomic import write_json_atomic, write_text_atomic
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.extras import apply_extras, percent, print_summary
 from fmnist.core.run_files import (
     AVERAGED_CHECKPOINT,
     CHECKPOINT_DIR,
@@ -40,6 +41,7 @@ from fmnist.training.checkpoints import (
     resolve_ckpt_path,
 )
 from fmnist.training.config_checks import check_train_config
+from fmnist.training.loggers import finish_loggers
 from fmnist.training.process import apply_process_settings
 from fmnist.training.provenance import write_run_info
 
@@ -62,18 +64,15 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
     container.get("data", {}).pop("data_dir", None)
     container.pop("callbacks", None)
     container.pop("logger", None)
+    container.pop("extras", None)  # how the run prints, not what it trains
     return container
 
 
-def _log_hparams(logger: Any, cfg: DictConfig, val: dict[str, float], test: dict[str, float]) -> None:
-    """Fill TensorBoard's HParams tab with the run's settings and its final figures."""
-    if isinstance(logger, TensorBoardLogger):
-        logger.log_hyperparams(_hparams(cfg), {"hparams/val_acc": val.get("val/acc", 0.0),
-                                               "hparams/test_acc": test.get("test/acc", 0.0)})
-    elif logger is not None:
-        logger.log_hyperparams(_hparams(cfg))
-    if logger is not None:
-        logger.save()
+def _log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], run_dir: Path,
+                 class_names: Sequence[str]) -> None:
+    """Give every logger the run's settings and its final figures: TensorBoard's HParams tab; for MLflow and W&B
+    also metrics.json's scalars and the test confusion figure."""
+    finish_loggers(trainer, _hparams(cfg), metrics, run_dir, class_names)
 
 
 def checkpoint_to_evaluate(trainer: L.Trainer, run_dir: Path) -> str | None:
@@ -119,17 +118,20 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                                     weights_only=True))
     test = _scalars(trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False,
                                  weights_only=True))
-    best_epoch = load_checkpoint(best)["epoch"] if best else trainer.current_epoch - 1
-
     history = _find(trainer, EpochHistory)
-    best_row = next((row for row in (history.rows if history else []) if row["epoch"] == best_epoch), {})
+    rows = history.rows if history else []
+    # epochs trained: history's rows, since SWA's BatchNorm pass after the last epoch counts as one more to Lightning
+    epochs = len(rows) if rows else trainer.current_epoch
+    averaged = Path(best).name == AVERAGED_CHECKPOINT  # SWA's average of the epochs up to the last one
+    best_epoch = load_checkpoint(best)["epoch"] if best and not averaged else epochs - 1
+    best_row = next((row for row in rows if row["epoch"] == best_epoch), {})
     timer = _find(trainer, StepTimer)
     metrics: dict[str, Any] = {
         "model": cfg.model.name,
         "family": cfg.model.family,
         "input": cfg.model.input,
         "params": sum(parameter.numel() for parameter in module.net.parameters()),
-        "epochs": trainer.current_epoch,
+        "epochs": epochs,
         "best_epoch": best_epoch,
         "fold": cfg.data.fold,
         "num_folds": cfg.data.num_folds,
@@ -138,6 +140,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "holdout_size": cfg.data.holdout_size,
         "train_subset": cfg.data.train_subset,
         "seed": cfg.seed,
+        "tags": list(cfg.get("tags") or []),
         "train/acc": best_row.get("train/acc"),
         "train/loss": best_row.get("train/loss"),
         **val,
@@ -159,7 +162,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             log.warning("%s not written: each of the %d processes tested a shard of the test set",
                         PREDICTIONS_FILE, trainer.world_size)
         write_json_atomic(run_dir / METRICS_FILE, metrics)
-        _log_hparams(trainer.logger, cfg, val, test)
+        _log_hparams(trainer, cfg, metrics, run_dir, module.class_names)
     log.info("%s: val/acc %.4f, test/acc %.4f, %.1fs training; results in %s", cfg.model.name,
              val.get("val/acc", float("nan")), test.get("test/acc", float("nan")), train_seconds, run_dir)
     return metrics
@@ -169,11 +172,30 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def main(cfg: DictConfig) -> float:
     """Return the validation accuracy, so a Hydra sweeper can optimise it (never the test accuracy)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    apply_extras(cfg, rank_zero=rank_zero_only.rank == 0)
     apply_process_settings(cfg.process)
     metrics = run_guarded(lambda: fit_and_test(cfg, run_dir))
+    if rank_zero_only.rank == 0:
+        print_train_summary(cfg, metrics, run_dir)
     return float(metrics["val/acc"])
 
 
-if __name__ == "__main__":
+def print_train_summary(cfg: DictConfig, metrics: dict[str, Any], run_dir: Path) -> None:
+    """The end of a run at a glance: val and test accuracy and macro F1, time, where the results are."""
+    rows = [(name, percent(metrics.get(f"val/{key}")), percent(metrics.get(f"test/{key}")))
+            for name, key in (("accuracy", "acc"), ("macro F1", "f1"))]
+    notes = [f"training: {metrics['train_seconds']:.1f} s, epochs: {metrics['epochs']}, best epoch (from 0): "
+             f"{metrics['best_epoch']}", f"results: {run_dir} ({METRICS_FILE})"]
+    if metrics.get("best_ckpt"):
+        notes.append(f"checkpoint: {metrics['best_ckpt']}")
+    print_summary(cfg, f"{metrics['model']}: results", ("", "val", "test"), rows, notes)
+
+
+def cli() -> None:
+    """The `fmnist-train` console script: `python -m fmnist.train`."""
     exit_unless_output_writable(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -192,3 +192,16 @@ def test_a_study_recipe_reproduces_its_committed_results(tmp_path: Path) -> None
         assert np.array_equal(grouped_predictions[name], default_predictions[name]), name
     old = json.loads((committed / "metrics.json").read_text())
     assert abs(grouped["val/acc"] - old["val/acc"]) < 0.005 and abs(grouped["test/acc"] - old["test/acc"]) < 0.005
+
+
+def test_last_checkpoint_is_the_newest_epoch_even_when_the_best_is_older(tmp_path: Path) -> None:
+    """Lightning 2.6's save_last writes only when a best checkpoint is saved; last.ckpt must still be each epoch's,
+    since ckpt_path=last, fmnist.resume and interrupted CV folds continue from it."""
+    cfg = compose([*SMALL_RUN, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=min"],  # "best" = worst epoch
+                  str(tmp_path))
+    _, trainer = fit(cfg, tmp_path)
+    best = torch.load(trainer.checkpoint_callback.best_model_path, map_location="cpu", weights_only=True)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert best["epoch"] < last["epoch"] == 2
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == [
+        Path(trainer.checkpoint_callback.best_model_path).name, "last.ckpt"]

@@ -90,3 +90,19 @@ def test_the_wheel_ships_the_configs_and_trains_from_any_folder(tmp_path: Path) 
           f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["model"] == "conv_maxpool" and "test/acc" in metrics
+
+
+def test_every_command_is_a_console_script_beside_its_module() -> None:
+    """pyproject's [project.scripts]: `fmnist-<command>` for each `python -m fmnist.<command>`, each resolving to a
+    function of that command's module."""
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    expected = {"train", "cv", "eval", "predict", "export", "report", "bench", "models", "resume", "lr-find"}
+    assert {name.removeprefix("fmnist-") for name in scripts} == expected
+    for name, target in scripts.items():
+        module_name, function = target.split(":")
+        command = name.removeprefix("fmnist-").replace("-", "_")
+        assert module_name in (f"fmnist.{command}", f"fmnist.{command}.__main__"), name
+        assert callable(getattr(importlib.import_module(module_name), function)), target

@@ -22,9 +22,12 @@ from fmnist.bench.configs import compose_run, model_exists, probe_trainer, study
 from fmnist.bench.data_pipeline import pipeline_report
 from fmnist.bench.overhead import Budget, Case, measure_case, resident_datamodule
 from fmnist.bench.report import PIPELINE_TARGET, machine, print_report, ratio_target, write_report
+from fmnist.bench.study import finished_study, study_report
+from fmnist.bench.switches import switch_report
 from fmnist.bench.time_to_accuracy import EXPERIMENT, time_to_accuracy
 
 DEFAULT_MODELS = ("conv_maxpool", "drop_norm_l2", "lstm", "rnn", "fast_cnn")
+SWITCH_EXPERIMENTS = ("study_a_conv_maxpool", "study_a_drop_norm_conv", "study_a_lstm")
 COMMON_BATCH = 256
 QUICK_BUDGET = Budget(repeats=2, warmup=2, seconds=0.05, min_steps=3, max_steps=20, probe_steps=2,
                       inference_seconds=0.02)
@@ -60,6 +63,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--experiment", default=EXPERIMENT,
                         help="the recipe --time-to-accuracy trains (speedrun; speedrun_gpu on a GPU)")
     parser.add_argument("--runs", type=int, default=5, help="seeds for --time-to-accuracy")
+    parser.add_argument("--switches", nargs="*", metavar="EXPERIMENT", default=None,
+                        help="instead of the speed table: time each per-fit speed switch (fused Adam, torch.compile, "
+                        "channels-last, validation batch) against its recipe, e.g. --switches study_a_conv_maxpool")
+    parser.add_argument("--steps", type=int, default=256, help="optimizer steps per timed fit for --switches")
+    parser.add_argument("--study", default=None, metavar="STUDY",
+                        help="instead of the speed table: the study (conf/study/) run sequentially and in parallel, "
+                        "e.g. --study study_a trainer.max_epochs=1 (overrides apply to both)")
+    parser.add_argument("--study-dir", type=Path, default=None, metavar="DIR",
+                        help="instead of running --study: read a study already run there, e.g. at its full budget")
+    parser.add_argument("--study-reference", type=Path, default=None, metavar="DIR",
+                        help="committed results to compare each model's accuracy with, e.g. docs/results/study_a")
     return parser.parse_args(argv)
 
 
@@ -148,6 +162,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=args.output.parent, prefix=".bench-runs-") as scratch:
         if args.time_to_accuracy is not None:
             report = accuracy_report(args, Path(scratch))
+        elif args.study_dir is not None:
+            report = {"machine": machine(torch.device("cpu")), "study": finished_study(args.study_dir,
+                                                                                      args.study_reference)}
+        elif args.study is not None:
+            report = {"machine": machine(torch.device("cpu")), "study": study_report(
+                args.study, list(args.overrides), Path(scratch), args.study_reference)}
+        elif args.switches is not None:
+            probe = probe_trainer(compose_run(list(args.overrides), Path(scratch)))
+            report = {"machine": machine(probe.strategy.root_device), "switches": switch_report(
+                args.switches or list(SWITCH_EXPERIMENTS), list(args.overrides), probe, Path(scratch),
+                steps=args.steps, warmup=args.warmup, repeats=args.repeats)}
         else:
             report = speed_report(args, Path(scratch))
     write_report(args.output, report)
@@ -156,7 +181,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return report
 
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The `fmnist-bench` console script: `python -m fmnist.bench` (user errors end in one line, exit 2)."""
     from fmnist.core.cli import run_guarded
 
     run_guarded(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -9,8 +9,11 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.table import Table
 
+from fmnist.bench.study import study_markdown
+from fmnist.bench.switches import switches_markdown
 from fmnist.core.atomic import write_json_atomic, write_text_atomic
 
 CPU_RATIO_TARGET = 1.05
@@ -118,6 +121,9 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
         console.print(pipeline_table(report["data_pipeline"]))
     if report.get("time_to_accuracy"):
         console.print(accuracy_table(report["time_to_accuracy"]))
+    for section, render in (("switches", switches_markdown), ("study", study_markdown)):
+        if report.get(section):
+            console.print(Markdown(render(report[section])))
     for skipped in report.get("skipped", []):
         console.print(f"skipped {skipped['model']}: {skipped['reason']}")
 
@@ -142,5 +148,12 @@ def training_markdown(results: list[dict[str, Any]]) -> str:
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
     write_json_atomic(path, report)
+    parts = []
     if report.get("training"):
-        write_text_atomic(path.with_suffix(".md"), training_markdown(report["training"]))
+        parts.append(training_markdown(report["training"]))
+    if report.get("switches"):
+        parts.append(switches_markdown(report["switches"]))
+    if report.get("study"):
+        parts.append(study_markdown(report["study"]))
+    if parts:
+        write_text_atomic(path.with_suffix(".md"), "\n".join(parts))

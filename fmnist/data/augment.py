@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from fmnist.core.constants import NUM_CLASSES
+from fmnist.core.errors import ConfigError
 
 
 def shift_and_mirror(x: torch.Tensor, pixels: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
@@ -59,17 +64,81 @@ def random_erase(x: torch.Tensor, probability: float, generator: torch.Generator
     return x.masked_fill(mask, 0)
 
 
+MIXING_STREAM = 0x6D6978  # "mix": the mixing draws' own random stream, apart from shuffling and pixel moves
+
+
+def mix_batch(x: torch.Tensor, y: torch.Tensor, mixup_alpha: float, cutmix_alpha: float, probability: float,
+              switch_probability: float, rng: np.random.Generator,
+              num_classes: int = NUM_CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup (Zhang et al.) or CutMix (Yun et al.) of one batch with its own reverse, and soft labels.
+
+    x: a float batch (B, 1, H, W) or (B, H, W), never modified; y: integer labels (B,). Returns the mixed batch
+    (same shape, dtype and memory format) and soft labels (B, num_classes) that sum to 1: `lam` of the image's
+    own label and `1 - lam` of its partner's (for CutMix, `lam` is the share of pixels kept). One weight per
+    batch, as timm does; the partner of image i is image B-1-i (the batch is already shuffled). The draws come
+    from the host `rng`: no device sync, and the device's random stream is the one a run without mixing uses.
+    With `probability` < 1 some batches stay unmixed (one-hot labels); with both alphas set, a mixed batch
+    is CutMix with `switch_probability`, else mixup.
+    """
+    soft = F.one_hot(y, num_classes).to(x.dtype)
+    if rng.random() >= probability:
+        return x, soft
+    use_cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or rng.random() < switch_probability)
+    alpha = cutmix_alpha if use_cutmix else mixup_alpha
+    lam = float(rng.beta(alpha, alpha))
+    partner = x.flip(0)
+    if use_cutmix:
+        height, width = x.shape[-2:]
+        cut = math.sqrt(1.0 - lam)
+        cut_h, cut_w = int(height * cut), int(width * cut)
+        center_y, center_x = int(rng.integers(height)), int(rng.integers(width))
+        top, bottom = max(center_y - cut_h // 2, 0), min(center_y + cut_h // 2, height)
+        left, right = max(center_x - cut_w // 2, 0), min(center_x + cut_w // 2, width)
+        mixed = x.clone()
+        mixed[..., top:bottom, left:right] = partner[..., top:bottom, left:right]
+        lam = 1.0 - (bottom - top) * (right - left) / (height * width)  # the share of the image's own pixels
+    else:
+        mixed = x.mul(lam).add_(partner, alpha=1.0 - lam)
+    return mixed, soft.mul(lam).add_(soft.flip(0), alpha=1.0 - lam)
+
+
 @dataclass(frozen=True)
 class Augmentation:
-    """Which batch augmentations run on training batches."""
+    """Which batch augmentations run on training batches.
+
+    flip / translate / erase move or zero pixels of the uint8 batch (`__call__`); mixup_alpha / cutmix_alpha mix
+    the normalised float batch with its reverse and turn the labels into soft targets (`mix`).
+    """
 
     flip: bool = False
     translate: int = 0
     erase: float = 0.0
+    mixup_alpha: float = 0.0        # > 0: mixup with weight ~ Beta(alpha, alpha)
+    cutmix_alpha: float = 0.0       # > 0: CutMix with kept share ~ Beta(alpha, alpha)
+    mix_probability: float = 1.0    # share of training batches that are mixed
+    switch_probability: float = 0.5  # both on: share of mixed batches that use CutMix
+
+    def __post_init__(self) -> None:
+        for key in ("mixup_alpha", "cutmix_alpha"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"augmentation.{key}", f"{value!r} is not a number >= 0",
+                                  "use 0 (off) or a Beta concentration such as 0.2 (mixup) or 1.0 (CutMix)")
+        for key in ("mix_probability", "switch_probability"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+                raise ConfigError(f"augmentation.{key}", f"{value!r} is not a probability",
+                                  "use a value in [0, 1]")
 
     @property
     def active(self) -> bool:
+        """Whether the pixel moves (flip, translate, erase) do anything."""
         return self.flip or self.translate > 0 or self.erase > 0
+
+    @property
+    def mixing(self) -> bool:
+        """Whether training batches are mixed (and their labels soft)."""
+        return (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and self.mix_probability > 0
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Pure pixel moves and fills with 0: on the uint8 batch they cost a quarter of the memory traffic."""
@@ -78,3 +147,19 @@ class Augmentation:
         if self.erase > 0:
             x = random_erase(x, self.erase, generator)
         return x
+
+    @staticmethod
+    def mixing_rng(seed: int, epoch: int) -> np.random.Generator:
+        """The mixing draws of one epoch: a function of (seed, epoch), as shuffling is, so a resumed run agrees."""
+        return np.random.default_rng((seed % 2**63, epoch, MIXING_STREAM))
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+            rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix each `batch_size` batch of an item on its own (an item of several batches, for grouped steps, is
+        mixed exactly as those batches one by one would be); returns the mixed images and soft labels."""
+        parts = [mix_batch(x_part, y_part, self.mixup_alpha, self.cutmix_alpha, self.mix_probability,
+                           self.switch_probability, rng)
+                 for x_part, y_part in zip(x.split(batch_size), y.split(batch_size), strict=True)]
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([part[0] for part in parts]), torch.cat([part[1] for part in parts])

@@ -42,6 +42,9 @@ class TensorBatches:
     With `batches_per_item` K > 1 each item holds K consecutive batches in one tensor (the last item of an
     epoch may hold fewer, and its last batch may be short): the same images in the same order as K = 1,
     so that a training step can run K optimizer steps on `x.split(batch_size)` (see ClassifierModule).
+
+    With mixup or CutMix on (augmentation.mixup_alpha / cutmix_alpha), training items carry soft labels
+    (B, classes) instead of class indices; evaluation items never do.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, transform: BatchTransform,
@@ -90,6 +93,9 @@ class TensorBatches:
         if self.train:
             generator = torch.Generator(device=device).manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(len(self.labels), device=device, generator=generator)
+        augmentation = self.transform.augmentation
+        # mixup / CutMix: soft labels (B, classes) for training batches; validation and test are never mixed
+        mixing_rng = augmentation.mixing_rng(self.seed, self.epoch) if self.train and augmentation.mixing else None
         end = min(self.batches_per_epoch * self.batch_size, len(self.labels))
         item_size = self.batch_size * self.batches_per_item
         for start in range(0, end, item_size):
@@ -99,4 +105,7 @@ class TensorBatches:
             else:
                 index = order[start:stop]  # index_select: ~10x faster than images[index]
                 images, labels = self.images.index_select(0, index), self.labels.index_select(0, index)
-            yield self.transform(images, self.train, generator), labels
+            x = self.transform(images, self.train, generator)
+            if mixing_rng is not None:
+                x, labels = augmentation.mix(x, labels, self.batch_size, mixing_rng)
+            yield x, labels

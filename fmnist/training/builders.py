@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -19,6 +19,7 @@ from fmnist.data.augment import Augmentation
 from fmnist.data.datamodule import FashionMnistDataModule
 from fmnist.training.checkpoint_io import AtomicCheckpointIO
 from fmnist.training.grouped import check_grouping
+from fmnist.training.loggers import build_loggers
 from fmnist.training.module import ClassifierModule, SchedulerSpec
 
 
@@ -94,8 +95,9 @@ def build_module(cfg: DictConfig, net: nn.Module | None = None) -> ClassifierMod
     return module
 
 
-def build_logger(cfg: DictConfig) -> Any:
-    return instantiate(cfg.logger) if cfg.logger else False
+def build_logger(cfg: DictConfig) -> Logger | list[Logger] | bool:
+    """`cfg.logger`: one logger config, or a mapping of named ones (a list for Lightning); False for logger=none."""
+    return build_loggers(cfg.logger)
 
 
 def build_callbacks(cfg: DictConfig, has_logger: bool, interactive: bool) -> list[L.Callback]:

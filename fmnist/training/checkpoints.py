@@ -31,7 +31,7 @@ class CheckpointError(FmnistError):
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:
-    """Where a run keeps its newest checkpoint (ModelCheckpoint's `save_last`)."""
+    """Where a run keeps its newest checkpoint (conf/callbacks/default.yaml's last_checkpoint, every epoch)."""
     return Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
 
 

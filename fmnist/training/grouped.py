@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import (
     LearningRateMonitor,
     ModelCheckpoint,
     ProgressBar,
+    StochasticWeightAveraging,
 )
 from omegaconf import DictConfig
 
@@ -64,6 +65,10 @@ class GroupedStepsModule(ClassifierModule):
     def on_fit_start(self) -> None:
         trainer = self.trainer
         self.plain_backward = trainer.precision in PLAIN_BACKWARD_PRECISIONS
+        if any(isinstance(callback, StochasticWeightAveraging) for callback in trainer.callbacks):
+            raise ConfigError("callbacks", "StochasticWeightAveraging swaps Lightning's schedule and skips the "
+                              "backward passes of its automatic optimization, which grouped steps replace with their "
+                              "own optimizer loop", "use module=default data.steps_per_execution=1 with callbacks=swa")
         per_batch = [type(callback).__name__ for callback in trainer.callbacks if acts_per_batch(callback)]
         if per_batch:
             raise ConfigError("module", f"{', '.join(per_batch)} act(s) on every training batch or backward pass, "

@@ -65,6 +65,9 @@ class ClassifierModule(L.LightningModule):
         self.tta_flip = tta_flip
         self.cuda_graphs = cuda_graphs
         self.optimizer_factory = optimizer
+        # The optimizer's learning rate (its partial's `lr`), which configure_optimizers passes on: the attribute
+        # Lightning's learning-rate finder reads and sets (Tuner.lr_find, python -m fmnist.lr_find).
+        self.lr: float | None = getattr(optimizer, "keywords", {}).get("lr")
         self.scheduler_spec = scheduler
         self.label_smoothing = label_smoothing
         self.max_norm = max_norm
@@ -91,10 +94,16 @@ class ClassifierModule(L.LightningModule):
         return self.net(x).clone()
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of one batch, tallied for the epoch's training metrics."""
+        """Cross-entropy of one batch, tallied for the epoch's training metrics.
+
+        `y` holds class indices (B,), or under mixup / CutMix soft labels (B, classes): cross-entropy takes those
+        as probabilities, and label smoothing then mixes them with the uniform distribution, as for indices.
+        The training accuracy of a mixed batch counts a prediction as right when it is the soft label's argmax,
+        the label of the image that dominates the mix (the larger weight, or the larger share of pixels).
+        """
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        self.train_tally.update(logits, y, loss)
+        self.train_tally.update(logits, y if y.dim() == 1 else y.argmax(dim=1), loss)
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -210,7 +219,7 @@ class ClassifierModule(L.LightningModule):
         return int(steps)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory(self.parameters(), **({} if self.lr is None else {"lr": self.lr}))
         spec = self.scheduler_spec
         if spec is None:
             return optimizer

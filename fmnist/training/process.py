@@ -11,7 +11,12 @@ import functools
 import os
 import sys
 
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from fmnist.core.errors import ConfigError
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 M_TRIM_THRESHOLD = -1
@@ -48,9 +53,46 @@ def drop_futile_nvml_check() -> bool:
     return True
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. a SLURM or taskset share), not the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def parallel_jobs() -> int:
+    """How many jobs of this Hydra run share the machine at once: the joblib launcher's n_jobs in a multirun
+    (-1: one per core, as joblib reads it), else 1."""
+    if not HydraConfig.initialized():
+        return 1
+    hydra_cfg = HydraConfig.get()
+    launcher = hydra_cfg.launcher
+    if hydra_cfg.mode != RunMode.MULTIRUN or "joblib" not in str(launcher.get("_target_", "")).lower():
+        return 1
+    n_jobs = int(launcher.get("n_jobs") or 1)
+    return available_cores() if n_jobs < 0 else n_jobs
+
+
+def threads_per_job(setting: int | str | None, jobs: int, cores: int) -> int | None:
+    """torch's thread count for `process.threads`: auto = an equal share of the cores (at least one) when jobs
+    run side by side, so jobs x threads <= cores whenever there are at least as many cores as jobs, and torch's
+    own choice (OMP_NUM_THREADS, else the physical cores) for a job alone; None: always torch's choice."""
+    if setting is None or (setting == "auto" and jobs <= 1):
+        return None
+    if setting == "auto":
+        return max(1, cores // jobs)
+    if isinstance(setting, int) and not isinstance(setting, bool) and setting > 0:
+        return setting
+    raise ConfigError("process.threads", f"expected auto, null or a positive integer, got {setting!r}",
+                      "use process.threads=auto (a share of the cores per parallel job), e.g. process.threads=1")
+
+
 def apply_process_settings(process: DictConfig) -> None:
     """The `process` config group's switches, for the whole process (train, cv and the benchmark call it)."""
     if process.drop_futile_nvml_check:
         drop_futile_nvml_check()
     if process.keep_freed_memory:
         keep_freed_memory()
+    threads = threads_per_job(process.get("threads"), parallel_jobs(), available_cores())
+    if threads is not None and threads != torch.get_num_threads():
+        torch.set_num_threads(threads)

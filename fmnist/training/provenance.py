@@ -7,6 +7,8 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import torch
+
 from fmnist.core.atomic import write_json_atomic
 
 PACKAGES = ("fmnist", "torch", "lightning", "hydra-core", "omegaconf", "torchmetrics", "numpy")
@@ -31,6 +33,7 @@ def write_run_info(run_dir: Path) -> None:
     source_dir = Path(__file__).resolve().parent
     write_json_atomic(run_dir / "run_info.json", {
         "versions": {package: _version(package) for package in PACKAGES},
+        "torch_threads": torch.get_num_threads(),  # process.threads: what parallel jobs each ran with
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": git_commit(source_dir),

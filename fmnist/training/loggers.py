@@ -1,0 +1,132 @@
+"""The run's loggers, all Lightning's own (TensorBoard, CSV, MLflow, W&B): built from `cfg.logger`, and given the
+run's settings, its final figures and its test confusion figure once the test is done.
+
+`cfg.logger` is one logger config (it has a `_target_`), or a mapping of named ones (`conf/logger/many.yaml`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
+from omegaconf import DictConfig
+
+from fmnist.core.atomic import write_bytes_atomic
+from fmnist.core.errors import ConfigError
+from fmnist.training.figures import confusion_heatmap
+
+log = logging.getLogger("fmnist.loggers")
+LOGGERS_EXTRA_HINT = "pip install -e '.[loggers]' (installs mlflow and wandb), or use logger=tensorboard"
+NEEDS = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb"}  # Lightning's optional loggers (by class) and their package
+# the settings that place a logger's files: resolved against the run dir, so CV folds share one store
+PLACE_KEYS = ("save_dir", "tracking_uri", "artifact_location")
+CONFUSION_FIGURE = "test_confusion.png"  # written into the run dir for the loggers that keep artifacts
+FINAL_EXTRAS = ("params", "epochs", "best_epoch", "train_seconds", "ms_per_step", "images_per_second")
+
+
+def logger_nodes(logger_cfg: DictConfig | None) -> list[DictConfig]:
+    """The logger configs in `cfg.logger`: none, the one node, or each non-null entry of a mapping."""
+    if not logger_cfg:
+        return []
+    if "_target_" in logger_cfg:
+        return [logger_cfg]
+    nodes = []
+    for name, node in logger_cfg.items():
+        if not node:
+            continue  # e.g. logger=many logger.mlflow=null
+        if not isinstance(node, Mapping) or "_target_" not in node:
+            raise ConfigError(f"logger.{name}", "is not a logger config (no _target_)",
+                              "give each entry of the mapping a _target_ (see conf/logger/many.yaml), or null")
+        nodes.append(node)
+    return nodes
+
+
+def share_run_dir(logger_cfg: DictConfig | None) -> None:
+    """Pin each logger's file places (save_dir, MLflow's store) to their current values, resolved now."""
+    for node in logger_nodes(logger_cfg):
+        for key in PLACE_KEYS:
+            if node.get(key) is not None:
+                node[key] = str(node[key])
+
+
+def _check_installed(node: DictConfig) -> None:
+    name = str(node._target_).rsplit(".", 1)[-1]
+    package = NEEDS.get(name)
+    if package is None:
+        return
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        raise ConfigError("logger", f"{name} needs the {package} package, which is not installed",
+                          LOGGERS_EXTRA_HINT) from None
+
+
+def build_loggers(logger_cfg: DictConfig | None) -> Logger | list[Logger] | bool:
+    """One logger for one logger config, a list for a mapping of them, False for `logger=none`."""
+    nodes = logger_nodes(logger_cfg)
+    for node in nodes:
+        _check_installed(node)
+    loggers = [instantiate(node) for node in nodes]
+    if not loggers:
+        return False
+    return loggers[0] if "_target_" in logger_cfg else loggers
+
+
+def final_figures(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The scalars of metrics.json: every `<stage>/...` figure and the run's size and speed."""
+    return {key: float(value) for key, value in metrics.items()
+            if ("/" in key or key in FINAL_EXTRAS) and isinstance(value, (int, float))
+            and not isinstance(value, bool) and math.isfinite(value)}
+
+
+def write_confusion_figure(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str,
+                           path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    figure = confusion_heatmap(torch.tensor(matrix), class_names, title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def finish_loggers(trainer: L.Trainer, hparams: dict[str, Any], metrics: Mapping[str, Any], run_dir: Path,
+                   class_names: Sequence[str]) -> None:
+    """After the test: the run's settings to every logger (TensorBoard's HParams tab with the final accuracies);
+    MLflow and W&B also get metrics.json's figures and the test confusion figure."""
+    figure: Path | None = None
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(hparams, {"hparams/val_acc": metrics.get("val/acc") or 0.0,
+                                             "hparams/test_acc": metrics.get("test/acc") or 0.0})
+        else:
+            logger.log_hyperparams(hparams)
+        if isinstance(logger, (MLFlowLogger, WandbLogger)):
+            logger.log_metrics(final_figures(metrics), step=trainer.global_step)
+            if figure is None and metrics.get("test/confusion"):
+                figure = write_confusion_figure(metrics["test/confusion"], class_names,
+                                                f"test confusion, {metrics.get('model')}", run_dir / CONFUSION_FIGURE)
+            if figure is not None and isinstance(logger, MLFlowLogger):
+                logger.experiment.log_artifact(logger.run_id, str(figure))
+            elif figure is not None:
+                logger.log_image("test/confusion_matrix", [str(figure)])
+        logger.save()
+    for logger in trainer.loggers:
+        if isinstance(logger, MLFlowLogger):
+            log.info("MLflow: mlflow ui --backend-store-uri %s", logger.experiment.tracking_uri)
+        elif isinstance(logger, WandbLogger):
+            run = logger.experiment
+            where, offline = Path(run.dir).parent, run.offline  # run.dir: <save_dir>/wandb/<offline-run-...>/files
+            run.finish()  # the next run of this process (a CV fold) starts its own W&B run
+            if offline:
+                log.info("W&B: offline run in %s; upload it with: wandb sync %s", where, where)
