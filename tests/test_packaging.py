@@ -96,6 +96,7 @@ def test_every_command_is_a_console_script_beside_its_module() -> None:
     """pyproject's [project.scripts]: `fmnist-<command>` for each `python -m fmnist.<command>`, each resolving to a
     function of that command's module."""
     import importlib
+
     import tomllib
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
