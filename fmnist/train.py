@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +65,6 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
     container.pop("logger", None)
     container.pop("extras", None)  # how the run prints, not what it trains
     return container
-
-
-def _log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], run_dir: Path,
-                 class_names: Sequence[str]) -> None:
-    """Give every logger the run's settings and its final figures: TensorBoard's HParams tab; for MLflow and W&B
-    also metrics.json's scalars and the test confusion figure."""
-    finish_loggers(trainer, _hparams(cfg), metrics, run_dir, class_names)
 
 
 def checkpoint_to_evaluate(trainer: L.Trainer, run_dir: Path) -> str | None:
@@ -162,7 +154,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             log.warning("%s not written: each of the %d processes tested a shard of the test set",
                         PREDICTIONS_FILE, trainer.world_size)
         write_json_atomic(run_dir / METRICS_FILE, metrics)
-        _log_hparams(trainer, cfg, metrics, run_dir, module.class_names)
+        finish_loggers(trainer, _hparams(cfg), metrics, run_dir, module.class_names)
     log.info("%s: val/acc %.4f, test/acc %.4f, %.1fs training; results in %s", cfg.model.name,
              val.get("val/acc", float("nan")), test.get("test/acc", float("nan")), train_seconds, run_dir)
     return metrics

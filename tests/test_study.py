@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fmnist.core.errors import ConfigError
-from fmnist.core.run_files import METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
+from fmnist.core.run_files import METRICS_FILE, PREDICTIONS_FILE, RUN_INFO_FILE, SUMMARY_FILE
 from fmnist.training.process import available_cores, threads_per_job
 from tests.conftest import CliResult, run_module
 
@@ -69,7 +69,7 @@ def test_parallel_study_equals_folds_run_one_by_one(tmp_path: Path) -> None:
         theirs = np.load(sequential_dir / key[0] / key[1] / PREDICTIONS_FILE)
         assert np.array_equal(ours["probabilities"], theirs["probabilities"]), key
         # two jobs at once on this machine: threads per job x jobs never exceeds its cores
-        threads = json.loads((parallel_dir / key[0] / key[1] / "run_info.json").read_text())["torch_threads"]
+        threads = json.loads((parallel_dir / key[0] / key[1] / RUN_INFO_FILE).read_text())["torch_threads"]
         assert threads * min(2, available_cores()) <= max(2, available_cores()) and threads >= 1
     for model in ("rnn", "small_conv"):  # the callback joined each model's one-fold jobs into its summary
         summary = json.loads((parallel_dir / model / SUMMARY_FILE).read_text())

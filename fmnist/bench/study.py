@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fmnist.core.run_files import METRICS_FILE, SUMMARY_FILE
+from fmnist.core.run_files import METRICS_FILE, RUN_INFO_FILE, SUMMARY_FILE
 from fmnist.training.process import available_cores
 
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -46,17 +46,15 @@ def per_model(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     models = {}
     for run_dir in sorted(path for path in sweep_dir.iterdir() if path.is_dir()):
         folds = [json.loads(path.read_text()) | {"job_seconds": path.stat().st_mtime - (path.parent /
-                 "run_info.json").stat().st_mtime} for path in sorted(run_dir.glob(f"fold_*/{METRICS_FILE}"))]
+                 RUN_INFO_FILE).stat().st_mtime} for path in sorted(run_dir.glob(f"fold_*/{METRICS_FILE}"))]
         if not folds:
             continue
-        summary_path = run_dir / SUMMARY_FILE
         models[run_dir.name] = {
             "fits": len(folds),
             "val_acc": statistics.fmean(fold["val/acc"] for fold in folds),
             "test_acc": statistics.fmean(fold["test/acc"] for fold in folds),
             "fit_seconds": sum(fold["train_seconds"] for fold in folds),
             "other_seconds": sum(fold["job_seconds"] - fold["train_seconds"] for fold in folds),
-            "summary": summary_path.is_file(),
         }
     return models
 
@@ -64,7 +62,7 @@ def per_model(sweep_dir: Path) -> dict[str, dict[str, Any]]:
 def finished_study(sweep_dir: Path, reference: Path | None) -> dict[str, Any]:
     """A study already run (e.g. at its full budget, too long to run twice here): its span from the first job's
     start to the last job's end, job time per model, and accuracy against `reference`."""
-    starts = [path.stat().st_mtime for path in sweep_dir.glob("*/fold_*/run_info.json")]
+    starts = [path.stat().st_mtime for path in sweep_dir.glob(f"*/fold_*/{RUN_INFO_FILE}")]
     ends = [path.stat().st_mtime for path in sweep_dir.glob(f"*/fold_*/{METRICS_FILE}")]
     if not starts or not ends:
         raise FileNotFoundError(f"{sweep_dir} holds no finished fold (*/fold_*/{METRICS_FILE})")

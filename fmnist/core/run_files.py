@@ -14,6 +14,7 @@ import numpy as np
 from fmnist.core.atomic import write_bytes_atomic
 
 METRICS_FILE = "metrics.json"  # one run's figures (fit_and_test, eval)
+RUN_INFO_FILE = "run_info.json"  # versions, commit and torch threads of the run (training/provenance.py)
 SUMMARY_FILE = "cv_summary.json"  # a cross-validation's per-fold figures and fold ensemble
 HISTORY_FILE = "history.csv"  # one row per epoch
 PREDICTIONS_FILE = "test_predictions.npz"  # per test image: true label, predicted class, ten probabilities

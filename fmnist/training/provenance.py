@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from fmnist.core.atomic import write_json_atomic
+from fmnist.core.run_files import RUN_INFO_FILE
 
 PACKAGES = ("fmnist", "torch", "lightning", "hydra-core", "omegaconf", "torchmetrics", "numpy")
 
@@ -31,7 +32,7 @@ def git_commit(cwd: Path) -> str | None:
 
 def write_run_info(run_dir: Path) -> None:
     source_dir = Path(__file__).resolve().parent
-    write_json_atomic(run_dir / "run_info.json", {
+    write_json_atomic(run_dir / RUN_INFO_FILE, {
         "versions": {package: _version(package) for package in PACKAGES},
         "torch_threads": torch.get_num_threads(),  # process.threads: what parallel jobs each ran with
         "python": platform.python_version(),

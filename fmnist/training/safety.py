@@ -68,11 +68,10 @@ class NonFiniteLossGuard(L.Callback):
         self._checked_at_step = trainer.global_step
         if not losses or bool(torch.stack(losses).isfinite().all()):
             return
-        saved = [path for callback in getattr(trainer, "checkpoint_callbacks", [])  # last.ckpt first
-                 for path in (getattr(callback, "last_model_path", ""), getattr(callback, "best_model_path", ""))
-                 if path and getattr(callback, "monitor", "") is None] + [
-                 getattr(trainer.checkpoint_callback, "best_model_path", "")]
-        last = next((path for path in saved if path), "")
+        # the unmonitored checkpoint (conf/callbacks: last_checkpoint, every epoch) first, else the best one
+        newest = (callback.best_model_path for callback in getattr(trainer, "checkpoint_callbacks", [])
+                  if callback.monitor is None and callback.best_model_path)
+        last = next(newest, "") or getattr(trainer.checkpoint_callback, "best_model_path", "")
         kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been saved yet"
         raise NonFiniteLossError(f"the training loss became NaN or infinite ({where}); stopped, {kept}. "
                                  "Fix: lower optimizer.lr, or clip gradients with trainer.gradient_clip_val=1.0.")
