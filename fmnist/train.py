@@ -104,20 +104,24 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     train_seconds = time.perf_counter() - started
 
+    # read before validate/test: loading a checkpoint restores every callback's state to that epoch's
+    history = _find(trainer, EpochHistory)
+    rows = list(history.rows) if history else []
+    # epochs trained: history's rows, since SWA's BatchNorm pass after the last epoch counts as one more to Lightning
+    epochs = len(rows) if rows else trainer.current_epoch
+    timer = _find(trainer, StepTimer)
+    ms_per_step = timer.ms_per_step if timer else None
+    images_per_second = timer.images_per_second if timer else None
+
     checkpoint = checkpoint_to_evaluate(trainer, run_dir)
     best = checkpoint or ""
     val = _scalars(trainer.validate(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False,
                                     weights_only=True))
     test = _scalars(trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False,
                                  weights_only=True))
-    history = _find(trainer, EpochHistory)
-    rows = history.rows if history else []
-    # epochs trained: history's rows, since SWA's BatchNorm pass after the last epoch counts as one more to Lightning
-    epochs = len(rows) if rows else trainer.current_epoch
     averaged = Path(best).name == AVERAGED_CHECKPOINT  # SWA's average of the epochs up to the last one
     best_epoch = load_checkpoint(best)["epoch"] if best and not averaged else epochs - 1
     best_row = next((row for row in rows if row["epoch"] == best_epoch), {})
-    timer = _find(trainer, StepTimer)
     metrics: dict[str, Any] = {
         "model": cfg.model.name,
         "family": cfg.model.family,
@@ -139,8 +143,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **test,
         "test/confusion": module.last_confusion["test"].tolist(),
         "train_seconds": train_seconds,
-        "ms_per_step": timer.ms_per_step if timer else None,
-        "images_per_second": timer.images_per_second if timer else None,
+        "ms_per_step": ms_per_step,
+        "images_per_second": images_per_second,
         "best_ckpt": best,
         "status": COMPLETED,
     }

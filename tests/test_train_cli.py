@@ -58,3 +58,15 @@ def test_missing_data_says_how_to_fix(train_cli, tmp_path) -> None:
     assert result.returncode == 2
     assert "Fashion-MNIST is not in" in result.stderr and "apt-get install dataset-fashion-mnist" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_an_earlier_best_epoch_keeps_the_whole_runs_figures(train_cli) -> None:
+    # mode=min picks the epoch with the lowest val/acc (epoch 0 of a run that learns); evaluating that checkpoint
+    # restores every callback's state to epoch 0, which must not shorten the run's history in metrics.json
+    result = train_cli("model=small_conv", "data.train_subset=3000", "trainer.max_epochs=2", "logger=csv",
+                       "callbacks.model_checkpoint.mode=min")
+    assert result.returncode == 0, result.output[-3000:]
+    metrics = result.metrics()
+    rows = (result.run_dir / "history.csv").read_text().splitlines()[1:]
+    assert len(rows) == 2 and metrics["epochs"] == 2 and metrics["best_epoch"] == 0
+    assert metrics["train/acc"] is not None and metrics["ms_per_step"] > 0
