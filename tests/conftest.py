@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
+from fmnist.core.config_dir import CONF_DIR
 from fmnist.data.sources import FashionMnist, load_fashion_mnist
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,6 +23,12 @@ DATA_DIR = Path(os.environ.get("FMNIST_DATA_DIR", REPO / "data"))
 @pytest.fixture(scope="session")
 def fashion() -> FashionMnist:
     return load_fashion_mnist(DATA_DIR, download=False)
+
+
+def compose_config(config: str, *overrides: str) -> DictConfig:
+    """A command's composed config, in-process, as the command would see it (`config`: train, cv, lr_find...)."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config, overrides=list(overrides))
 
 
 @dataclass

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.data.batches import INPUT_KINDS
 from fmnist.training.builders import build_callbacks, build_datamodule, build_module, build_scheduler
+from tests.conftest import compose_config
 
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra")
 
@@ -23,8 +22,7 @@ def options(group: str) -> list[str]:
 
 
 def compose(overrides: list[str], tmp: str = "/tmp/fmnist-test-run") -> DictConfig:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose("train", overrides=[*overrides, f"paths.output_dir={tmp}"])
+    return compose_config("train", *overrides, f"paths.output_dir={tmp}")
 
 
 def test_every_group_has_options() -> None:

@@ -8,18 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.training.builders import build_trainer
-from tests.conftest import run_module
+from tests.conftest import compose_config, run_module
 
 DEBUG_CONFIGS = sorted(path.stem for path in (Path(CONF_DIR) / "debug").glob("*.yaml"))
 
 
 def compose_debug(name: str, tmp_path: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=[f"debug={name}", *overrides, f"paths.output_dir={tmp_path}"])
+    return compose_config("train", f"debug={name}", *overrides, f"paths.output_dir={tmp_path}")
 
 
 def checkpoints(run_dir: Path) -> list[Path]:

@@ -145,14 +145,22 @@ SWA = ["+callbacks.swa._target_=lightning.pytorch.callbacks.StochasticWeightAver
 QUICK = ["data.train_subset=3000", "data.holdout_size=1000", "trainer.max_epochs=2", "logger=csv", "seed=0"]
 
 
+@pytest.fixture(scope="module")
+def plain_quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The QUICK run without averaging, trained once for both averaging tests."""
+    plain = run_module("fmnist.train", *QUICK, run_dir=tmp_path_factory.mktemp("plain") / "run")
+    assert plain.returncode == 0, plain.output
+    return plain.metrics()
+
+
 @pytest.mark.parametrize("averaging", [EMA, SWA], ids=["ema", "swa"])
-def test_weight_averaging_is_what_every_figure_after_fit_uses(tmp_path: Path, averaging: list[str]) -> None:
+def test_weight_averaging_is_what_every_figure_after_fit_uses(tmp_path: Path, averaging: list[str],
+                                                              plain_quick_run: dict) -> None:
     """The figures in metrics.json, the saved checkpoint and eval all use the averaged weights."""
-    plain = run_module("fmnist.train", *QUICK, run_dir=tmp_path / "plain")
     averaged = run_module("fmnist.train", *QUICK, *averaging, run_dir=tmp_path / "averaged")
-    assert plain.returncode == 0 and averaged.returncode == 0, averaged.output
+    assert averaged.returncode == 0, averaged.output
     metrics = averaged.metrics()
-    assert metrics["val/acc"] != plain.metrics()["val/acc"] and metrics["test/acc"] != plain.metrics()["test/acc"]
+    assert metrics["val/acc"] != plain_quick_run["val/acc"] and metrics["test/acc"] != plain_quick_run["test/acc"]
     for name, ckpt_path in (("file", metrics["best_ckpt"]), ("run_dir", tmp_path / "averaged")):
         evaluated = run_module("fmnist.eval", f"ckpt_path={ckpt_path}", run_dir=tmp_path / f"eval_{name}")
         assert evaluated.returncode == 0, evaluated.output

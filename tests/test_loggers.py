@@ -10,15 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from fmnist.core.cli import run_guarded
-from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import ConfigError
 from fmnist.cv import fold_config
 from fmnist.training.builders import build_logger
 from fmnist.training.loggers import logger_nodes
-from tests.conftest import CliResult, run_module
+from tests.conftest import CliResult, compose_config, run_module
 
 EXTRA = "optional extra: pip install -e '.[loggers]'"
 TINY = ("data.train_subset=500", "data.batch_size=50", "trainer.max_epochs=2", "data.eval_batch_size=1000",
@@ -105,16 +103,11 @@ def test_logger_wandb_runs_offline_into_the_run_dir(tmp_path: Path) -> None:
     assert list((offline_run / "files" / "media" / "images" / "test").glob("confusion_matrix*.png"))
 
 
-def compose_train(*overrides: str, config: str = "train"):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config, overrides=list(overrides))
-
-
 def test_many_is_a_list_and_folds_share_each_store(tmp_path: Path) -> None:
-    cfg = compose_train("logger=many", "logger.mlflow=null", f"paths.output_dir={tmp_path}")
+    cfg = compose_config("train", "logger=many", "logger.mlflow=null", f"paths.output_dir={tmp_path}")
     assert [type(logger).__name__ for logger in build_logger(cfg)] == ["TensorBoardLogger", "CSVLogger"]
-    assert build_logger(compose_train("logger=none")) is False
-    fold_cfg = fold_config(compose_train("logger=many", config="cv"), 1, tmp_path)
+    assert build_logger(compose_config("train", "logger=none")) is False
+    fold_cfg = fold_config(compose_config("cv", "logger=many"), 1, tmp_path)
     tensorboard, csv, mlflow_node = logger_nodes(fold_cfg.logger)
     assert tensorboard.save_dir == csv.save_dir == str(tmp_path) and tensorboard.version == "fold_1"
     assert mlflow_node.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
@@ -123,7 +116,7 @@ def test_many_is_a_list_and_folds_share_each_store(tmp_path: Path) -> None:
 
 def test_missing_wandb_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now fails, as where it is not installed
-    cfg = compose_train("logger=wandb", f"paths.output_dir={tmp_path}")
+    cfg = compose_config("train", "logger=wandb", f"paths.output_dir={tmp_path}")
     with pytest.raises(ConfigError, match=r"WandbLogger needs the wandb package.*pip install -e '\.\[loggers\]'"):
         build_logger(cfg)
     with pytest.raises(SystemExit) as exited:  # what the commands print: one line, exit 2

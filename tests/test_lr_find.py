@@ -8,24 +8,19 @@ import re
 from pathlib import Path
 
 import pytest
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
 from omegaconf import DictConfig
 
-from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import ConfigError
 from fmnist.data.datamodule import FashionMnistDataModule
 from fmnist.lr_find import PLOT_FILE, RESULT_FILE, find_lr, lr_override, steepest_descent_lr
-from tests.conftest import DATA_DIR, run_module
+from tests.conftest import DATA_DIR, compose_config, run_module
 
 SMALL = ["model=conv_maxpool", "data.train_subset=2000", "data.holdout_size=1000", "lr_find.num_training=30",
          "seed=0"]
 
 
 def compose(overrides: list[str], tmp: Path) -> DictConfig:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose("lr_find", overrides=[f"data.data_dir={DATA_DIR}", *overrides,
-                                                   f"paths.output_dir={tmp}"])
+    return compose_config("lr_find", f"data.data_dir={DATA_DIR}", *overrides, f"paths.output_dir={tmp}")
 
 
 def test_the_command_writes_a_plot_and_a_suggestion_and_prints_the_override(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import MissingConfigException
 
-from tests.conftest import DATA_DIR, REPO, run_module
+from fmnist.core.errors import ConfigError
+from fmnist.training.config_checks import check_train_config
+from tests.conftest import DATA_DIR, REPO, compose_config, run_module
 
 QUICK = ["data.train_subset=1500", "trainer.max_epochs=1", "logger=none", "data.eval_batch_size=2000"]
 DETERMINISTIC = ["model=conv_maxpool", "data.train_subset=1200", "data.batch_size=100", "trainer.max_epochs=3",
@@ -32,19 +36,34 @@ def assert_clear_error(result, *expected: str) -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("optimizer=adamax", "Could not find 'optimizer/adamax'"),
-        ("scheduler=warmup", "Could not find 'scheduler/warmup'"),
+        ("data.fold=5", "data.fold: 5 is not a fold of 5"),
+        ("data.num_folds=1", "data.num_folds: 1 is not an integer >= 2"),
+        ("optimizer.lr=-0.1", "optimizer.lr: -0.1 is outside"),
         ("trainer.max_epochs=0", "trainer.max_epochs: 0 is not an integer >= 1"),
         ("data.batch_size=abc", "data.batch_size: 'abc' is not an integer >= 1"),
         ("data.train_subset=0", "data.train_subset: 0 is not an integer >= 1"),
-        ("data.train_subset=48001", "data.train_subset: 48001 is outside 1..48000"),
         ("model=lstm +model.net.dropout=1.5", "model.net.dropout: 1.5 is outside [0.0, 1.0)"),
         ("regularization.label_smoothing=1", "regularization.label_smoothing: 1 is outside"),
         ("seed=-3", "seed: -3 is not an integer >= 0"),
     ],
 )
-def test_bad_values_through_the_cli(train_cli, override: str, expected: str) -> None:
-    assert_clear_error(train_cli(*override.split()), expected)
+def test_bad_values_are_refused_with_the_key_and_a_fix(override: str, expected: str) -> None:
+    """What the train command checks before it builds anything (in-process: each CLI start costs seconds)."""
+    with pytest.raises(ConfigError) as refused:
+        check_train_config(compose_config("train", *override.split()))
+    assert str(refused.value).startswith(expected) and ". Fix: " in str(refused.value)
+
+
+def test_a_subset_larger_than_the_training_fold_is_refused_at_set_up(train_cli) -> None:
+    """Checked when the folds exist (the fold's size depends on data.num_folds), still one line through the CLI."""
+    assert_clear_error(train_cli("data.train_subset=48001"), "data.train_subset: 48001 is outside 1..48000")
+
+
+@pytest.mark.parametrize(("override", "expected"), [("optimizer=adamax", "Could not find 'optimizer/adamax'"),
+                                                    ("scheduler=warmup", "Could not find 'scheduler/warmup'")])
+def test_a_missing_config_option_is_named(override: str, expected: str) -> None:
+    with pytest.raises(MissingConfigException, match=re.escape(expected)):
+        compose_config("train", override)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "wrong_shape"])
