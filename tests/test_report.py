@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import statistics
 from pathlib import Path
@@ -96,6 +97,11 @@ def test_report_has_every_table_figure_and_failure(runs: Path) -> None:
         figure = out / "figures" / f"{name}.png"
         assert figure.read_bytes().startswith(PNG_MAGIC), name
         assert f"(figures/{name}.png)" in report
+    # run dirs are linked relative to the report, never by this machine's absolute path
+    assert str(runs.resolve()) not in report
+    links = re.findall(r"^Runs: (.*)$", report, flags=re.MULTILINE)
+    targets = [target for line in links for target in re.findall(r"\]\(([^)]+)\)", line)]
+    assert len(targets) == 5 and all((out / target / "metrics.json").is_file() for target in targets)
 
 
 def test_one_model_with_different_overrides_gets_distinct_rows(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from fmnist.report.tables import (
     main_table,
     pairs_table,
     per_class_table,
+    run_link,
     runs_table,
     spread_table,
     uncertainty_table,
@@ -85,7 +86,7 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
     by_label = {group.label: group for group in collection.groups}
 
     lines = [f"# {title}", "", *([intro, ""] if intro else []),
-             "Runs below: " + ", ".join(f"`{directory}`" for directory in directories), "",
+             "Runs below: " + ", ".join(run_link(directory, out) for directory in directories), "",
              f"{len(collection.groups)} model configuration(s) from "
              f"{sum(len(group.runs) for group in collection.groups)} completed run(s); "
              f"{len(collection.failures)} failed run(s).", "",
@@ -111,7 +112,7 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
         lines += [f"### {group.label}", ""]
         if group.overrides:
             lines += ["Overrides: `" + " ".join(group.overrides) + "`", ""]
-        lines += ["Folds: " + ", ".join(f"`{run.path}`" for run in group.runs), ""]
+        lines += ["Runs: " + ", ".join(run_link(run.path, out) for run in group.runs), ""]
         lines += ["Test set, per class (mean over fold models; recall = per-class accuracy):", "",
                   per_class_table(row), ""]
         lines += _image(f"{group.label} learning curves",
@@ -119,7 +120,7 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
         lines += _image(f"{group.label} test confusion", figures.confusion(group, figure_dir / f"confusion_{name}.png"),
                         out)
     lines += ["## Failed runs", ""]
-    lines += [failures_table(collection) if collection.failures else "None.", ""]
+    lines += [failures_table(collection, out) if collection.failures else "None.", ""]
     write_text_atomic(out / "report.md", "\n".join(lines))
     return collection
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from fmnist.core.constants import CLASS_NAMES
@@ -108,8 +110,14 @@ def per_class_table(row: dict[str, Any]) -> str:
     return markdown_table(("class", "precision %", "recall %", "F1 %"), body)
 
 
-def failures_table(collection: Collection) -> str:
-    body = [[str(failure.path), failure.model, failure.error[:300]] for failure in collection.failures]
+def run_link(path: Path, out: Path) -> str:
+    """A run dir as a link relative to the report in `out`, so a report reads the same on every machine."""
+    relative = Path(os.path.relpath(Path(path).resolve(), out.resolve())).as_posix()
+    return f"[{Path(path).name}]({relative})"
+
+
+def failures_table(collection: Collection, out: Path) -> str:
+    body = [[run_link(failure.path, out), failure.model, failure.error[:300]] for failure in collection.failures]
     return markdown_table(("run", "model", "error"), body)
 
 
