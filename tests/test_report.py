@@ -229,3 +229,14 @@ def test_studies_command_archives_runs_and_regenerates_reports_and_tables(tmp_pa
     shutil.rmtree(tmp_path / "multirun")
     assert studies_main([str(results), "--tables", str(readme)]) == 0
     assert readme.read_text() == text
+
+
+def test_a_model_with_some_folds_missing_is_not_paired_and_names_the_folds(tmp_path: Path) -> None:
+    for fold in range(3):
+        write_predicted_run(tmp_path / "a" / f"fold_{fold}", "cnn", fold, 5, 0.90 + fold / 100, 0.90)
+    write_predicted_run(tmp_path / "b" / "fold_0", "lstm", 0, 5, 0.85, 0.86)
+    out = tmp_path / "report"
+    assert report_main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "not comparable (different folds: 0, 1, 2 against 0)" in report
+    assert "| 1 (1 fold) |" in report and "| 3 (3 folds) |" in report

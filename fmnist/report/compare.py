@@ -177,6 +177,10 @@ def _test_train_ratio(model: ModelStats) -> float:
     return 1.0 / (num_folds - 1)
 
 
+def _units(model: ModelStats) -> str:
+    return ", ".join(str(unit) for unit in model.val_by_unit)
+
+
 def compare(first: ModelStats, second: ModelStats) -> Pair:
     pair = Pair(first.label, second.label, comparable=False)
     if not _known(first.split) or not _known(second.split):
@@ -186,7 +190,8 @@ def compare(first: ModelStats, second: ModelStats) -> Pair:
         pair.reason = "different splits"
         return pair
     if first.unit_kind != second.unit_kind or set(first.val_by_unit) != set(second.val_by_unit):
-        pair.reason = f"different {first.unit_kind}s"
+        pair.reason = (f"different {first.unit_kind}s: {_units(first)} against {_units(second)}"
+                       if first.unit_kind == second.unit_kind else "folds against seeds")
         return pair
     pair.comparable = True
     units = sorted(first.val_by_unit)

@@ -75,6 +75,11 @@ def number(value: float | None, digits: int = 0) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
+def count(number_of: int, unit: str) -> str:
+    """'1 seed', '3 folds'."""
+    return f"{number_of} {unit}{'' if number_of == 1 else 's'}"
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def cell(text: str) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
@@ -156,7 +161,7 @@ def uncertainty_table(models: Sequence[Any]) -> str:
     body = []
     for model in models:
         published = model.published
-        units = f"{len(model.group.runs)} ({len(model.val_by_unit)} {model.unit_kind}s)"
+        units = f"{len(model.group.runs)} ({count(len(model.val_by_unit), model.unit_kind)})"
         body.append([
             model.label, published.study if published else "–", units,
             percent(model.val.estimate, model.val_std if math.isfinite(model.val_std) else None),
@@ -227,7 +232,7 @@ def summary_table(models: Sequence[Any]) -> str:
         ci = f" [{100 * model.val.low:.2f}, {100 * model.val.high:.2f}]" if math.isfinite(model.val.low) else ""
         body.append([
             model.label, published.study if published else "–",
-            f"{len(model.group.runs)} {model.unit_kind}s", f"{100 * model.val.estimate:.2f}{std}{ci}",
+            count(len(model.group.runs), model.unit_kind), f"{100 * model.val.estimate:.2f}{std}{ci}",
             interval_text(model.ensemble), f"{published.text}" if published else "–",
             points(model.difference), points(model.test_difference), yes_no(model.reproduced),
             number(model.train_seconds, 0),
