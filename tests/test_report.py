@@ -209,6 +209,10 @@ def test_studies_command_archives_runs_and_regenerates_reports_and_tables(tmp_pa
         write_predicted_run(runs / "rnn" / f"fold_{fold}", "rnn", fold, 3, 0.82 + fold / 1000, 0.83)
     (runs / "rnn" / "fold_0" / "checkpoints").mkdir()
     (runs / "rnn" / "fold_0" / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    training = runs / "lstm" / "fold_0"  # a run still training: no metrics.json yet
+    (training / ".hydra").mkdir(parents=True)
+    for name in ("history.csv", "resolved_config.yaml", ".hydra/overrides.yaml"):
+        (training / name).write_text("partial\n")
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n{BEGIN}\nold table\n{END}\nafter\n")
     untouched = tmp_path / "other.md"
@@ -218,6 +222,7 @@ def test_studies_command_archives_runs_and_regenerates_reports_and_tables(tmp_pa
                          "--tables", str(readme), str(untouched)]) == 0
     kept = sorted(path.name for path in (results / "study_a" / "rnn" / "fold_0").iterdir())
     assert kept == ["history.csv", "metrics.json", "test_predictions.npz"]  # no checkpoint
+    assert not (results / "study_a" / "lstm").exists()
     assert (results / "study_a" / "report" / "report.md").is_file()
     text = readme.read_text()
     assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{END}\nafter\n") and "old table" not in text

@@ -28,8 +28,14 @@ BEGIN, END = "<!-- study results: begin (python -m fmnist.report.studies) -->", 
 COMMAND = "make results"
 
 
+def finished(run_dir: Path) -> bool:
+    """A run that wrote its metrics, or a CV run dir that wrote its summary; a run still training has neither."""
+    return (run_dir / METRICS_FILE).is_file() or (run_dir / SUMMARY_FILE).is_file()
+
+
 def archive(source: Path, destination: Path) -> int:
-    """Copy the kept files of every run below `source` into the same layout below `destination`."""
+    """Copy the kept files of every finished run below `source` into the same layout below `destination`
+    (a run still training is left out, so archiving beside a running job copies no half run)."""
     copied = 0
     for name in KEPT_FILES:
         for path in sorted(source.rglob(Path(name).name)):
@@ -37,6 +43,8 @@ def archive(source: Path, destination: Path) -> int:
             if name.startswith(".hydra") and path.parent.name != ".hydra":
                 continue
             if "report" in relative.parts:
+                continue
+            if not finished(path.parent.parent if name.startswith(".hydra") else path.parent):
                 continue
             target = destination / relative
             target.parent.mkdir(parents=True, exist_ok=True)
