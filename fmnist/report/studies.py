@@ -1,9 +1,9 @@
 """`python -m fmnist.report.studies docs/results`: every study's report, and the table of all of them.
 
 The study runs are committed under `docs/results/<study>/<model>/` (archived there from the run dirs with
-`--archive <run root>`, which copies each run's figures, history, predictions and configs, never checkpoints
+`--archive <run root>`, which copies each finished run's metrics, history, predictions and configs, never checkpoints
 or TensorBoard files). This command rebuilds `docs/results/<study>/report/` from those files alone, writes
-`docs/results/README.md`, and puts the all-studies table between the results markers of README.md and
+`docs/results/summary.md`, and puts the all-studies table between the results markers of README.md and
 docs/models.md.
 """
 
