@@ -245,3 +245,14 @@ def test_a_model_with_some_folds_missing_is_not_paired_and_names_the_folds(tmp_p
     report = (out / "report.md").read_text()
     assert "not comparable (different folds: 0, 1, 2 against 0)" in report
     assert "| 1 (1 fold) |" in report and "| 3 (3 folds) |" in report
+
+
+def test_a_difference_of_exactly_half_a_point_counts_as_reproduced(tmp_path: Path) -> None:
+    # study C published test 93.61 for conv2dsimple2; 9,311 of 10,000 right is -0.50 pp, not -0.5000000000000004
+    write_predicted_run(tmp_path / "runs" / "fold_0", "conv2dsimple2", 0, 5, 0.93, 0.9311)
+    out = tmp_path / "report"
+    assert report_main([str(tmp_path / "runs"), "--out", str(out)]) == 0
+    row = next(line for line in (out / "report.md").read_text().splitlines()
+               if line.startswith("| conv2dsimple2 | C |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[10:13] == ["-0.50", "-0.50", "yes"]

@@ -66,7 +66,8 @@ class ModelStats:
     @property
     def reproduced(self) -> bool | None:
         difference = self.difference
-        return None if difference is None else abs(difference) <= TOLERANCE
+        # rounded: 0.9311 - 0.9361 is 0.0050000000000000044 in floating point, and 0.50 pp is within 0.5 pp
+        return None if difference is None else round(abs(difference), 9) <= TOLERANCE
 
     @property
     def published_interval(self) -> stats.Interval | None:
