@@ -197,5 +197,6 @@ def difference_matrix(models: Sequence[Any], pairs: Sequence[Any], path: Path) -
                 vmin=-limit, vmax=limit, cbar_kws={"label": "row − column val acc (pp)"}, ax=ax,
                 annot_kws={"fontsize": 8})
     ax.set_title("paired CV difference; Holm p < 0.05: * corrected t-test, † McNemar (test)", fontsize=10)
+    ax.tick_params(axis="x", labelrotation=30)
     figure.tight_layout()
     return save(figure, path)
