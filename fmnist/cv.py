@@ -9,7 +9,6 @@ interrupted one from its last checkpoint.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import statistics
@@ -35,9 +34,12 @@ from fmnist.core.run_files import (
     METRICS_FILE,
     PREDICTIONS_FILE,
     SUMMARY_FILE,
+    RunFileError,
+    read_run_json,
 )
 from fmnist.inference.ensemble import ensemble_test_metrics
-from fmnist.train import fit_and_test
+from fmnist.report.collect import metrics_problem
+from fmnist.train import RunInterrupted, fit_and_test
 from fmnist.training.checkpoints import LAST, last_checkpoint
 from fmnist.training.config_checks import check_train_config
 from fmnist.training.loggers import share_run_dir
@@ -53,12 +55,13 @@ def fold_dir(run_dir: Path, fold: int) -> Path:
 
 
 def completed_metrics(directory: Path) -> dict[str, Any] | None:
-    """A fold's metrics if it finished, else None (missing, half-written by a crash, or failed)."""
+    """A fold's metrics if it finished, else None (missing, half-written by a crash, failed, interrupted, or not
+    what fit_and_test writes: such a fold is trained again rather than averaged)."""
     try:
-        metrics = json.loads((directory / METRICS_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
+        metrics = read_run_json(directory / METRICS_FILE)
+    except RunFileError:
         return None
-    return metrics if metrics.get("status") == COMPLETED else None
+    return metrics if metrics.get("status") == COMPLETED and metrics_problem(metrics) is None else None
 
 
 def selected_folds(cfg: DictConfig) -> list[int]:
@@ -103,7 +106,7 @@ def run_fold(cfg: DictConfig, fold: int, run_dir: Path) -> dict[str, Any]:
         log.info("fold %d resumes from its last checkpoint", fold)
     try:
         return fit_and_test(fold_cfg, directory)
-    except Exception as exc:
+    except Exception as exc:  # not RunInterrupted (a SystemExit): fit_and_test marked that fold "interrupted"
         write_failure(directory, describe(exc), model=cfg.model.name, fold=fold)
         raise
 
@@ -198,7 +201,14 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     apply_extras(cfg, rank_zero=rank_zero_only.rank == 0)
     apply_process_settings(cfg.process)
-    summary = run_guarded(lambda: cross_validate(cfg, run_dir))
+    try:
+        summary = run_guarded(lambda: cross_validate(cfg, run_dir))
+    except RunInterrupted as stop:  # exits 128 + signal; the completed folds stay, the stopped one resumes
+        if rank_zero_only.rank == 0:
+            print(f"fmnist: interrupted by {stop.signum.name}: {stop.run_dir.name} of {run_dir} is unfinished; "
+                  f"continue the cross-validation by re-running the same command with hydra.run.dir={run_dir}",
+                  file=sys.stderr)
+        raise
     if rank_zero_only.rank == 0 and cfg.cv.write_summary:  # a study's one-fold jobs: its callback reports the CV
         print_cv_summary(cfg, summary, run_dir)
     return float(summary["mean"]["val/acc"])

@@ -5,7 +5,6 @@ Writes what a person needs to judge the model: figures, per-class tables, calibr
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -22,8 +21,9 @@ from fmnist.core.atomic import write_json_atomic
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.constants import CLASS_NAMES
+from fmnist.core.limits import run_limits
 from fmnist.core.metric_keys import flatten_per_class
-from fmnist.core.run_files import COMPLETED, METRICS_FILE
+from fmnist.core.run_files import CHECKPOINT_DIR, COMPLETED, METRICS_FILE, RunFileError, read_run_json
 from fmnist.inference.calibration import expected_calibration_error, reliability_diagram
 from fmnist.inference.checkpoint import LoadedModel, load_model
 from fmnist.inference.gallery import mistakes_gallery
@@ -55,17 +55,22 @@ def training_test_acc(model: LoadedModel) -> float | None:
     """What the training run reported for this very checkpoint, when its metrics.json sits beside it."""
     metrics_path = model.path.parent.parent / METRICS_FILE
     try:
-        metrics = json.loads(metrics_path.read_text())
-    except (OSError, ValueError):
+        metrics = read_run_json(metrics_path)
+    except RunFileError:
         return None
-    same = Path(str(metrics.get("best_ckpt", ""))).resolve() == model.path.resolve()
-    return float(metrics["test/acc"]) if same and metrics.get("test/acc") is not None else None
+    if not isinstance(metrics.get("best_ckpt"), str):
+        return None
+    reported = metrics.get("test/acc")
+    if isinstance(reported, bool) or not isinstance(reported, (int, float)):
+        return None
+    same = (metrics_path.parent / CHECKPOINT_DIR / Path(metrics["best_ckpt"]).name).resolve() == model.path.resolve()
+    return float(reported) if same else None
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     device = pick_device(str(cfg.device))
-    model = load_model(cfg.ckpt_path, device)
+    model = load_model(cfg.ckpt_path, device, run_limits(cfg))
     tta = resolve_tta(str(cfg.eval.tta), model.config)
     trained_with_flips = model.config.get("augmentation", {}).get("flip", False) or model.config.model.get(
         "tta_flip", False)

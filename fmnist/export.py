@@ -23,10 +23,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from torch import nn
 
-from fmnist.core.atomic import write_json_atomic
+from fmnist.core.atomic import refuse_special_target, write_json_atomic
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import ConfigError, FmnistError
+from fmnist.core.limits import run_limits
 from fmnist.inference.checkpoint import load_model
 from fmnist.inference.testset import official_test_batches
 
@@ -94,8 +95,10 @@ def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     kind = str(cfg.format)
     if kind not in EXPORTERS:
         raise ConfigError("format", f"'{kind}' is not an export format", f"use one of {sorted(EXPORTERS)}")
-    model = load_model(cfg.ckpt_path, "cpu")
+    model = load_model(cfg.ckpt_path, "cpu", run_limits(cfg))
+    # the name was checked to be a bare config name (inference/checkpoint.py), so the default stays in the run dir
     output = Path(str(cfg.output)) if cfg.output else run_dir / f"{model.name}{SUFFIXES[kind]}"
+    refuse_special_target(output)
     loader = official_test_batches(model.config, cfg.data)
     count = int(cfg.verify.images)
     x = torch.cat([batch for batch, _ in loader])[:count].cpu().contiguous()

@@ -14,10 +14,11 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fmnist.core.atomic import write_csv_atomic
+from fmnist.core.atomic import refuse_special_target, write_csv_atomic
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.constants import CLASS_NAMES, NUM_CLASSES
+from fmnist.core.limits import run_limits
 from fmnist.inference.checkpoint import load_model
 from fmnist.inference.images import Conversion, InputSet, read_inputs
 from fmnist.inference.predictor import image_batches, pick_device, predict, resolve_tta, training_transform
@@ -45,8 +46,10 @@ def prediction_rows(names: list[str], probabilities: torch.Tensor, decimals: int
 
 
 def run_predict(cfg: DictConfig) -> dict[str, Any]:
+    output = Path(str(cfg.output))
+    refuse_special_target(output)  # before any work: a symlink or device node is never replaced
     device = pick_device(str(cfg.device))
-    model = load_model(cfg.ckpt_path, device)
+    model = load_model(cfg.ckpt_path, device, run_limits(cfg))
     tta = resolve_tta(str(cfg.tta), model.config)
     source = str(cfg.input)
     labels = None
@@ -56,11 +59,10 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
         logits = predict(model.net, (x for x, _ in loader), device, tta)
         labels = loader.labels.cpu()
     else:
-        inputs = read_inputs(Path(source), conversion_from(cfg))
+        inputs = read_inputs(Path(source), conversion_from(cfg), run_limits(cfg))
         batches = image_batches(inputs.images, training_transform(model.input_kind), int(cfg.batch_size))
         logits = predict(model.net, batches, device, tta)
     probabilities = logits.softmax(dim=1)
-    output = Path(str(cfg.output))
     write_csv_atomic(output, prediction_rows(inputs.names, probabilities, int(cfg.decimals)))
 
     summary: dict[str, Any] = {"input": source, "output": str(output), "predicted": len(inputs.names),

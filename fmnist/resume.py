@@ -1,7 +1,10 @@
-"""`python -m fmnist.resume <run dir>`: continue a killed or stopped run in place, with its own overrides.
+"""`python -m fmnist.resume <run dir> [override ...]`: continue a killed or stopped run in place, with its overrides.
 
-Re-running `python -m fmnist.train <the same overrides> hydra.run.dir=<run dir> ckpt_path=last` does the
-same; this reads the overrides Hydra saved so nobody has to remember them.
+Re-running `python -m fmnist.train <the same overrides> hydra.run.dir=<run dir> ckpt_path=last` does the same;
+this reads the overrides Hydra saved so nobody has to remember them. The run dir may come from someone else, so
+its overrides file is data: each entry must parse as a command-line override (Hydra's own parser), and one that
+could choose code or read the environment (a `_target_`-style key, an interpolation) or that changes Hydra itself
+is replayed only when the user passes the very same override again on this command line.
 """
 
 from __future__ import annotations
@@ -11,26 +14,85 @@ import sys
 from pathlib import Path
 
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 
-from fmnist.core.run_files import CHECKPOINT_DIR
+from fmnist.core.cli import EXIT_USER_ERROR
+from fmnist.core.errors import FmnistError
+from fmnist.core.limits import clip
+from fmnist.core.run_files import CHECKPOINT_DIR, OVERRIDES_FILE, RunFileError, read_run_file
 from fmnist.training.checkpoints import LAST
 
+# Set by resume itself, from the command line, not from the file.
+REPLACED = ("ckpt_path=", "hydra.run.dir=")
+# Keys that make Hydra call or configure code, and interpolations (which can read environment variables).
+CODE_MARKERS = ("_target_", "_args_", "_partial_", "_convert_", "_recursive_", "${")
 
-def resume_command(run_dir: Path) -> list[str]:
-    overrides_file = run_dir / ".hydra" / "overrides.yaml"
-    if not overrides_file.is_file():
-        raise SystemExit(f"fmnist: error: {overrides_file} not found, so {run_dir} is not an fmnist run dir. "
-                         f"Fix: pass the folder that holds the run's .hydra/ and {CHECKPOINT_DIR}/.")
-    overrides = [item for item in yaml.safe_load(overrides_file.read_text()) or []
-                 if not item.startswith(("ckpt_path=", "hydra.run.dir="))]
-    return [sys.executable, "-m", "fmnist.train", *overrides, f"hydra.run.dir={run_dir}", f"ckpt_path={LAST}"]
+
+class ResumeError(FmnistError):
+    """The run dir or its overrides cannot be replayed safely; the message says why and what to do."""
+
+
+def _needs_consent(override: str) -> bool:
+    key = override.split("=", 1)[0].lstrip("~+")
+    return any(marker in override for marker in CODE_MARKERS) or key.startswith(("hydra.", "hydra/"))
+
+
+def read_overrides(run_dir: Path) -> list[str]:
+    """The run's saved task overrides, checked to be a list of strings that Hydra's parser accepts one by one."""
+    overrides_file = run_dir / OVERRIDES_FILE
+    if not overrides_file.exists():
+        raise ResumeError(f"{clip(overrides_file)} not found, so {clip(run_dir)} is not an fmnist run dir. "
+                          f"Fix: pass the folder that holds the run's .hydra/ and {CHECKPOINT_DIR}/.")
+    try:
+        overrides = yaml.safe_load(read_run_file(overrides_file)) or []
+    except RunFileError as exc:
+        raise ResumeError(f"{clip(overrides_file)} {exc}. Fix: restart the run with python -m fmnist.train and your "
+                          "own overrides.") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ResumeError(f"{clip(overrides_file)} is not a plain YAML list ({clip(reason, 160)}). Fix: restart the "
+                          "run with python -m fmnist.train and your own overrides.") from None
+    if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
+        raise ResumeError(f"{clip(overrides_file)} must be a list of override strings, such as - model=lstm. Fix: "
+                          "restart the run with python -m fmnist.train and your own overrides.")
+    parser = OverridesParser.create()
+    for item in overrides:
+        try:
+            parsed = parser.parse_overrides([item])[0]
+        except HydraException as exc:
+            raise ResumeError(f"{clip(overrides_file)}: {clip(item, 120)!r} is not a command-line override "
+                              f"({clip(str(exc).splitlines()[0], 160)}). Fix: restart the run with python -m "
+                              "fmnist.train and your own overrides.") from None
+        if parsed.is_sweep_override():
+            raise ResumeError(f"{clip(overrides_file)}: {clip(item, 120)!r} is a sweep, and resume continues one run. "
+                              "Fix: resume each job's own run dir.")
+    return [item for item in overrides if not item.startswith(REPLACED)]
+
+
+def resume_command(run_dir: Path, extra: list[str] | None = None) -> list[str]:
+    """The train command that continues `run_dir`; `extra` overrides (the user's own) come last and win."""
+    extra = list(extra or [])
+    saved = read_overrides(run_dir)
+    unconfirmed = [item for item in saved if _needs_consent(item) and item not in extra]
+    if unconfirmed:
+        item = clip(unconfirmed[0], 120)
+        raise ResumeError(f"{clip(run_dir / OVERRIDES_FILE)} holds {item!r}, which could choose code or read the "
+                          "environment, so resume does not replay it on its own. Fix: pass it again if you trust it: "
+                          f"python -m fmnist.resume {clip(run_dir)} '{item}'")
+    kept = [item for item in saved if item not in extra]
+    return [sys.executable, "-m", "fmnist.train", *kept, *extra, f"hydra.run.dir={run_dir}", f"ckpt_path={LAST}"]
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        raise SystemExit("usage: python -m fmnist.resume <run dir>")
-    command = resume_command(Path(args[0]))
+    if not args or args[0].startswith("-"):
+        raise SystemExit("usage: python -m fmnist.resume <run dir> [override ...]")
+    try:
+        command = resume_command(Path(args[0]), args[1:])
+    except ResumeError as exc:
+        print(f"fmnist: error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR) from None
     os.execv(command[0], command)
 
 

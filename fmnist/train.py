@@ -6,9 +6,11 @@ Fit, pick the best checkpoint on validation, test it once, and write `metrics.js
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import hydra
@@ -16,26 +18,37 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import StochasticWeightAveraging, WeightAveraging
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from fmnist.core.atomic import write_json_atomic, write_text_atomic
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.errors import FmnistError, OutputWriteError
 from fmnist.core.extras import apply_extras, percent, print_summary
+from fmnist.core.limits import clip, run_limits
 from fmnist.core.run_files import (
     AVERAGED_CHECKPOINT,
     CHECKPOINT_DIR,
     COMPLETED,
+    HISTORY_FILE,
+    INTERRUPTED,
     METRICS_FILE,
     PREDICTIONS_FILE,
     RESOLVED_CONFIG_FILE,
+    RunFileError,
+    read_history_rows,
     write_predictions,
 )
+from fmnist.core.run_lock import explicit_run_dir, hold_run_dir
 from fmnist.training.builders import build_datamodule, build_module, build_trainer
-from fmnist.training.callbacks import EpochHistory, StepTimer
+from fmnist.training.callbacks import EpochHistory, SpawnedProcessMetrics, StepTimer
+from fmnist.training.checkpoint_io import RestoreFinished
 from fmnist.training.checkpoints import (
+    CheckpointError,
     check_checkpoint_matches,
     check_state_dict_fits,
+    last_checkpoint,
     load_checkpoint,
     resolve_ckpt_path,
 )
@@ -55,6 +68,11 @@ def _scalars(results: list[dict[str, float]]) -> dict[str, float]:
     return {key: float(value) for key, value in (results[0] if results else {}).items()}
 
 
+def _median(rows: list[dict[str, float | int]], key: str) -> float | None:
+    values = [row[key] for row in rows if key in row]
+    return median(values) if values else None
+
+
 def _hparams(cfg: DictConfig) -> dict[str, Any]:
     """Everything that defines the run, for TensorBoard's HParams tab (paths left out)."""
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -64,6 +82,7 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
     container.pop("callbacks", None)
     container.pop("logger", None)
     container.pop("extras", None)  # how the run prints, not what it trains
+    container.pop("limits", None)  # what a file read back may cost, not what it trains
     return container
 
 
@@ -85,8 +104,81 @@ def checkpoint_to_evaluate(trainer: L.Trainer, run_dir: Path) -> str | None:
     return best or None
 
 
+class RunInterrupted(SystemExit):
+    """SIGTERM or SIGINT stopped the run. It exits with 128 + the signal's number, the status a shell gives a process
+    killed by that signal: schedulers and scripts see neither a success nor a user error (exit 2)."""
+
+    def __init__(self, signum: int, run_dir: str | Path) -> None:
+        super().__init__(128 + signum)
+        self.signum = signal.Signals(signum)
+        self.run_dir = Path(run_dir)
+
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:
+        """Pickle from its parts: a sweep job in another process (joblib) sends it back pickled."""
+        return type(self), (int(self.signum), str(self.run_dir))
+
+
+def stopping_signal(error: BaseException) -> signal.Signals | None:
+    """The signal behind what a run raised, or None. Lightning's own handling: on SIGTERM its loops raise
+    SIGTERMException at the next batch boundary; on SIGINT (KeyboardInterrupt) a Trainer call shuts down and exits
+    with 1 from its KeyboardInterrupt handler; outside Trainer calls the KeyboardInterrupt arrives as is."""
+    if isinstance(error, RunInterrupted):
+        return None
+    if isinstance(error, SIGTERMException):
+        return signal.SIGTERM
+    if isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit)
+                                                and isinstance(error.__context__, KeyboardInterrupt)):
+        return signal.SIGINT
+    return None
+
+
+def record_interruption(cfg: DictConfig, run_dir: Path, signum: signal.Signals) -> None:
+    """metrics.json of a stopped run: status "interrupted", so cv re-runs it and reports list it as unfinished.
+    checkpoints/last.ckpt, written at each epoch's end, holds its last finished epoch and continues it."""
+    last = last_checkpoint(run_dir)
+    try:
+        epochs = len(read_history_rows(run_dir / HISTORY_FILE))
+    except RunFileError:
+        epochs = 0
+    metrics = {
+        "model": cfg.model.name,
+        "fold": cfg.data.fold,
+        "num_folds": cfg.data.num_folds,
+        "seed": cfg.seed,
+        "tags": list(cfg.get("tags") or []),
+        "epochs": epochs,
+        "last_ckpt": str(last) if last.is_file() else None,
+        "signal": signum.name,
+        "status": INTERRUPTED,
+        "error": f"stopped by {signum.name} after {epochs} finished epoch{'' if epochs == 1 else 's'}"
+                 + ("; its last checkpoint continues it" if last.is_file() else "; no checkpoint saved yet"),
+    }
+    try:
+        write_json_atomic(run_dir / METRICS_FILE, metrics)
+    except OutputWriteError as exc:  # the interruption is what the exit status reports; a full disk only loses this
+        log.error("%s", exc)
+
+
 def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train one model on one split; return (and save) the figures every other command reads."""
+    """Train one model on one split; return (and save) the figures every other command reads.
+
+    The run dir is held first, so a second live run there is refused (core/run_lock.py). A SIGTERM (a scheduler's
+    pre-emption) or SIGINT ends it with RunInterrupted, once metrics.json says "interrupted".
+    """
+    if rank_zero_only.rank == 0:  # data-parallel workers run this too, in the same dir: rank 0 holds it for all
+        hold_run_dir(run_dir)
+    try:
+        return _fit_and_test(cfg, run_dir)
+    except BaseException as exc:
+        signum = stopping_signal(exc)
+        if signum is None:
+            raise
+        if rank_zero_only.rank == 0:
+            record_interruption(cfg, run_dir, signum)
+        raise RunInterrupted(signum, run_dir) from None
+
+
+def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_train_config(cfg)
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -97,21 +189,41 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     module = build_module(cfg)
     resume_from = resolve_ckpt_path(cfg.ckpt_path, run_dir)
     if resume_from is not None:
-        check_state_dict_fits(check_checkpoint_matches(resume_from, cfg.model.name), module, resume_from)
+        check_state_dict_fits(check_checkpoint_matches(resume_from, cfg.model.name, run_limits(cfg)), module,
+                              resume_from)
     trainer = build_trainer(cfg, run_dir)
+    if trainer.world_size > 1:
+        trainer.callbacks.append(SpawnedProcessMetrics())  # trainer=ddp_spawn: each process's own metric states
+
+    restored = RestoreFinished()
+    trainer.callbacks.append(restored)
 
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except Exception as exc:
+        if resume_from is None or restored.done or isinstance(exc, FmnistError):
+            raise
+        # a checkpoint whose optimizer, scheduler or loop state has the wrong shape fails inside Lightning's restore
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointError(f"ckpt_path {clip(resume_from)}: its training state cannot be restored "
+                              f"({type(exc).__name__}: {clip(first, 160)}). Fix: continue from a checkpoint fmnist "
+                              "wrote with this config, or leave ckpt_path unset to start afresh.") from None
     train_seconds = time.perf_counter() - started
 
     # read before validate/test: loading a checkpoint restores every callback's state to that epoch's
     history = _find(trainer, EpochHistory)
     rows = list(history.rows) if history else []
-    # epochs trained: history's rows, since SWA's BatchNorm pass after the last epoch counts as one more to Lightning
-    epochs = len(rows) if rows else trainer.current_epoch
     timer = _find(trainer, StepTimer)
     ms_per_step = timer.ms_per_step if timer else None
     images_per_second = timer.images_per_second if timer else None
+    if history and not rows and trainer.world_size > 1:
+        # trainer=ddp_spawn: the epochs ran in spawned processes, so this process's callbacks saw none of them;
+        # rank 0 wrote each epoch's row to history.csv, the step timer's figures included
+        rows = read_history_rows(history.path)
+        ms_per_step, images_per_second = _median(rows, "train/ms_per_step"), _median(rows, "train/images_per_second")
+    # epochs trained: history's rows, since SWA's BatchNorm pass after the last epoch counts as one more to Lightning
+    epochs = len(rows) if rows else trainer.current_epoch
 
     checkpoint = checkpoint_to_evaluate(trainer, run_dir)
     best = checkpoint or ""
@@ -119,6 +231,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                                     weights_only=True))
     test = _scalars(trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False,
                                  weights_only=True))
+    # trainer=ddp_spawn: this process's module never ran the test; rank 0's matrix came back with callback_metrics
+    confusion = module.last_confusion.get("test", trainer.callback_metrics.get(SpawnedProcessMetrics.KEY))
     averaged = Path(best).name == AVERAGED_CHECKPOINT  # SWA's average of the epochs up to the last one
     best_epoch = load_checkpoint(best)["epoch"] if best and not averaged else epochs - 1
     best_row = next((row for row in rows if row["epoch"] == best_epoch), {})
@@ -141,7 +255,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "train/loss": best_row.get("train/loss"),
         **val,
         **test,
-        "test/confusion": module.last_confusion["test"].tolist(),
+        "test/confusion": None if confusion is None else confusion.tolist(),
         "train_seconds": train_seconds,
         "ms_per_step": ms_per_step,
         "images_per_second": images_per_second,
@@ -170,7 +284,14 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     apply_extras(cfg, rank_zero=rank_zero_only.rank == 0)
     apply_process_settings(cfg.process)
-    metrics = run_guarded(lambda: fit_and_test(cfg, run_dir))
+    try:
+        metrics = run_guarded(lambda: fit_and_test(cfg, run_dir))
+    except RunInterrupted as stop:
+        if rank_zero_only.rank == 0:
+            print(f"fmnist: interrupted by {stop.signum.name}: {run_dir} is unfinished (metrics.json status "
+                  f"\"{INTERRUPTED}\"); continue it from its last checkpoint: python -m fmnist.resume {run_dir}",
+                  file=sys.stderr)
+        raise
     if rank_zero_only.rank == 0:
         print_train_summary(cfg, metrics, run_dir)
     return float(metrics["val/acc"])
@@ -190,6 +311,9 @@ def print_train_summary(cfg: DictConfig, metrics: dict[str, Any], run_dir: Path)
 def cli() -> None:
     """The `fmnist-train` console script: `python -m fmnist.train`."""
     exit_unless_output_writable(sys.argv[1:])
+    named = explicit_run_dir(sys.argv[1:])
+    if named is not None and rank_zero_only.rank == 0:  # before Hydra rewrites .hydra/ in a dir another run holds
+        run_guarded(lambda: hold_run_dir(named))
     main()
 
 

@@ -258,13 +258,13 @@ def _bad_checkpoint(kind: str, tmp_path: Path, good: Path) -> tuple[Path, str]:
         return path, "no such file"
     if kind == "text":
         path.write_text("hello, I am not a checkpoint\n")
-        return path, "not a PyTorch checkpoint"
+        return path, "not a zip-format PyTorch checkpoint"
     if kind == "runs_code":
         torch.save({"state_dict": {}, "payload": _RunsCode()}, path)
         return path, "refused, loading it would run code"
     if kind == "plain_pickle":
-        path.write_bytes(pickle.dumps({"a": 1}))
-        return path, "refused, it cannot be loaded safely"
+        path.write_bytes(pickle.dumps({"a": 1}))  # torch's legacy format is a pickle too: refused before unpickling
+        return path, "not a zip-format PyTorch checkpoint"
     checkpoint = torch.load(good, map_location="cpu", weights_only=True)
     checkpoint.pop(CHECKPOINT_CONFIG_KEY)
     torch.save(checkpoint, path)

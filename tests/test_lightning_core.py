@@ -200,6 +200,12 @@ def test_a_study_recipe_reproduces_its_committed_results(tmp_path: Path) -> None
         assert np.array_equal(grouped_predictions[name], default_predictions[name]), name
     old = json.loads((committed / "metrics.json").read_text())
     assert abs(grouped["val/acc"] - old["val/acc"]) < 0.005 and abs(grouped["test/acc"] - old["test/acc"]) < 0.005
+    # the recipe's checkpoint still loads through the hardened loader and evaluates to its own figures
+    evaluated = subprocess.run([sys.executable, "-m", "fmnist.eval", f"ckpt_path={tmp_path / 'default' / 'fold_0'}",
+                                f"hydra.run.dir={tmp_path / 'eval'}"], cwd=REPO, env=env, capture_output=True,
+                               text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/acc"] == default["test/acc"]
 
 
 def test_last_checkpoint_is_the_newest_epoch_even_when_the_best_is_older(tmp_path: Path) -> None:

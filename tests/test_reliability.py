@@ -113,7 +113,7 @@ def test_bad_checkpoints_are_refused_and_nothing_is_damaged(finished_run: Path, 
     torch.save({"state_dict": {}, "payload": Payload()}, malicious)
     cases = [
         (f"ckpt_path={tmp_path}/missing.ckpt", "does not exist"),
-        (f"ckpt_path={not_a_checkpoint}", "not a PyTorch checkpoint"),
+        (f"ckpt_path={not_a_checkpoint}", "not a zip-format PyTorch checkpoint"),
         (f"ckpt_path={malicious}", "refused, it cannot be loaded safely with weights_only=True"),
         (f"ckpt_path={last} model=lstm", "belongs to model 'conv_maxpool'"),
         (f"ckpt_path={last} model.net.channels=16", "has net.features.0.weight of shape"),

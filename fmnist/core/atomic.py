@@ -6,13 +6,19 @@ import csv
 import io
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
-from fmnist.core.errors import OutputWriteError
+from fmnist.core.errors import FmnistError, OutputWriteError
+from fmnist.core.limits import clip
+
+
+class UnsafeOutputError(FmnistError):
+    """An output path that names something other than a regular file."""
 
 
 @contextmanager
@@ -23,15 +29,18 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     its old content, and OutputWriteError names the file and the cause instead of a traceback deep in a writer.
     """
     path = Path(path)
+    refuse_special_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise OutputWriteError.from_os_error(path, exc) from exc
+    writes: _WriteErrors | None = None
     try:
         with os.fdopen(handle, "wb") as stream:
-            yield stream
-            stream.flush()
+            writes = _WriteErrors(stream)
+            yield cast(BinaryIO, writes)
+            writes.flush()
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)  # mkstemp makes files owner-only; results are meant to be shared
         os.replace(temporary, path)
@@ -41,7 +50,53 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
         # an OSError about another file (the caller reading its input, say) is not this write's failure
         if isinstance(exc, OSError) and exc.filename in (None, temporary, str(path)):
             raise OutputWriteError.from_os_error(path, exc) from exc
+        if isinstance(exc, Exception) and writes is not None and writes.error is not None:
+            raise OutputWriteError.from_os_error(path, writes.error) from exc
         raise
+
+
+class _WriteErrors:
+    """The stream atomic_writer hands out: the file itself, but it remembers the OSError a write or flush raised.
+
+    A writer may swallow that error and raise its own: torch.save's zip writer turns a full disk into
+    `RuntimeError: [enforce fail at inline_container.cc] unexpected pos`, which no longer says what happened.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._stream.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:  # seek, tell, fileno, ...: the file's own
+        return getattr(self._stream, name)
+
+
+def refuse_special_target(path: Path) -> None:
+    """Only a regular file or a new path is replaced: renaming over a symlink, device node or folder would
+    silently turn it into a plain file (an `output=` naming /dev/sda or a link elsewhere)."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputWriteError.from_os_error(path, exc) from exc
+    if not stat.S_ISREG(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise UnsafeOutputError(f"cannot write {clip(path)}: it is {kind}, and fmnist only replaces regular files. "
+                                "Fix: name a new file or a regular one (output=<folder>/<name>.csv).")
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from fmnist.core.atomic import write_json_atomic
-from fmnist.core.run_files import FAILED, METRICS_FILE
+from fmnist.core.run_files import FAILED, METRICS_FILE, RunFileError, read_run_json
 
 
 def describe(error: BaseException) -> str:
@@ -21,12 +20,10 @@ def describe(error: BaseException) -> str:
 def write_failure(run_dir: Path, error: str, **fields: Any) -> None:
     """Mark a run failed; figures it had already written stay in the file."""
     path = run_dir / METRICS_FILE
-    previous: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            previous = {}
+    try:
+        previous = read_run_json(path)
+    except RunFileError:  # none yet, or not a readable JSON object: the failure is recorded afresh
+        previous = {}
     write_json_atomic(path, {**previous, **{k: v for k, v in fields.items() if v is not None},
                              "status": FAILED, "error": error})
 

@@ -17,10 +17,22 @@ def stratified_fold(labels: torch.Tensor, num_folds: int, fold: int, split_seed:
     if not 0 <= fold < num_folds:
         raise ConfigError("data.fold", f"fold {fold} does not exist with {num_folds} folds",
                           f"pick a fold in 0..{num_folds - 1}")
-    splitter = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=split_seed)
     y = labels.cpu().numpy()
+    smallest = int(np.bincount(y).min())
+    if num_folds > smallest:  # every fold must hold each class at least once
+        raise ConfigError("data.num_folds", f"{num_folds} folds exceed the {smallest} images of the smallest class",
+                          "use data.num_folds=5 (the default) or 10")
+    splitter = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=check_split_seed(split_seed))
     train_idx, val_idx = list(splitter.split(np.zeros(len(y)), y))[fold]
     return train_idx, val_idx
+
+
+def check_split_seed(split_seed: int) -> int:
+    """NumPy's and scikit-learn's seeds are unsigned 32-bit integers."""
+    if not 0 <= split_seed < 2**32:
+        raise ConfigError("data.split_seed", f"{split_seed} is not between 0 and 2**32 - 1",
+                          "use e.g. data.split_seed=0")
+    return split_seed
 
 
 def holdout_first(num_train: int, holdout_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,5 +50,5 @@ def take_subset(train_idx: np.ndarray, train_subset: int | None, split_seed: int
     if not 1 <= train_subset <= len(train_idx):
         raise ConfigError("data.train_subset", f"{train_subset} is outside 1..{len(train_idx)} "
                           "(the training part of this split)", f"use a value in 1..{len(train_idx)} or null")
-    shuffled = np.random.default_rng(split_seed).permutation(train_idx)
+    shuffled = np.random.default_rng(check_split_seed(split_seed)).permutation(train_idx)
     return np.sort(shuffled[:train_subset])

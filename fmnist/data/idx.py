@@ -1,12 +1,20 @@
-"""Read and validate IDX files, so a truncated or foreign file fails with its name, not a numpy traceback."""
+"""Read and validate IDX files, so a truncated, foreign or hostile file fails with its name, not a traceback.
+
+The header (magic, dimensions) is read and checked first; the payload size follows from it exactly and is
+refused above a cap before anything is allocated. Then exactly that many bytes are read from the (gzip)
+stream, a chunk at a time, and one more byte is asked for: a file longer or shorter than its header says is
+refused. So a small gzip file that inflates to gigabytes costs its header's size, never more.
+"""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -16,6 +24,10 @@ from fmnist.core.errors import DataError
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+ITEM_SHAPES = {IMAGES_MAGIC: (IMAGE_SIZE, IMAGE_SIZE), LABELS_MAGIC: ()}  # the shape of one item of each kind
+GZIP_MAGIC = b"\x1f\x8b"
+CHUNK_BYTES = 1 << 20  # read and hashed a chunk at a time: the payload array is the only large allocation
+REFETCH = "Fix: delete it and fetch the data again (make data)."
 
 
 @dataclass(frozen=True)
@@ -39,55 +51,96 @@ OFFICIAL_FILES: dict[str, IdxSpec] = {
 }
 
 
-def read_raw(path: Path) -> bytes:
-    """Return the file's uncompressed bytes, whether or not it is gzipped."""
+@dataclass(frozen=True)
+class IdxContent:
+    tensor: torch.Tensor  # uint8, the header's shape
+    md5: str | None  # of the uncompressed content (header and payload), when asked for
+
+
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    """Up to `size` bytes (fewer only at the end of the stream); `size` is a header's few bytes."""
+    data = b""
+    while len(data) < size:
+        more = stream.read(size - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def _header(stream: BinaryIO, path: Path, magic: int, fix: str) -> tuple[int, ...]:
+    head = _read_exactly(stream, 4)
+    if len(head) < 4:
+        raise DataError(f"{path}: only {len(head)} bytes, too short for an IDX header; the file is truncated. {fix}")
+    found = int.from_bytes(head, "big")
+    if found != magic:
+        raise DataError(f"{path}: IDX magic number {found}, expected {magic}; this is not the right IDX file. {fix}")
+    ndim = head[3]  # 3 for images, 1 for labels: fixed by the magic number checked above
+    dims = _read_exactly(stream, 4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise DataError(f"{path}: header truncated ({4 + len(dims)} bytes). {fix}")
+    return tuple(int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+
+
+def _check_shape(shape: tuple[int, ...], path: Path, magic: int, count: int | None, max_count: int,
+                 limit_name: str, fix: str) -> None:
+    """Before any payload is read: the items are of the expected shape, and as many as expected (or allowed)."""
+    items = shape[1:]
+    if items != ITEM_SHAPES[magic]:
+        raise DataError(f"{path}: images are {items}, expected 28x28. {fix}")
+    if count is not None and shape[0] != count:
+        raise DataError(f"{path}: holds {shape[0]:,} items, expected {count:,}. {fix}")
+    if shape[0] > max_count:
+        raise DataError(f"{path}: its header declares {shape[0]:,} items, more than the cap {limit_name}={max_count}. "
+                        f"Fix: split the file, or raise the cap with {limit_name}=N.")
+
+
+def read_idx(path: Path, magic: int, count: int | None, max_count: int, limit_name: str = "limits.max_images",
+             checksum: bool = False, fix: str = REFETCH) -> IdxContent:
+    """An IDX file of `magic`'s kind (gzipped or not) holding `count` items (any number when None, up to
+    `max_count`; `limit_name` is what the user sets to raise that cap); `fix` ends the message of a damaged file.
+    Memory: the payload array plus one chunk, whatever the file's real length."""
+    digest = hashlib.md5(usedforsecurity=False) if checksum else None
     try:
-        with path.open("rb") as handle:
-            head = handle.read(2)
-        if head == b"\x1f\x8b":
-            with gzip.open(path, "rb") as handle:
-                return handle.read()
-        return path.read_bytes()
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot be read ({exc}); the file is truncated or corrupt. "
-                        "Fix: delete it and fetch the data again (make data).") from exc
-
-
-def parse_idx(raw: bytes, path: Path, expected_magic: int | None = None) -> torch.Tensor:
-    """Decode IDX bytes into a uint8 tensor, checking the header against the payload size."""
-    if len(raw) < 8:
-        raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX header; the file is truncated.")
-    magic = int.from_bytes(raw[0:4], "big")
-    if magic not in (IMAGES_MAGIC, LABELS_MAGIC) or (expected_magic is not None and magic != expected_magic):
-        want = expected_magic if expected_magic is not None else f"{IMAGES_MAGIC} or {LABELS_MAGIC}"
-        raise DataError(f"{path}: IDX magic number {magic}, expected {want}; this is not the right IDX file.")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: header truncated ({len(raw)} bytes).")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected_bytes = header + int(np.prod(shape))
-    if len(raw) != expected_bytes:
-        raise DataError(f"{path}: header promises shape {shape} ({expected_bytes} bytes) but the file has "
-                        f"{len(raw)} bytes; it is truncated or corrupt. Fix: fetch the data again.")
-    array = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
-    return torch.from_numpy(array.copy())
+        with (gzip.open(path, "rb") if is_gzip(path) else path.open("rb")) as stream:
+            shape = _header(stream, path, magic, fix)
+            _check_shape(shape, path, magic, count, max_count, limit_name, fix)
+            payload = np.empty(math.prod(shape), dtype=np.uint8)  # bounded by max_count items just above
+            view = memoryview(payload)
+            filled = 0
+            if digest is not None:
+                digest.update(magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in shape))
+            while filled < payload.size:
+                got = stream.readinto(view[filled: filled + CHUNK_BYTES])
+                if not got:
+                    break
+                if digest is not None:
+                    digest.update(view[filled: filled + got])
+                filled += got
+            if filled < payload.size:
+                raise DataError(f"{path}: header promises shape {shape} ({payload.size:,} bytes of data) but the "
+                                f"file ends after {filled:,}; it is truncated or corrupt. {fix}")
+            if stream.read(1):
+                raise DataError(f"{path}: holds more data than its header's shape {shape} ({payload.size:,} "
+                                f"bytes); it is corrupt or not an IDX file. {fix}")
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot be read ({exc}); the file is truncated or corrupt. {fix}") from exc
+    return IdxContent(torch.from_numpy(payload.reshape(shape)), digest.hexdigest() if digest is not None else None)
 
 
 def load_checked(path: Path, spec: IdxSpec, verify_checksum: bool = True) -> torch.Tensor:
     """Load one official file and prove it is the official content."""
-    raw = read_raw(path)
-    tensor = parse_idx(raw, path, spec.magic)
-    if tensor.shape[0] != spec.count:
-        raise DataError(f"{path}: holds {tensor.shape[0]} items, expected {spec.count}.")
-    if spec.magic == IMAGES_MAGIC and tuple(tensor.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE):
-        raise DataError(f"{path}: images are {tuple(tensor.shape[1:])}, expected 28x28.")
+    content = read_idx(path, spec.magic, spec.count, spec.count, checksum=verify_checksum)
+    tensor = content.tensor
     if spec.magic == LABELS_MAGIC and tensor.numel() and int(tensor.max()) >= NUM_CLASSES:
         raise DataError(f"{path}: label {int(tensor.max())} found, labels must be 0-9.")
-    if verify_checksum:
-        digest = hashlib.md5(raw, usedforsecurity=False).hexdigest()
-        if digest != spec.md5:
-            raise DataError(f"{path}: content checksum {digest} differs from the official {spec.md5}; "
-                            "the file is corrupt or not Fashion-MNIST. Fix: fetch the data again, or set "
-                            "data.verify_checksums=false to use modified files on purpose.")
+    if content.md5 is not None and content.md5 != spec.md5:
+        raise DataError(f"{path}: content checksum {content.md5} differs from the official {spec.md5}; "
+                        "the file is corrupt or not Fashion-MNIST. Fix: fetch the data again, or set "
+                        "data.verify_checksums=false to use modified files on purpose.")
     return tensor

@@ -1,32 +1,49 @@
-"""Rebuild a trained backbone from nothing but its checkpoint file, refusing anything unsafe or foreign.
+"""Rebuild a trained backbone from a checkpoint file, treating everything in the file as data.
 
-The file format and its checks live in fmnist.training.checkpoints, which training writes and reads too.
+The file names its model; the model's class comes from the catalog (conf/model/, plus the config folders the
+user put on hydra.searchpath), never from a `_target_` in the file, as timm's `create_model` builds by name.
+The file contributes only plain values (numbers, strings, booleans, lists of them) as that class's arguments,
+checked against its signature, with no interpolation resolved; the model is sized on the meta device before
+anything is allocated. docs/security.md has the threat model.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import HydraException
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, MODEL_NAME, Limits, clip
+from fmnist.models.catalog import ModelTooLarge, build_within
 from fmnist.training.checkpoints import (
+    CHECKPOINT_CONFIG_KEY,
     HOW_TO_FIX,
     NET_PREFIX,
     CheckpointError,
     load_checkpoint,
     net_weights,
     resolve_ckpt_path,
-    run_config,
 )
+
+INPUT_KINDS = ("image", "rows")
+# The split and batch keys of `data` that rebuild training's test loader; each an integer or null.
+DATA_KEYS = ("num_folds", "fold", "split_seed", "holdout_size", "train_subset", "batch_size", "eval_batch_size",
+             "steps_per_execution")
+MAX_LIST_ITEMS = 64  # a list argument (widths, blocks) longer than this is no model of this catalog
+MODULES_PER_TENSOR = 8  # building may create at most this many submodules per tensor the file holds (+ slack)
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A backbone ready for inference, and the training run's config that describes it."""
+    """A backbone ready for inference, and a config rebuilt from the checkpoint's checked plain values."""
 
     net: nn.Module
     config: DictConfig
@@ -43,23 +60,156 @@ class LoadedModel:
         return str(self.config.model.input)
 
 
-def load_model(value: Any, device: str | torch.device = "cpu") -> LoadedModel:
-    """Build the backbone the run config names and load its `net.` weights; eval mode, no gradients."""
+def _refuse(path: Path, problem: str, fix: str = HOW_TO_FIX) -> CheckpointError:
+    return CheckpointError(f"ckpt_path {clip(path)}: {problem}. {fix}.")
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    """A number, string, boolean or null, or a short list of them (one level of nesting at most)."""
+    if value is None or isinstance(value, (bool, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return len(value) <= MAX_NAME_CHARS and "${" not in value
+    if isinstance(value, (list, tuple)) and depth < 2:
+        return len(value) <= MAX_LIST_ITEMS and all(_is_plain(item, depth + 1) for item in value)
+    return False
+
+
+def _mapping(value: Any, path: Path, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _refuse(path, f"its stored config has no mapping at {where} (found {type(value).__name__})")
+    return value
+
+
+def _stored_model(checkpoint: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run config's `model` node and the whole stored config, or one line saying fmnist did not write it."""
+    stored = checkpoint.get(CHECKPOINT_CONFIG_KEY)
+    if not isinstance(stored, dict) or not isinstance(stored.get("model"), dict):
+        raise _refuse(path, f"a Lightning checkpoint, but not written by fmnist (it has no '{CHECKPOINT_CONFIG_KEY}'"
+                            " run config to rebuild the model from)")
+    model = stored["model"]
+    name = model.get("name")
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise _refuse(path, f"its model name {clip(name, 80)!r} is not a model config name (letters, digits, _ and -,"
+                            f" at most {MAX_NAME_CHARS} characters)")
+    return model, stored
+
+
+def _catalog_entry(name: str, path: Path) -> DictConfig:
+    """The trusted model config of that name; the file only names it."""
+    from fmnist.models.catalog import registered_model_config  # composes with Hydra
+
+    try:
+        return registered_model_config(name)
+    except HydraException:
+        raise _refuse(path, f"its model '{name}' is not in the model catalog (conf/model/)",
+                      "Fix: if it is your own model, put the folder that holds model/" f"{name}.yaml on the command "
+                      "line: hydra.searchpath=[file:///path/to/your/conf]") from None
+
+
+def _net_arguments(stored_model: dict[str, Any], entry: DictConfig, path: Path) -> tuple[type, dict[str, Any]]:
+    """The catalog's class for the model and the file's arguments to it, each checked to be a plain value that
+    the class's signature names; the file's own `_target_` must agree with the catalog's or be absent."""
+    target = str(entry.net._target_)
+    net = _mapping(stored_model.get("net", {}), path, "model.net")
+    stored_target = net.get("_target_")
+    if stored_target is not None and stored_target != target:
+        raise _refuse(path, f"its model.net._target_ {clip(stored_target, 120)!r} is not the catalog's class for "
+                            f"model '{entry.name}' ({target}); fmnist never builds a class a file names")
+    try:
+        cls = get_class(target)
+    except Exception as exc:  # a user's catalog entry whose module does not import
+        raise CheckpointError(f"model '{entry.name}': its config's _target_ {target} cannot be imported "
+                              f"({clip(exc, 120)}). Fix: check that model config.") from None
+    parameters = inspect.signature(cls).parameters
+    takes_any = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
+    allowed = set(entry.net) - {"_target_"} if takes_any else set(parameters)
+    arguments = {key: value for key, value in OmegaConf.to_container(entry.net).items() if key != "_target_"}
+    for key, value in net.items():
+        if key == "_target_":
+            continue
+        if not isinstance(key, str) or key.startswith("_") or key not in allowed:
+            raise _refuse(path, f"its model.net has the key {clip(key, 80)!r}, which {target} does not take "
+                                f"(it takes {', '.join(sorted(allowed))})")
+        if not _is_plain(value):
+            raise _refuse(path, f"its model.net.{key} is not a plain value (a number, string, boolean or a short "
+                                f"list of them, with no interpolation): {clip(value, 120)!r}")
+        arguments[key] = value
+    return cls, arguments
+
+
+def _build(cls: type, arguments: dict[str, Any], name: str, path: Path, tensors: int, limits: Limits) -> nn.Module:
+    """Size the model on the meta device under the caps, then build it for real."""
+    try:
+        return build_within(lambda: cls(**arguments), limits.max_params, MODULES_PER_TENSOR * tensors + 64)
+    except ModelTooLarge as exc:
+        raise _refuse(path, f"its config builds a model '{name}' {exc}", "Fix: raise limits.max_params=N if you "
+                            "trust the file") from None
+    except (TypeError, ValueError, RuntimeError, IndexError, KeyError, AttributeError) as exc:
+        raise _refuse(path, f"its config cannot build model '{name}' ({type(exc).__name__}: "
+                            f"{clip(str(exc).splitlines()[0] if str(exc) else '', 160)})") from None
+
+
+def _flag(section: dict[str, Any], key: str, path: Path, where: str) -> bool:
+    value = section.get(key, False)
+    if not isinstance(value, bool):
+        raise _refuse(path, f"its {where}.{key} is {clip(value, 80)!r}, not true or false")
+    return value
+
+
+def _data_settings(stored: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The split and batch sizes training used (the test loader is rebuilt from them), each an integer or null."""
+    data = _mapping(stored.get("data", {}), path, "data")
+    settings = {}
+    for key in DATA_KEYS:
+        if key in data:
+            value = data[key]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise _refuse(path, f"its data.{key} is {clip(value, 80)!r}, not an integer or null")
+            settings[key] = value
+    return settings
+
+
+def rebuilt_config(entry: DictConfig, stored_model: dict[str, Any], stored: dict[str, Any],
+                   target: str, arguments: dict[str, Any], path: Path) -> DictConfig:
+    """A fresh config holding only checked values: what eval, predict and export read about the run."""
+    if stored_model.get("input", entry.input) != entry.input or entry.input not in INPUT_KINDS:
+        raise _refuse(path, f"its model.input {clip(stored_model.get('input'), 80)!r} is not the catalog's "
+                            f"{entry.input!r} for model '{entry.name}'")
+    seed = stored.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise _refuse(path, f"its seed is {clip(seed, 80)!r}, not an integer or null")
+    augmentation = _mapping(stored.get("augmentation", {}), path, "augmentation")
+    config = {
+        "model": {"name": str(entry.name), "family": str(entry.family), "input": str(entry.input),
+                  "tta_flip": _flag(stored_model, "tta_flip", path, "model"), "channels_last": False,
+                  "compile": False, "net": {"_target_": target, **arguments}},
+        "data": _data_settings(stored, path),
+        "augmentation": {"flip": _flag(augmentation, "flip", path, "augmentation")},
+        "seed": seed,
+    }
+    return OmegaConf.create(config)
+
+
+def load_model(value: Any, device: str | torch.device = "cpu", limits: Limits = DEFAULT_LIMITS) -> LoadedModel:
+    """Build the catalog's backbone for the checkpoint's model name and load its `net.` weights; eval mode."""
     path = resolve_ckpt_path(value, required=True)
-    checkpoint = load_checkpoint(path)
-    config = OmegaConf.create(run_config(checkpoint, path))
+    checkpoint = load_checkpoint(path, limits)
     weights = net_weights(checkpoint["state_dict"])
     if not weights:
-        raise CheckpointError(f"ckpt_path {path}: its state_dict has no '{NET_PREFIX}*' weights. {HOW_TO_FIX}.")
-
-    from fmnist.training.builders import build_net  # imports Lightning: only once the file is known to be good
-
-    net = build_net(config.model)
+        raise _refuse(path, f"its state_dict has no '{NET_PREFIX}*' weights")
+    stored_model, stored = _stored_model(checkpoint, path)
+    entry = _catalog_entry(stored_model["name"], path)
+    cls, arguments = _net_arguments(stored_model, entry, path)
+    config = rebuilt_config(entry, stored_model, stored, str(entry.net._target_), arguments, path)
+    net = _build(cls, arguments, config.model.name, path, len(weights), limits)
     try:
         net.load_state_dict(weights)
     except RuntimeError as exc:
-        raise CheckpointError(f"ckpt_path {path}: its weights do not fit model {config.model.name} as its config "
-                              f"describes it ({str(exc).splitlines()[0]}).") from None
+        raise _refuse(path, f"its weights do not fit model {config.model.name} as its config describes it "
+                            f"({clip(str(exc).splitlines()[0], 200)})", "Fix: pick a checkpoint fmnist wrote") from None
     net.to(device).eval().requires_grad_(False)
     epoch = checkpoint.get("epoch")
-    return LoadedModel(net=net, config=config, path=path, epoch=int(epoch) if epoch is not None else None)
+    return LoadedModel(net=net, config=config, path=path, epoch=epoch if isinstance(epoch, int) else None)

@@ -7,18 +7,30 @@ so the figures describe what a run trains, overrides and interpolations included
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_module_registration_hook,
+    register_module_parameter_registration_hook,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.constants import IMAGE_SIZE
+from fmnist.core.errors import FmnistError
+
+MAX_MODULES = 100_000  # submodules of one model built from a config (a ResNet-18 has 60)
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,19 @@ class ModelInfo:
 
 def model_names(conf_dir: str = CONF_DIR) -> list[str]:
     return sorted(path.stem for path in (Path(conf_dir) / "model").glob("*.yaml"))
+
+
+def registered_model_config(name: str) -> DictConfig:
+    """The model config `model=<name>` composes for the command running now: fmnist's own conf/model/, plus the
+    folders the user put on `hydra.searchpath` (command line or their config), never anything a file names."""
+    overrides = [f"model={name}"]
+    searchpath = list(HydraConfig.get().searchpath) if HydraConfig.initialized() else []
+    if searchpath:
+        overrides.append(f"hydra.searchpath=[{','.join(searchpath)}]")
+    if GlobalHydra.instance().is_initialized():
+        return compose("train", overrides=overrides).model
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("train", overrides=overrides).model
 
 
 def example_input(input_kind: str, batch: int = 1) -> torch.Tensor:
@@ -60,6 +85,46 @@ def count_macs(net: nn.Module, input_kind: str) -> int:
         with torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter:
             net(example_input(input_kind))
     return counter.get_total_flops() // 2
+
+
+class ModelTooLarge(FmnistError):
+    """A model config asks for more parameters or submodules than the limits allow."""
+
+
+@contextmanager
+def construction_budget(max_elements: int, max_modules: int) -> Iterator[None]:
+    """Abort building a module as soon as it registers more parameter and buffer elements, or more submodules,
+    than allowed (torch's global registration hooks see every one as it is created)."""
+    counts = {"elements": 0, "modules": 0}
+
+    def count(kind: str, amount: int, cap: int, what: str) -> None:
+        counts[kind] += amount
+        if counts[kind] > cap:
+            raise ModelTooLarge(f"over {cap:,} {what}")
+
+    def on_tensor(module: nn.Module, name: str, tensor: torch.Tensor | None) -> None:
+        if tensor is not None:
+            count("elements", tensor.numel(), max_elements, "parameter and buffer elements (limits.max_params)")
+
+    def on_module(module: nn.Module, name: str, submodule: nn.Module | None) -> None:
+        count("modules", 1, max_modules, "submodules")
+
+    handles = [register_module_parameter_registration_hook(on_tensor),
+               register_module_buffer_registration_hook(on_tensor),
+               register_module_module_registration_hook(on_module)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def build_within(build: Callable[[], nn.Module], max_elements: int, max_modules: int = MAX_MODULES) -> nn.Module:
+    """Build once on the meta device under the budget (nothing is allocated, so a huge size costs nothing), then
+    for real: a config's sizes are refused before they take memory."""
+    with construction_budget(max_elements, max_modules), torch.device("meta"):
+        build()
+    return build()
 
 
 def describe(model_cfg: DictConfig) -> ModelInfo:

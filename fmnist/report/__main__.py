@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fmnist.core.atomic import write_csv_atomic, write_text_atomic
+from fmnist.core.limits import clip
 from fmnist.report import figures
 from fmnist.report.collect import Collection, collect
 from fmnist.report.compare import model_stats, pairwise
@@ -89,7 +90,9 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
              "Runs below: " + ", ".join(run_link(directory, out) for directory in directories), "",
              f"{len(collection.groups)} model configuration(s) from "
              f"{sum(len(group.runs) for group in collection.groups)} completed run(s); "
-             f"{len(collection.failures)} failed run(s).", "",
+             f"{len(collection.failures) - len(collection.broken)} failed run(s)"
+             + (f"; {len(collection.broken)} run(s) with broken files, left out of every figure."
+                if collection.broken else "."), "",
              "## Leaderboard (ranked by cross-validated accuracy)", "",
              main_table(rows), "",
              "Accuracies and macro precision / recall / F1 are means over a model's folds ± sample std (ddof=1); "
@@ -111,7 +114,7 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
         name = figures.slug(group.label)
         lines += [f"### {group.label}", ""]
         if group.overrides:
-            lines += ["Overrides: `" + " ".join(group.overrides) + "`", ""]
+            lines += ["Overrides: `" + clip(" ".join(group.overrides)).replace("`", "'") + "`", ""]
         lines += ["Runs: " + ", ".join(run_link(run.path, out) for run in group.runs), ""]
         lines += ["Test set, per class (mean over fold models; recall = per-class accuracy):", "",
                   per_class_table(row), ""]
@@ -120,9 +123,23 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
         lines += _image(f"{group.label} test confusion", figures.confusion(group, figure_dir / f"confusion_{name}.png"),
                         out)
     lines += ["## Failed runs", ""]
-    lines += [failures_table(collection, out) if collection.failures else "None.", ""]
+    lines += [failures_table(collection, out) if collection.failures or collection.ignored else "None.", ""]
     write_text_atomic(out / "report.md", "\n".join(lines))
     return collection
+
+
+def nothing_valid(collection: Collection, directories: Sequence[Path]) -> str | None:
+    """The one-line error when there is nothing to report: no run at all, or only runs with broken files."""
+    if collection.groups or len(collection.failures) > len(collection.broken):
+        return None
+    where = clip(", ".join(map(str, directories)))
+    if not collection.broken:
+        return (f"no metrics.json below {where}. Fix: pass the dir of a finished run or sweep (python -m "
+                "fmnist.train / fmnist.cv write one per run).")
+    first = collection.broken[0]
+    reason = clip(first.error, 200).replace("\n", " ")
+    return (f"no valid run below {where}: {len(collection.broken)} run(s) with broken files, e.g. {clip(first.path)}: "
+            f"{reason}. Fix: pass the dirs of runs fmnist wrote, or repair or remove those files.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,12 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     out = args.out or args.dirs[0] / "report"
     collection = collect(args.dirs)
-    if not collection.groups and not collection.failures:
-        print(f"fmnist: error: no metrics.json below {', '.join(map(str, args.dirs))}. Fix: pass the dir of a "
-              "finished run or sweep (python -m fmnist.train / fmnist.cv write one per run).", file=sys.stderr)
+    message = nothing_valid(collection, args.dirs)
+    if message:
+        print(f"fmnist: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     build_report(args.dirs, out, collection)
-    print(f"report: {out / 'report.md'} ({len(collection.groups)} models, {len(collection.failures)} failed runs)")
+    print(f"report: {out / 'report.md'} ({len(collection.groups)} models, {len(collection.failures)} failed runs, "
+          f"{len(collection.broken)} of them with broken files)")
     return 0
 
 

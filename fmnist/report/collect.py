@@ -3,12 +3,29 @@
 A group is a model plus the overrides its runs were started with, fold left out. So the folds of one
 `fmnist.cv` run, and `fmnist.train -m data.fold=0,1,2,3,4` jobs, each form one group; trials of a sweep
 that change hyperparameters form one group each.
+
+Run dirs are data someone else may have made (docs/security.md), so every file is read as data and checked
+before it is used; nothing in them ends the report in a traceback, and nothing malformed reaches a mean:
+
+- Each file must be a regular file inside the run (a symbolic link, FIFO or device is refused: it would name a
+  path outside the run, or never end) of at most MAX_RUN_FILE_BYTES.
+- metrics.json: a JSON object; a completed run needs a finite val/acc in [0, 1], a model name like a config
+  file's stem (at most MAX_NAME_CHARS), numbers where numbers belong (finite shares in [0, 1], non-negative
+  counts and times, integer fold/seed/split fields, a 10x10 confusion of counts). Anything else lists the run as
+  broken, with the reason, in the report's failures table, and keeps it out of every mean and test.
+- .hydra/overrides.yaml (looked for in the run dir and its parents, never above the directory given): safe YAML
+  holding a list of strings. Anything else (bad YAML, a `!!python/...` tag, a mapping, a number) lists the run
+  as broken too rather than grouping it without its overrides: a group must never mix configurations.
+- history.csv and test_predictions.npz are extras: a malformed one is ignored with a warning (listed under the
+  report's failures), and the run still counts. cv_summary.json likewise.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
+import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +34,34 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from fmnist.core.run_files import COMPLETED, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
+from fmnist.core.constants import NUM_CLASSES
+from fmnist.core.errors import DataError
+from fmnist.core.limits import MAX_NAME_CHARS, MODEL_NAME, clip
+from fmnist.core.run_files import (
+    COMPLETED,
+    HISTORY_FILE,
+    METRICS_FILE,
+    OVERRIDES_FILE,
+    PREDICTIONS_FILE,
+    SUMMARY_FILE,
+    RunFileError,
+    read_history_columns,
+    read_predictions,
+    read_run_file,
+    read_run_json,
+)
 
 log = logging.getLogger(__name__)
 
-OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 # Overrides that do not change what is trained: where output goes, which fold, how to resume; and the seed, so
 # that repeats over seeds form one group (the report separates seed from fold variance).
 IGNORED_OVERRIDE_PREFIXES = ("data.fold=", "seed=", "hydra.", "hydra/", "ckpt_path=", "logger=", "cv.folds=",
                              "paths.", "data.data_dir=", "data.system_dir=", "hparams_search=")
+HISTORY_COLUMNS = ("epoch", "train/acc", "val/acc", "train/loss", "val/loss")  # what figures and compare use
+SHARE = re.compile(r"(train|val|test)/(class_)?(acc|precision|recall|f1)(/.*)?")  # fractions in [0, 1]
+NON_NEGATIVE = ("params", "epochs", "ms_per_step", "images_per_second", "train_seconds")
+INTEGERS = {"fold": 0, "seed": None, "split_seed": None, "num_folds": 2, "holdout_size": 0, "train_subset": 1,
+            "best_epoch": 0}  # key -> smallest allowed value (None: any integer); each may also be null
 
 
 @dataclass
@@ -35,7 +71,7 @@ class Run:
     path: Path
     metrics: dict[str, Any]
     history: pd.DataFrame | None
-    predictions: Path | None = None  # its test_predictions.npz, if it wrote one
+    predictions: Path | None = None  # its test_predictions.npz, if it wrote a valid one
 
 
 @dataclass
@@ -43,6 +79,7 @@ class Failure:
     path: Path
     model: str
     error: str
+    broken: bool = False  # a file that is not what fmnist writes (else: a run that recorded its own failure)
 
 
 @dataclass
@@ -60,55 +97,162 @@ class Group:
 class Collection:
     groups: list[Group]
     failures: list[Failure]
+    ignored: list[tuple[Path, str]] = field(default_factory=list)  # optional files left out, and why
+
+    @property
+    def broken(self) -> list[Failure]:
+        return [failure for failure in self.failures if failure.broken]
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        log.warning("skipping %s: %s", path, exc)
-        return None
-    return payload if isinstance(payload, dict) else None
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def run_root(directory: Path) -> Path | None:
-    """The nearest enclosing Hydra job dir (the CV run for a fold, the job itself for a train run)."""
-    for candidate in (directory, *directory.parents):
-        if (candidate / OVERRIDES_FILE).is_file():
-            return candidate
+def _shown(value: Any) -> str:
+    return clip(repr(value), 60)
+
+
+def _confusion_problem(value: Any) -> str | None:
+    rows = value if isinstance(value, list) and len(value) == NUM_CLASSES else None
+    if rows is None or any(not isinstance(row, list) or len(row) != NUM_CLASSES for row in rows):
+        return f"test/confusion is not a {NUM_CLASSES}x{NUM_CLASSES} list of lists"
+    if any(not isinstance(cell, int) or isinstance(cell, bool) or cell < 0 for row in rows for cell in row):
+        return "test/confusion holds something other than counts"
     return None
 
 
-def group_overrides(directory: Path) -> tuple[str, ...]:
-    """The job's overrides that define what is trained, model left to the group's model name."""
-    root = run_root(directory)
+def _value_problem(key: str, value: Any) -> str | None:
+    """Why this metrics.json entry is unusable, or None (keys the report does not read are not checked)."""
+    if key == "test/confusion":
+        return _confusion_problem(value)
+    if key in INTEGERS:
+        smallest = INTEGERS[key]
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or (smallest is not None and value < smallest):
+            return f"{key} is {_shown(value)}, expected an integer" + (f" >= {smallest}" if smallest else "")
+        return None
+    share = SHARE.fullmatch(key) is not None
+    if not share and key not in NON_NEGATIVE:
+        if key.startswith(("train/", "val/", "test/")) and value is not None and not _is_number(value):
+            return f"{key} is {_shown(value)}, expected a number"
+        return None
+    if value is None and key != "val/acc":
+        return None
+    if not _is_number(value) or not math.isfinite(value):
+        return f"{key} is {_shown(value)}, expected a finite number"
+    if share and not 0.0 <= value <= 1.0:
+        return f"{key} is {value}, expected a share in [0, 1]"
+    if value < 0:
+        return f"{key} is {value}, expected a non-negative number"
+    return None
+
+
+def metrics_problem(metrics: dict[str, Any]) -> str | None:
+    """Why a completed run's metrics.json cannot be counted, or None."""
+    model = metrics.get("model")
+    if not isinstance(model, str) or not MODEL_NAME.fullmatch(model):
+        return (f"model {_shown(model)} is not a model config's name (letters, digits, _ . -, at most "
+                f"{MAX_NAME_CHARS} characters)")
+    if "val/acc" not in metrics:
+        return "val/acc is missing"
+    for key, value in metrics.items():
+        problem = _value_problem(key, value)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _ensemble_problem(summary: dict[str, Any]) -> str | None:
+    ensemble = summary.get("ensemble")
+    if not isinstance(ensemble, dict):
+        return f"ensemble is {_shown(ensemble)}, expected an object"
+    members = ensemble.get("members")
+    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+        return f"ensemble members is {_shown(members)}, expected a positive integer"
+    for key in ("test/acc", "test/f1", "test/confusion"):
+        problem = _value_problem(key, ensemble[key]) if key in ensemble else None
+        if problem is not None:
+            return f"ensemble {problem}"
+    return None
+
+
+def run_root(directory: Path, top: Path | None = None) -> Path | None:
+    """The nearest enclosing Hydra job dir (the CV run for a fold, the job itself for a train run), searched no
+    higher than `top`, the directory the report was given: a file above it is not part of the runs."""
+    for candidate in (directory, *directory.parents):
+        if os.path.lexists(candidate / OVERRIDES_FILE):
+            return candidate
+        if top is None or candidate == top:
+            break
+    return None
+
+
+def group_overrides(directory: Path, top: Path | None = None) -> tuple[str, ...]:
+    """The job's overrides that define what is trained, model left to the group's model name. RunFileError if
+    .hydra/overrides.yaml is not a list of strings in safe YAML (no Python tags)."""
+    root = run_root(directory, top)
     if root is None:
         return ()
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        overrides = yaml.safe_load((root / OVERRIDES_FILE).read_text()) or []
-    except (OSError, yaml.YAMLError):
+        overrides = yaml.load(read_run_file(root / OVERRIDES_FILE), Loader=loader)
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        reason = clip(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 120)
+        raise RunFileError(f"is not safe YAML ({reason})") from None
+    if overrides is None:
         return ()
-    keep = (str(item) for item in overrides if not str(item).startswith(("model=", *IGNORED_OVERRIDE_PREFIXES)))
+    if not isinstance(overrides, list):
+        raise RunFileError(f"holds a {type(overrides).__name__}, expected a list of overrides")
+    for item in overrides:
+        if not isinstance(item, str):
+            raise RunFileError(f"holds {_shown(item)}, expected only strings (key=value overrides)")
+    keep = (item for item in overrides if not item.startswith(("model=", *IGNORED_OVERRIDE_PREFIXES)))
     return tuple(sorted(keep))
 
 
-def _history(directory: Path) -> pd.DataFrame | None:
+def read_history(path: Path) -> pd.DataFrame:
+    """The columns of history.csv the report draws (HISTORY_COLUMNS), numbers or NaN for blanks."""
+    return pd.DataFrame(read_history_columns(path, HISTORY_COLUMNS), dtype=float)
+
+
+def _history(directory: Path, ignored: list[tuple[Path, str]]) -> pd.DataFrame | None:
     path = directory / HISTORY_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
     try:
-        return pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        log.warning("skipping %s: %s", path, exc)
+        return read_history(path)
+    except RunFileError as exc:
+        _ignore(path, str(exc), ignored)
         return None
 
 
-def _below(directories: Sequence[Path], name: str) -> list[Path]:
-    found: dict[Path, None] = {}
+def _predictions(directory: Path, ignored: list[tuple[Path, str]]) -> Path | None:
+    path = directory / PREDICTIONS_FILE
+    if not os.path.lexists(path):
+        return None
+    try:
+        read_predictions(path)  # checked here (bounded, about 1 MB); compare reads it again when it needs it
+    except DataError as exc:
+        _ignore(path, clip(str(exc).removeprefix(f"{path}: ")), ignored)
+        return None
+    return path
+
+
+def _ignore(path: Path, reason: str, ignored: list[tuple[Path, str]]) -> None:
+    log.warning("ignoring %s: %s", path, reason)
+    ignored.append((path, reason))
+
+
+def _below(directories: Sequence[Path], name: str) -> list[tuple[Path, Path]]:
+    """(file, the given directory it was found below); the file's own name is never resolved, so a link stays a
+    link (and is refused when read) instead of becoming the path it names."""
+    found: dict[Path, Path] = {}
     for directory in directories:
+        top = directory.resolve()
         for path in sorted(directory.rglob(name)):
-            found.setdefault(path.resolve(), None)
-    return list(found)
+            found.setdefault(path.parent.resolve() / path.name, top)
+    return list(found.items())
 
 
 def _label(groups: list[Group]) -> None:
@@ -123,7 +267,7 @@ def _label(groups: list[Group]) -> None:
         shared = set.intersection(*(set(group.overrides) for group in members))
         for group in members:
             distinct = [item for item in group.overrides if item not in shared]
-            group.label = f"{group.model} ({' '.join(distinct)})" if distinct else group.model
+            group.label = clip(f"{group.model} ({' '.join(distinct)})" if distinct else group.model)
     seen: dict[str, int] = {}
     for group in groups:  # the same configuration found twice (say two sweep dirs): keep labels unique
         seen[group.label] = seen.get(group.label, 0) + 1
@@ -131,30 +275,56 @@ def _label(groups: list[Group]) -> None:
             group.label = f"{group.label} #{seen[group.label]}"
 
 
+def _broken(path: Path, name: str | Path, reason: str, metrics: Any = None) -> Failure:
+    model = metrics.get("model") if isinstance(metrics, dict) else None
+    shown = clip(model, MAX_NAME_CHARS) if isinstance(model, str) else "?"
+    return Failure(path, shown, f"broken {Path(name).as_posix()}: {reason}", broken=True)
+
+
 def collect(directories: Iterable[str | Path]) -> Collection:
     directories = [Path(directory) for directory in directories]
     groups: dict[tuple[str, tuple[str, ...]], Group] = {}
     failures: list[Failure] = []
-    for path in _below(directories, METRICS_FILE):
-        metrics = _read_json(path)
-        if metrics is None:
+    ignored: list[tuple[Path, str]] = []
+    for path, top in _below(directories, METRICS_FILE):
+        run_dir, metrics = path.parent, None
+        try:
+            metrics = read_run_json(path)
+            if metrics.get("status") != COMPLETED:
+                model = metrics.get("model")
+                error = metrics.get("error", metrics.get("status", "?"))
+                failures.append(Failure(run_dir, clip(model if isinstance(model, str) else "?", MAX_NAME_CHARS),
+                                        clip(error)))
+                continue
+            problem = metrics_problem(metrics)
+            if problem is not None:
+                raise RunFileError(problem)
+        except RunFileError as exc:
+            failures.append(_broken(run_dir, METRICS_FILE, str(exc), metrics))
             continue
-        model = str(metrics.get("model", "?"))
-        if metrics.get("status") != COMPLETED:
-            failures.append(Failure(path.parent, model, str(metrics.get("error", metrics.get("status", "?")))))
+        try:
+            overrides = group_overrides(run_dir, top)
+        except RunFileError as exc:
+            root = run_root(run_dir, top) or run_dir
+            failures.append(_broken(run_dir, os.path.relpath(root / OVERRIDES_FILE, run_dir), str(exc), metrics))
             continue
-        key = (model, group_overrides(path.parent))
-        group = groups.setdefault(key, Group(model=model, overrides=key[1]))
-        predictions = path.parent / PREDICTIONS_FILE
-        group.runs.append(Run(path.parent, metrics, _history(path.parent),
-                              predictions if predictions.is_file() else None))
-    for path in _below(directories, SUMMARY_FILE):
-        summary = _read_json(path)
-        if summary is None or "ensemble" not in summary:
+        key = (metrics["model"], overrides)
+        group = groups.setdefault(key, Group(model=key[0], overrides=overrides))
+        group.runs.append(Run(run_dir, metrics, _history(run_dir, ignored), _predictions(run_dir, ignored)))
+    for path, top in _below(directories, SUMMARY_FILE):
+        try:
+            summary = read_run_json(path)
+            if "ensemble" not in summary:
+                continue
+            problem = _ensemble_problem(summary)
+            if problem is not None:
+                raise RunFileError(problem)
+            key = (summary.get("model"), group_overrides(path.parent, top))
+        except RunFileError as exc:
+            _ignore(path, str(exc), ignored)
             continue
-        key = (str(summary.get("model", "?")), group_overrides(path.parent))
         if key in groups:
             groups[key].ensembles.append(summary["ensemble"])
     ordered = sorted(groups.values(), key=lambda group: (group.model, group.overrides))
     _label(ordered)
-    return Collection(ordered, sorted(failures, key=lambda failure: str(failure.path)))
+    return Collection(ordered, sorted(failures, key=lambda failure: str(failure.path)), ignored)

@@ -2,28 +2,39 @@
 
 The study runs are committed under `docs/results/<study>/<model>/` (archived there from the run dirs with
 `--archive <run root>`, which copies each finished run's metrics, history, predictions and configs, never checkpoints
-or TensorBoard files). This command rebuilds `docs/results/<study>/report/` from those files alone, writes
-`docs/results/summary.md`, and puts the all-studies table between the results markers of README.md and
-docs/models.md.
+or TensorBoard files; only regular files of a run file's size, and predictions that read back: a link in a run dir
+never brings the file it names into docs/). This command rebuilds `docs/results/<study>/report/` from those files
+alone, writes `docs/results/summary.md`, and puts the all-studies table between the results markers of README.md
+and docs/models.md. Run files are read as data, as `python -m fmnist.report` reads them (fmnist.report.collect).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from fmnist.core.atomic import write_text_atomic
-from fmnist.core.run_files import HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
-from fmnist.report.__main__ import build_report
-from fmnist.report.collect import collect
+from fmnist.core.errors import DataError
+from fmnist.core.limits import clip
+from fmnist.core.run_files import (
+    HISTORY_FILE,
+    METRICS_FILE,
+    OVERRIDES_FILE,
+    PREDICTIONS_FILE,
+    RESOLVED_CONFIG_FILE,
+    SUMMARY_FILE,
+    RunFileError,
+    read_predictions,
+    read_run_bytes,
+)
+from fmnist.report.__main__ import build_report, nothing_valid
+from fmnist.report.collect import Collection, collect
 from fmnist.report.compare import model_stats
 from fmnist.report.tables import summary_table as compact_table
 
-KEPT_FILES = (METRICS_FILE, HISTORY_FILE, PREDICTIONS_FILE, SUMMARY_FILE, "resolved_config.yaml",
-              ".hydra/overrides.yaml")
+KEPT_FILES = (METRICS_FILE, HISTORY_FILE, PREDICTIONS_FILE, SUMMARY_FILE, RESOLVED_CONFIG_FILE, OVERRIDES_FILE)
 BEGIN, END = "<!-- study results: begin (python -m fmnist.report.studies) -->", "<!-- study results: end -->"
 COMMAND = "make results"
 
@@ -46,9 +57,16 @@ def archive(source: Path, destination: Path) -> int:
                 continue
             if not finished(path.parent.parent if name.startswith(".hydra") else path.parent):
                 continue
+            try:
+                data = read_run_bytes(path)
+                if name == PREDICTIONS_FILE:
+                    read_predictions(path)
+            except (RunFileError, DataError) as exc:
+                print(f"skipped {clip(path)}: {clip(exc)}", file=sys.stderr)
+                continue
             target = destination / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+            target.write_bytes(data)
             copied += 1
     return copied
 
@@ -63,14 +81,14 @@ def study_dirs(results: Path) -> list[Path]:
     return sorted(path for path in results.iterdir() if path.is_dir() and any(path.rglob(METRICS_FILE)))
 
 
-def summary_table(results: Path) -> str:
+def summary_table(results: Path, collections: dict[Path, Collection] | None = None) -> str:
     """One row per model of every study (folders named study_*; others, such as evidence runs, get their own
     report only), ordered by study and then by CV accuracy."""
     models = []
     for directory in study_dirs(results):
         if not directory.name.startswith("study_"):
             continue
-        collection = collect([directory])
+        collection = (collections or {}).get(directory) or collect([directory])
         found = [model_stats(group) for group in collection.groups]
         models += sorted(found, key=lambda model: -model.val.estimate)
     return compact_table(models)
@@ -107,12 +125,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fmnist: error: no study runs below {args.results}. Fix: run the studies (docs/results/README.md "
               "gives the commands) and archive them with --archive multirun/studies", file=sys.stderr)
         return 2
-    for directory in study_dirs(args.results):
-        build_report([directory], directory / "report", title=f"{study_title(directory.name)} at its own budget",
+    collections = {directory: collect([directory]) for directory in study_dirs(args.results)}
+    message = nothing_valid(Collection([group for found in collections.values() for group in found.groups],
+                                       [failure for found in collections.values() for failure in found.failures]),
+                            [args.results])
+    if message:
+        print(f"fmnist: error: {message}", file=sys.stderr)
+        return 2
+    for directory, collection in collections.items():
+        build_report([directory], directory / "report", collection,
+                     title=f"{study_title(directory.name)} at its own budget",
                      intro=f"Generated by `{COMMAND}` from the runs in this folder; how they were made: "
                            "[docs/results/README.md](../../README.md).")
         print(f"report: {directory / 'report' / 'report.md'}")
-    table = summary_table(args.results)
+    table = summary_table(args.results, collections)
     block = (f"Generated by `{COMMAND}` (`python -m fmnist.report.studies docs/results`) from the runs committed "
              f"under docs/results/; each study's report (pairwise tests, figures) is in "
              f"docs/results/<study>/report/report.md.\n\n{table}")

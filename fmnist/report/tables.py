@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.core.constants import CLASS_NAMES
+from fmnist.core.limits import clip
 from fmnist.core.metric_keys import class_column, class_metric_key
 from fmnist.report.collect import Collection, Group
 
@@ -55,7 +56,7 @@ def group_row(group: Group) -> dict[str, Any]:
             key = class_metric_key("test", metric, name)
             row[class_column("test", label, name)] = mean_std([_number(run.metrics.get(key))
                                                                for run in group.runs])[0]
-    row["overrides"] = " ".join(group.overrides)
+    row["overrides"] = clip(" ".join(group.overrides))
     return row
 
 
@@ -122,7 +123,9 @@ def run_link(path: Path, out: Path) -> str:
 
 
 def failures_table(collection: Collection, out: Path) -> str:
-    body = [[run_link(failure.path, out), failure.model, failure.error[:300]] for failure in collection.failures]
+    body = [[run_link(failure.path, out), clip(failure.model), clip(failure.error)] for failure in collection.failures]
+    body += [[run_link(path.parent, out), "", f"ignored {path.name}: {clip(reason)}"]
+             for path, reason in collection.ignored]
     return markdown_table(("run", "model", "error"), body)
 
 

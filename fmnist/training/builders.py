@@ -15,8 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from fmnist.core.errors import ConfigError
+from fmnist.core.limits import DEFAULT_LIMITS, Limits, run_limits
+from fmnist.core.run_files import CHECKPOINT_DIR
 from fmnist.data.augment import Augmentation
 from fmnist.data.datamodule import FashionMnistDataModule
+from fmnist.models.catalog import ModelTooLarge, build_within
 from fmnist.training.checkpoint_io import AtomicCheckpointIO
 from fmnist.training.grouped import check_grouping
 from fmnist.training.loggers import build_loggers
@@ -45,11 +48,15 @@ def build_datamodule(cfg: DictConfig) -> FashionMnistDataModule:
     )
 
 
-def build_net(model_cfg: DictConfig) -> nn.Module:
+def build_net(model_cfg: DictConfig, limits: Limits = DEFAULT_LIMITS) -> nn.Module:
+    """The model config's backbone, sized on the meta device first so a mistyped width is refused, not allocated."""
     try:
-        return instantiate(model_cfg.net)
+        return build_within(lambda: instantiate(model_cfg.net), limits.max_params)
     except InstantiationException as exc:
         cause = exc.__cause__ or exc
+        if isinstance(cause, ModelTooLarge):
+            raise ConfigError("model.net", f"model {model_cfg.name} would have {cause}",
+                              "check its sizes, or raise limits.max_params=N") from None
         raise ConfigError("model.net", f"cannot build {model_cfg.net.get('_target_')}: {cause}",
                           "check the overrides under model.net against conf/model/" f"{model_cfg.name}.yaml") from exc
 
@@ -86,7 +93,7 @@ def prepare_net(net: nn.Module, model_cfg: DictConfig) -> nn.Module:
 
 def build_module(cfg: DictConfig, net: nn.Module | None = None) -> ClassifierModule:
     """The `module` config's LightningModule around the model's backbone, optimizer and schedule."""
-    net = prepare_net(net if net is not None else build_net(cfg.model), cfg.model)
+    net = prepare_net(net if net is not None else build_net(cfg.model, run_limits(cfg)), cfg.model)
     module_class = instantiate(cfg.module, _partial_=True)  # partial: the run config below is data, not targets
     module = module_class(net=net, optimizer=instantiate(cfg.optimizer), scheduler=build_scheduler(cfg),
                           run_config=OmegaConf.to_container(cfg, resolve=True),
@@ -124,4 +131,4 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     if arguments["enable_model_summary"] is None:
         arguments["enable_model_summary"] = interactive
     return instantiate(arguments, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
-                       plugins=[AtomicCheckpointIO()])
+                       plugins=[AtomicCheckpointIO(run_dir / CHECKPOINT_DIR, run_limits(cfg))])

@@ -10,8 +10,10 @@ from typing import Any
 
 import lightning as L
 import torch
+from torchmetrics import Metric
 
 from fmnist.core.atomic import write_csv_atomic
+from fmnist.training.checkpoints import CheckpointError
 
 log = logging.getLogger("fmnist.train")  # EpochLine's lines read as the train command's own
 
@@ -112,7 +114,16 @@ class EpochHistory(L.Callback):
         return {"rows": self.rows}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.rows = list(state_dict.get("rows", []))
+        """Rows from a checkpoint are data: each a mapping of metric names to numbers, else one line."""
+        rows = state_dict.get("rows", [])
+        valid = isinstance(rows, list) and all(
+            isinstance(row, dict) and all(isinstance(key, str) and isinstance(value, (int, float))
+                                          and not isinstance(value, bool) for key, value in row.items())
+            for row in rows)
+        if not valid:
+            raise CheckpointError("the checkpoint's epoch history is not a list of rows of numbers; it was not "
+                                  "written by fmnist. Fix: continue from a checkpoint fmnist wrote, or start afresh.")
+        self.rows = [dict(row) for row in rows]
 
 
 class EpochLine(L.Callback):
@@ -153,3 +164,26 @@ class EpochLine(L.Callback):
                 f"{time.perf_counter() - self._start:.1f} s")
         self.lines.append(line)
         log.info("%s", line)
+
+
+class SpawnedProcessMetrics(L.Callback):
+    """What the metrics need where the strategy spawns its processes (trainer=ddp_spawn); harmless elsewhere.
+
+    On a CPU, torch.multiprocessing hands each spawned process the module's tensors in shared memory and Lightning
+    un-shares only parameters and buffers: torchmetrics states are neither, so all processes would count into one
+    confusion matrix. A reset at setup gives each process its own. After the test, rank 0's matrix (synchronised
+    over the processes) goes into trainer.callback_metrics, which Lightning sends back to the launching process,
+    whose own module never ran the test.
+    """
+
+    KEY = "test/confusion"
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for metric in pl_module.modules():
+            if isinstance(metric, Metric):
+                metric.reset()
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        matrix = getattr(pl_module, "last_confusion", {}).get("test")
+        if matrix is not None:
+            trainer.callback_metrics[self.KEY] = matrix

@@ -1,21 +1,75 @@
-"""Checkpoint writes that a SIGKILL cannot tear: temp file in the same folder, fsync, then rename."""
+"""How a run's Trainer writes, reads and deletes checkpoints: atomically, safely, and only inside its own folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from fmnist.core.atomic import atomic_writer
+from fmnist.core.limits import DEFAULT_LIMITS, Limits
+from fmnist.training.checkpoints import check_layout, confine_callback_paths, is_bare_state_dict, read_checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's default stages the file in /tmp and `shutil.move`s it, a copy when /tmp is another disk.
 
     A full disk or a read-only folder raises atomic_writer's OutputWriteError, naming the checkpoint file.
+    Reads go through fmnist's checks (weights only, bounded size, known layout) with the callback states'
+    recorded paths confined to `checkpoint_dir`; deletes touch only plain files in that folder.
     """
 
+    def __init__(self, checkpoint_dir: str | Path, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.limits = limits
+        # files this process's Trainer wrote outside that folder (the tuner's .lr_find_*.ckpt), and ddp_spawn's
+        # hand-over files it read: its own, to load in full and to remove
+        self._written: set[Path] = set()
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        # on a full disk torch.save hides the write's ENOSPC behind its own RuntimeError ("unexpected pos");
+        # atomic_writer's stream remembers it, so this still ends as the one-line OutputWriteError
         with atomic_writer(path) as stream:
             torch.save(checkpoint, stream)
+        self._written.add(Path(str(path)).resolve())
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        """Always weights_only, whatever the caller asks: a file never runs code.
+
+        Under trainer=ddp_spawn, Lightning hands the trained weights from the worker to the main process as a bare
+        state_dict in a temporary file: tensors alone are data, so that layout is accepted too, and that exact file
+        may then be removed.
+        """
+        content = read_checkpoint(path, self.limits)
+        if is_bare_state_dict(content):
+            self._written.add(Path(str(path)).resolve())
+            return content
+        check_layout(content, Path(path))
+        return confine_callback_paths(content, self.checkpoint_dir, own=self._is_own(Path(str(path))))
+
+    def remove_checkpoint(self, path: Any) -> None:
+        """Lightning's default removes recursively whatever a callback state names; here only our own files."""
+        target = Path(str(path))
+        if self._is_own(target) and target.is_file() and not target.is_symlink():
+            target.unlink()
+
+    def _is_own(self, path: Path) -> bool:
+        return path.parent.resolve() == self.checkpoint_dir.resolve() or path.resolve() in self._written
+
+
+class RestoreFinished(L.Callback):
+    """Notes when Lightning has restored everything from `ckpt_path` (weights, callbacks, optimizers, schedulers,
+    loops): it does all of that before the sanity check or the first epoch, so an error raised earlier comes from
+    the checkpoint's contents, and fit_and_test names the file instead of showing Lightning's traceback."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.done = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.done = True

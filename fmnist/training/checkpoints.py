@@ -1,27 +1,32 @@
 """The checkpoint format fmnist writes, and the one way to find, read and check such a file.
 
-Only torch here, no Lightning: eval, predict and export refuse a bad file before Lightning is imported,
-and training checks one before Lightning touches it, so a wrong file gets a clear message, not a traceback.
+Only torch here, no Lightning. Every reader of a checkpoint goes through `load_checkpoint` (training through its
+CheckpointIO plugin), so a wrong or hostile file gets one clear line; docs/security.md lists what is checked.
 """
 
 from __future__ import annotations
 
-import json
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from packaging.version import InvalidVersion, Version
 
 from fmnist.core.errors import FmnistError
-from fmnist.core.run_files import CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_FILE
+from fmnist.core.limits import DEFAULT_LIMITS, Limits, clip
+from fmnist.core.run_files import CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_FILE, RunFileError, read_run_json
 
 CHECKPOINT_CONFIG_KEY = "fmnist_config"  # the resolved run config, stored by ClassifierModule.on_save_checkpoint
 NET_PREFIX = "net."  # ClassifierModule holds the backbone as `self.net`
 COMPILED_PREFIX = "_orig_mod."  # torch.compile wraps the backbone; its weights carry this extra prefix
 LAST = "last"  # ckpt_path=last: continue the run dir's newest checkpoint, in place
 BEST_GLOB = "best-*.ckpt"  # ModelCheckpoint's best-epochNNN.ckpt (conf/callbacks/default.yaml)
+LIGHTNING_VERSION_KEY = "pytorch-lightning_version"  # Lightning migrates checkpoints by this version
+PATH_STATE_KEYS = {"dirpath", "best_model_path", "kth_best_model_path", "last_model_path", "best_k_models"}
+SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=-]{0,99}")  # a bare file name: no separator, no '..'
 HOW_TO_FIX = ("Fix: pass ckpt_path=<run dir> or <run dir>/checkpoints/best-epochNNN.ckpt of an fmnist training run "
               "(training also takes ckpt_path=last, to continue its own run)")
 
@@ -39,8 +44,8 @@ def recorded_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint a finished run evaluated (metrics.json's best_ckpt: the averaged weights under SWA), looked
     up in this run dir's checkpoints folder, so a moved or copied run dir still finds it."""
     try:
-        best = json.loads((run_dir / METRICS_FILE).read_text()).get("best_ckpt")
-    except (OSError, ValueError, AttributeError):
+        best = read_run_json(run_dir / METRICS_FILE).get("best_ckpt")
+    except RunFileError:
         return None
     candidate = run_dir / CHECKPOINT_DIR / Path(str(best)).name if best else None
     return candidate if candidate is not None and candidate.is_file() else None
@@ -86,38 +91,131 @@ def resolve_ckpt_path(value: Any, run_dir: str | Path | None = None, *, required
     return path
 
 
-def read_checkpoint(path: str | Path) -> Any:
-    """torch.load with weights_only=True: a checkpoint that would run code is refused, never executed."""
+def _check_container(path: Path, limits: Limits) -> None:
+    """Before unpickling: a zip archive (torch.save's format) of bounded size whose entries are all stored.
+
+    torch writes tensors uncompressed, so a deflated entry can only be a decompression bomb; the legacy
+    non-zip format allocates each storage at the size its pickle declares before reading it, so it is refused.
+    """
+    size = path.stat().st_size
+    if size > limits.max_checkpoint_mb * 2**20:
+        raise CheckpointError(f"ckpt_path {clip(path)}: {size / 2**20:,.0f} MB, over limits.max_checkpoint_mb="
+                              f"{limits.max_checkpoint_mb}. Fix: raise it (limits.max_checkpoint_mb=N) if you trust "
+                              "the file.")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"ckpt_path {clip(path)}: not a zip-format PyTorch checkpoint (the only format "
+                              f"torch.save and Lightning write). {HOW_TO_FIX}.")
     try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"ckpt_path {clip(path)}: a damaged zip archive ({clip(exc, 120)}). "
+                              f"{HOW_TO_FIX}.") from None
+    packed = [entry.filename for entry in entries if entry.compress_type != zipfile.ZIP_STORED]
+    if packed or sum(entry.file_size for entry in entries) > size:
+        raise CheckpointError(f"ckpt_path {clip(path)}: refused, it holds compressed entries "
+                              f"({clip(', '.join(packed), 120)}) that would expand beyond the file's size; torch "
+                              f"never writes those. {HOW_TO_FIX}.")
+
+
+def read_checkpoint(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """torch.load with weights_only=True: a checkpoint that would run code is refused, never executed; its size
+    and layout are checked first (`_check_container`), so a small file cannot take gigabytes."""
+    path = Path(path)
+    try:
+        _check_container(path, limits)
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         message = str(exc)
         if "Unsupported global" in message:
             wanted = message.split("Unsupported global:", 1)[1].split(" was not", 1)[0].strip()
-            raise CheckpointError(f"ckpt_path {path}: refused, loading it would run code ({wanted}); fmnist only "
-                                  f"loads checkpoints that hold plain tensors and values. {HOW_TO_FIX}.") from None
-        raise CheckpointError(f"ckpt_path {path}: refused, it cannot be loaded safely with weights_only=True "
+            raise CheckpointError(f"ckpt_path {clip(path)}: refused, loading it would run code ({clip(wanted, 120)}); "
+                                  f"fmnist only loads checkpoints that hold plain tensors and values. "
+                                  f"{HOW_TO_FIX}.") from None
+        raise CheckpointError(f"ckpt_path {clip(path)}: refused, it cannot be loaded safely with weights_only=True "
                               "(it would run code or build objects other than tensors and plain values, or it is "
                               f"not a PyTorch checkpoint). {HOW_TO_FIX}.") from None
     except EOFError:
-        raise CheckpointError(f"ckpt_path {path}: empty or truncated, not a PyTorch checkpoint. "
+        raise CheckpointError(f"ckpt_path {clip(path)}: empty or truncated, not a PyTorch checkpoint. "
                               f"{HOW_TO_FIX}.") from None
     except RuntimeError as exc:  # a damaged zip archive: torch names the part it could not read
-        reason = str(exc).splitlines()[0].split(". ")[0][:160] if str(exc) else "unreadable"
-        raise CheckpointError(f"ckpt_path {path}: not a readable PyTorch checkpoint ({reason}); it may be truncated. "
-                              f"{HOW_TO_FIX}.") from None
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile):  # e.g. a text file: torch's pickle reader chokes
-        raise CheckpointError(f"ckpt_path {path}: not a PyTorch checkpoint file. {HOW_TO_FIX}.") from None
+        reason = clip(str(exc).splitlines()[0].split(". ")[0], 160) if str(exc) else "unreadable"
+        raise CheckpointError(f"ckpt_path {clip(path)}: not a readable PyTorch checkpoint ({reason}); it may be "
+                              f"truncated. {HOW_TO_FIX}.") from None
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError, OSError, zipfile.BadZipFile):
+        raise CheckpointError(f"ckpt_path {clip(path)}: not a PyTorch checkpoint file. {HOW_TO_FIX}.") from None
 
 
-def load_checkpoint(value: Any) -> dict[str, Any]:
+def is_bare_state_dict(content: Any) -> bool:
+    """A mapping of names to tensors and nothing else (what ddp_spawn's worker hands back)."""
+    return isinstance(content, dict) and bool(content) and all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in content.items())
+
+
+def check_layout(checkpoint: Any, path: Path) -> None:
+    """The entries Lightning and fmnist read back have the types they expect, so none ends in a traceback."""
+    def refuse(problem: str) -> CheckpointError:
+        return CheckpointError(f"ckpt_path {clip(path)}: {problem}. {HOW_TO_FIX}.")
+
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise refuse("a PyTorch file, but not a Lightning checkpoint (it holds no model state_dict)")
+    for key, value in checkpoint["state_dict"].items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise refuse(f"its state_dict entry {clip(key, 80)!r} is a {type(value).__name__}, not a tensor")
+    for key, kind in (("epoch", int), ("global_step", int), ("callbacks", dict), ("loops", dict),
+                      ("optimizer_states", list), ("lr_schedulers", list)):
+        value = checkpoint.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise refuse(f"its {key!r} is a {type(value).__name__}, not {kind.__name__}")
+    version = checkpoint.get(LIGHTNING_VERSION_KEY)
+    try:
+        if version is not None:
+            Version(str(version))
+    except InvalidVersion:
+        raise refuse(f"its {LIGHTNING_VERSION_KEY} {clip(version, 80)!r} is not a version number") from None
+    if not all(isinstance(state, dict) for state in (checkpoint.get("callbacks") or {}).values()):
+        raise refuse("a callback state in it is not a mapping")
+
+
+def load_checkpoint(value: Any, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """The checkpoint dict of a file (or run dir), read safely; anything but a Lightning checkpoint is refused."""
     path = resolve_ckpt_path(value, required=True)
-    checkpoint = read_checkpoint(path)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"ckpt_path {path}: a PyTorch file, but not a Lightning checkpoint (it holds no model "
-                              f"state_dict). {HOW_TO_FIX}.")
+    checkpoint = read_checkpoint(path, limits)
+    check_layout(checkpoint, path)
     return checkpoint
+
+
+def confine_callback_paths(checkpoint: dict[str, Any], checkpoint_dir: Path, own: bool) -> dict[str, Any]:
+    """Callback states name checkpoint files that Lightning later loads or deletes; keep them inside this run.
+
+    The run's `own` checkpoint (from its checkpoints folder, a resume also of a copied run dir, or a file its
+    Trainer wrote) keeps its states with each recorded file re-based to that folder by its bare name; a foreign
+    one loses every such state, so a file can never make Lightning delete or load anything elsewhere.
+    """
+    folder = checkpoint_dir.resolve()
+    states = checkpoint.get("callbacks") or {}
+    for key in list(states):
+        state = states[key]
+        if not PATH_STATE_KEYS & set(state):
+            continue
+        if not own:
+            del states[key]
+            continue
+        for name in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if name in state:
+                state[name] = _rebased(state[name], folder)
+        if "dirpath" in state:
+            state["dirpath"] = str(checkpoint_dir)
+        if isinstance(state.get("best_k_models"), dict):
+            kept = {_rebased(file, folder): score for file, score in state["best_k_models"].items()}
+            state["best_k_models"] = {file: score for file, score in kept.items() if file}
+    return checkpoint
+
+
+def _rebased(recorded: Any, folder: Path) -> str:
+    """A recorded checkpoint path as the file of that name in `folder`; '' when it names no plain file."""
+    name = Path(recorded).name if isinstance(recorded, str) and recorded else ""
+    return str(folder / name) if SAFE_FILE_NAME.fullmatch(name) else ""
 
 
 def run_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
@@ -140,14 +238,14 @@ def net_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return weights
 
 
-def check_checkpoint_matches(path: str | Path, model_name: str) -> dict[str, Any]:
+def check_checkpoint_matches(path: str | Path, model_name: str, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Refuse a checkpoint of another architecture before its weights fail to load halfway."""
-    checkpoint = load_checkpoint(path)
-    saved = run_config(checkpoint, path)["model"]["name"]
+    checkpoint = load_checkpoint(path, limits)
+    saved = clip(run_config(checkpoint, path)["model"]["name"], 120)
     if saved != model_name:
-        raise CheckpointError(f"ckpt_path {path} belongs to model '{saved}', but this run builds '{model_name}'. "
-                              f"Fix: add model={saved} (and that run's other overrides), or pick a {model_name} "
-                              "checkpoint.")
+        raise CheckpointError(f"ckpt_path {clip(path)} belongs to model '{saved}', but this run builds "
+                              f"'{model_name}'. Fix: add model={saved} (and that run's other overrides), or pick a "
+                              f"{model_name} checkpoint.")
     return checkpoint
 
 
@@ -156,10 +254,14 @@ def check_state_dict_fits(checkpoint: dict[str, Any], module: torch.nn.Module, p
     expected = module.state_dict()
     for key, value in checkpoint["state_dict"].items():
         if key in expected and tuple(expected[key].shape) != tuple(value.shape):
-            raise CheckpointError(f"ckpt_path {path} has {key} of shape {tuple(value.shape)}, but this config "
+            raise CheckpointError(f"ckpt_path {clip(path)} has {key} of shape {tuple(value.shape)}, but this config "
                                   f"builds {tuple(expected[key].shape)}. Fix: repeat the overrides of the run "
                                   "that wrote it (see its .hydra/overrides.yaml).")
     missing = sorted(set(expected) - set(checkpoint["state_dict"]))
     if missing:
-        raise CheckpointError(f"ckpt_path {path} lacks {missing[0]} (and {len(missing) - 1} more tensors); "
-                              "it was written by a different architecture.")
+        raise CheckpointError(f"ckpt_path {clip(path)} lacks {clip(missing[0], 80)} (and {len(missing) - 1} more "
+                              "tensors); it was written by a different architecture.")
+    extra = sorted(set(checkpoint["state_dict"]) - set(expected))
+    if extra:
+        raise CheckpointError(f"ckpt_path {clip(path)} holds {clip(extra[0], 80)} (and {len(extra) - 1} more tensors) "
+                              "that this model does not have; it was written by a different architecture.")

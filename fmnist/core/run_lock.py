@@ -1,0 +1,92 @@
+"""One live run per run dir: an OS lock (flock) on a file in the dir, held until the process ends.
+
+Two runs writing one dir overwrite each other's checkpoints and metrics.json and both report success. The lock
+belongs to the open file, so the kernel drops it when its process ends in any way (crash, SIGKILL, OOM killer):
+a dead run never blocks a restart, and there is no stale lock to clean up. Standard library only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from pathlib import Path
+
+from fmnist.core.errors import FmnistError, OutputWriteError
+from fmnist.core.run_files import RUN_LOCK_FILE
+
+log = logging.getLogger("fmnist")
+_held: dict[Path, int] = {}  # run dir -> this process's open, locked lock file
+
+
+class RunDirInUseError(FmnistError):
+    """Another live process is writing this run dir."""
+
+
+def hold_run_dir(run_dir: str | Path) -> None:
+    """Lock `run_dir` for the rest of this process, or raise RunDirInUseError while another live process holds it.
+
+    Taking it again in the same process is a no-op (cv folds, sweep jobs and tests run in one process). Only the
+    process that writes the results calls it: under data parallelism the launching process (global rank 0), never
+    the workers it starts in the same dir. A file system without locks (some network mounts) only gets a warning.
+    """
+    directory = Path(run_dir).resolve()
+    if directory in _held:
+        return
+    path = directory / RUN_LOCK_FILE
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by exec'd children (PEP 446)
+    except OSError as exc:
+        raise OutputWriteError.from_os_error(path, exc) from exc
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(handle)
+        os.close(handle)
+        raise RunDirInUseError(
+            f"{directory} is in use by another run ({holder}); two runs in one run dir would overwrite each other's "
+            "checkpoints and results. Fix: wait for that run to end (or stop it), or give this one its own dir "
+            "(hydra.run.dir=...).") from None
+    except OSError as exc:
+        os.close(handle)
+        log.warning("cannot lock %s (%s): a second run started in this dir would not be refused", path,
+                    exc.strerror or exc)
+        return
+    with suppress(OSError):  # who holds it, for the message of a refused run; a full disk only loses that
+        os.ftruncate(handle, 0)
+        os.write(handle, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+                 .encode())
+    _held[directory] = handle
+
+
+def release_run_dir(run_dir: str | Path) -> None:
+    """Give the dir up before the process ends (the file stays: unlinking a lock file races with its next user)."""
+    handle = _held.pop(Path(run_dir).resolve(), None)
+    if handle is not None:
+        os.close(handle)
+
+
+def _holder(handle: int) -> str:
+    with suppress(OSError):
+        text = os.pread(handle, 200, 0).decode("utf-8", "replace").strip()
+        if text:
+            return text
+    return "a live process"
+
+
+def explicit_run_dir(argv: Sequence[str]) -> Path | None:
+    """The dir a plain single run names on its command line (`hydra.run.dir=...`), so it can be locked before Hydra
+    writes its .hydra/ record into it; None for a sweep or any Hydra flag (-m, --cfg, ...) or a dir Hydra picks."""
+    if any(argument.startswith("-") for argument in argv):
+        return None
+    chosen = ""
+    for argument in argv:
+        key, _, value = argument.partition("=")
+        if key.lstrip("+") == "hydra.run.dir":
+            chosen = value.strip("\"'")  # Lightning's DDP launcher passes hydra.run.dir="<dir>"
+    return Path(chosen) if chosen and "${" not in chosen else None
