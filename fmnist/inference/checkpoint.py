@@ -22,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, MODEL_NAME, Limits, clip
-from fmnist.models.catalog import ModelTooLarge, build_within
+from fmnist.data.batches import INPUT_KINDS
+from fmnist.models.catalog import ModelTooLarge, build_within, registered_model_config
 from fmnist.training.checkpoints import (
     CHECKPOINT_CONFIG_KEY,
     HOW_TO_FIX,
@@ -33,7 +34,6 @@ from fmnist.training.checkpoints import (
     resolve_ckpt_path,
 )
 
-INPUT_KINDS = ("image", "rows")
 # The split and batch keys of `data` that rebuild training's test loader; each an integer or null.
 DATA_KEYS = ("num_folds", "fold", "split_seed", "holdout_size", "train_subset", "batch_size", "eval_batch_size",
              "steps_per_execution")
@@ -99,8 +99,6 @@ def _stored_model(checkpoint: dict[str, Any], path: Path) -> tuple[dict[str, Any
 
 def _catalog_entry(name: str, path: Path) -> DictConfig:
     """The trusted model config of that name; the file only names it."""
-    from fmnist.models.catalog import registered_model_config  # composes with Hydra
-
     try:
         return registered_model_config(name)
     except HydraException:
@@ -173,7 +171,7 @@ def _data_settings(stored: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def rebuilt_config(entry: DictConfig, stored_model: dict[str, Any], stored: dict[str, Any],
-                   target: str, arguments: dict[str, Any], path: Path) -> DictConfig:
+                   arguments: dict[str, Any], path: Path) -> DictConfig:
     """A fresh config holding only checked values: what eval, predict and export read about the run."""
     if stored_model.get("input", entry.input) != entry.input or entry.input not in INPUT_KINDS:
         raise _refuse(path, f"its model.input {clip(stored_model.get('input'), 80)!r} is not the catalog's "
@@ -185,7 +183,7 @@ def rebuilt_config(entry: DictConfig, stored_model: dict[str, Any], stored: dict
     config = {
         "model": {"name": str(entry.name), "family": str(entry.family), "input": str(entry.input),
                   "tta_flip": _flag(stored_model, "tta_flip", path, "model"), "channels_last": False,
-                  "compile": False, "net": {"_target_": target, **arguments}},
+                  "compile": False, "net": {"_target_": str(entry.net._target_), **arguments}},
         "data": _data_settings(stored, path),
         "augmentation": {"flip": _flag(augmentation, "flip", path, "augmentation")},
         "seed": seed,
@@ -203,7 +201,7 @@ def load_model(value: Any, device: str | torch.device = "cpu", limits: Limits = 
     stored_model, stored = _stored_model(checkpoint, path)
     entry = _catalog_entry(stored_model["name"], path)
     cls, arguments = _net_arguments(stored_model, entry, path)
-    config = rebuilt_config(entry, stored_model, stored, str(entry.net._target_), arguments, path)
+    config = rebuilt_config(entry, stored_model, stored, arguments, path)
     net = _build(cls, arguments, config.model.name, path, len(weights), limits)
     try:
         net.load_state_dict(weights)
