@@ -4,14 +4,17 @@ Every fold is an ordinary `fit_and_test` run (fresh module, trainer, callbacks, 
 so each fold reads like a train run; TensorBoard versions are `<run dir>/tensorboard/fold_<k>`.
 Re-running the same command in the same run dir (`hydra.run.dir=<it>`) skips completed folds and resumes an
 interrupted one from its last checkpoint.
+
+Repeated k-fold (`cv.repeats=r`): the folds of data.split_seed, then of split_seed + 1, ... (r different
+partitions of the train set); the first partition's folds stay in `fold_<k>/`, each further one goes in
+`split_seed_<s>/fold_<k>/`, so adding repeats to a finished CV trains only the new folds. The report pairs two
+models by (split seed, fold) and tests them with the corrected repeated k-fold t-test (fmnist.report.stats).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import math
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,8 @@ from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import ConfigError
 from fmnist.core.extras import apply_extras, percent, print_summary
 from fmnist.core.job_failures import describe, write_failure
+from fmnist.core.metric_keys import run_scalars
+from fmnist.core.numbers import is_finite_number, mean_and_std
 from fmnist.core.run_files import (
     COMPLETED,
     METRICS_FILE,
@@ -37,6 +42,7 @@ from fmnist.core.run_files import (
     RunFileError,
     read_run_json,
 )
+from fmnist.data.folds import check_split_seed
 from fmnist.inference.ensemble import ensemble_test_metrics
 from fmnist.report.collect import metrics_problem
 from fmnist.train import RunInterrupted, fit_and_test
@@ -45,13 +51,16 @@ from fmnist.training.config_checks import check_train_config
 from fmnist.training.loggers import share_run_dir
 from fmnist.training.process import apply_process_settings
 
-# Per-fold figures summarised besides every "<stage>/..." scalar.
-EXTRA_SCALARS = ("params", "epochs", "best_epoch", "train_seconds", "ms_per_step", "images_per_second")
 log = logging.getLogger("fmnist.cv")
 
 
-def fold_dir(run_dir: Path, fold: int) -> Path:
-    return run_dir / f"fold_{fold}"
+def repeat_dir(run_dir: Path, split_seed: int | None = None, base_seed: int | None = None) -> Path:
+    """Where one partition's folds live: the run dir for the first (data.split_seed), a subfolder for repeats."""
+    return run_dir if split_seed == base_seed else run_dir / f"split_seed_{split_seed}"
+
+
+def fold_dir(run_dir: Path, fold: int, split_seed: int | None = None, base_seed: int | None = None) -> Path:
+    return repeat_dir(run_dir, split_seed, base_seed) / f"fold_{fold}"
 
 
 def completed_metrics(directory: Path) -> dict[str, Any] | None:
@@ -81,29 +90,49 @@ def selected_folds(cfg: DictConfig) -> list[int]:
     return folds
 
 
-def fold_config(cfg: DictConfig, fold: int, run_dir: Path) -> DictConfig:
-    """The run config of one fold: its own output dir; the loggers of all folds share the run dir."""
+def selected_splits(cfg: DictConfig) -> list[int]:
+    """The split seeds of a repeated k-fold: data.split_seed, data.split_seed + 1, ... (cv.repeats of them)."""
+    repeats = cfg.cv.get("repeats", 1)
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ConfigError("cv.repeats", f"{repeats!r} is not a positive number of repeats",
+                          "use cv.repeats=1 (plain k-fold) or more, e.g. cv.repeats=3")
+    base = cfg.data.split_seed
+    if not isinstance(base, int) or isinstance(base, bool):
+        raise ConfigError("data.split_seed", f"{base!r} is not an integer", "use e.g. data.split_seed=0")
+    check_split_seed(base + repeats - 1)
+    return [check_split_seed(base + repeat) for repeat in range(repeats)]
+
+
+def fold_config(cfg: DictConfig, fold: int, run_dir: Path, split_seed: int | None = None) -> DictConfig:
+    """The run config of one fold: its own output dir; the loggers of all folds of one partition share its dir
+    (the run dir for data.split_seed's folds, split_seed_<s>/ for a repeat's)."""
     fold_cfg = copy.deepcopy(cfg)
+    base = cfg.data.split_seed
+    split_seed = base if split_seed is None else split_seed
+    shared = repeat_dir(run_dir, split_seed, base)
     with open_dict(fold_cfg):
         fold_cfg.data.fold = fold
-        # every logger's save_dir (and MLflow's store) resolved against the run dir: one TensorBoard dir with a
+        fold_cfg.data.split_seed = split_seed
+        # every logger's save_dir (and MLflow's store) resolved against the shared dir: one TensorBoard dir with a
         # version per fold, one MLflow store with a run per fold
-        fold_cfg.paths.output_dir = str(run_dir)
+        fold_cfg.paths.output_dir = str(shared)
         share_run_dir(fold_cfg.get("logger"))
-        fold_cfg.paths.output_dir = str(fold_dir(run_dir, fold))
+        fold_cfg.paths.output_dir = str(shared / f"fold_{fold}")
         fold_cfg.ckpt_path = LAST  # an interrupted fold continues from its own last.ckpt, a new one starts fresh
     return fold_cfg
 
 
-def run_fold(cfg: DictConfig, fold: int, run_dir: Path) -> dict[str, Any]:
-    directory = fold_dir(run_dir, fold)
+def run_fold(cfg: DictConfig, fold: int, run_dir: Path, split_seed: int | None = None) -> dict[str, Any]:
+    base = cfg.data.split_seed
+    split_seed = base if split_seed is None else split_seed
+    directory = fold_dir(run_dir, fold, split_seed, base)
     done = completed_metrics(directory)
     if done is not None:
-        log.info("fold %d already completed (%s); skipped", fold, directory / METRICS_FILE)
+        log.info("fold %d (split seed %d) already completed (%s); skipped", fold, split_seed, directory / METRICS_FILE)
         return done
-    fold_cfg = fold_config(cfg, fold, run_dir)
+    fold_cfg = fold_config(cfg, fold, run_dir, split_seed)
     if last_checkpoint(directory).is_file():
-        log.info("fold %d resumes from its last checkpoint", fold)
+        log.info("fold %d (split seed %d) resumes from its last checkpoint", fold, split_seed)
     try:
         return fit_and_test(fold_cfg, directory)
     except Exception as exc:  # not RunInterrupted (a SystemExit): fit_and_test marked that fold "interrupted"
@@ -111,36 +140,39 @@ def run_fold(cfg: DictConfig, fold: int, run_dir: Path) -> dict[str, Any]:
         raise
 
 
-def is_scalar(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def summarize(folds: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-fold values of every scalar, and their mean and sample standard deviation (ddof=1) over folds."""
-    keys = [key for key, value in folds[0].items()
-            if is_scalar(value) and ("/" in key or key in EXTRA_SCALARS)]
+    keys = list(run_scalars(folds[0]))
     per_fold = {key: [fold.get(key) for fold in folds] for key in keys}
     mean, std = {}, {}
     for key, values in per_fold.items():
-        numbers = [value for value in values if is_scalar(value)]
-        if len(numbers) == len(values):
-            mean[key] = statistics.fmean(numbers)
-            std[key] = statistics.stdev(numbers) if len(numbers) > 1 else None
+        if all(is_finite_number(value) for value in values):
+            mean[key], std[key] = mean_and_std(values)
     return {"per_fold": per_fold, "mean": mean, "std": std, "std_ddof": 1}
 
 
-def build_summary(run_dir: Path, folds: list[int], results: list[dict[str, Any]], ensemble: bool) -> dict[str, Any]:
-    """cv_summary.json's content, from the folds' metrics alone (and their test predictions for the ensemble)."""
+def build_summary(run_dir: Path, folds: list[int], results: list[dict[str, Any]], ensemble: bool,
+                  split_seeds: list[int] | None = None) -> dict[str, Any]:
+    """cv_summary.json's content, from the folds' metrics alone (and their test predictions for the ensemble).
+
+    `folds` and `split_seeds` run in parallel, one entry per fitted fold; a plain k-fold leaves split_seeds None
+    and its summary as it always was, a repeated one lists each fold's split seed (the first is data.split_seed).
+    """
+    seeds = split_seeds or [None] * len(folds)
+    base = seeds[0]
+    directories = [fold_dir(run_dir, fold, seed, base) for fold, seed in zip(folds, seeds, strict=True)]
     summary: dict[str, Any] = {
         "model": results[0]["model"],
         "num_folds": results[0]["num_folds"],
         "folds": folds,
-        "fold_dirs": [str(fold_dir(run_dir, fold)) for fold in folds],
+        **({"split_seeds": split_seeds} if split_seeds else {}),
+        "fold_dirs": [str(directory) for directory in directories],
         **summarize(results),
-        "fold_test": [{"fold": fold, **{key: value for key, value in result.items() if key.startswith("test/")}}
-                      for fold, result in zip(folds, results, strict=True)],
+        "fold_test": [{"fold": fold, **({"split_seed": seed} if split_seeds else {}),
+                       **{key: value for key, value in result.items() if key.startswith("test/")}}
+                      for fold, seed, result in zip(folds, seeds, results, strict=True)],
     }
-    predictions = [fold_dir(run_dir, fold) / PREDICTIONS_FILE for fold in folds]
+    predictions = [directory / PREDICTIONS_FILE for directory in directories]
     if ensemble and all(path.is_file() for path in predictions):
         summary["ensemble"] = ensemble_test_metrics(predictions)
     elif ensemble:  # e.g. data-parallel folds, whose processes each tested a shard
@@ -152,11 +184,15 @@ def build_summary(run_dir: Path, folds: list[int], results: list[dict[str, Any]]
 def cross_validate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_train_config(cfg)
     folds = selected_folds(cfg)
-    results = [run_fold(cfg, fold, run_dir) for fold in folds]
-    summary = build_summary(run_dir, folds, results, cfg.cv.ensemble)
+    splits = selected_splits(cfg)
+    units = [(split_seed, fold) for split_seed in splits for fold in folds]
+    results = [run_fold(cfg, fold, run_dir, split_seed) for split_seed, fold in units]
+    repeated = [split_seed for split_seed, _ in units] if len(splits) > 1 else None
+    summary = build_summary(run_dir, [fold for _, fold in units], results, cfg.cv.ensemble, repeated)
     if cfg.cv.write_summary:
         write_json_atomic(run_dir / SUMMARY_FILE, summary)
-    log.info("%s: %d-fold CV val/acc %.4f +- %.4f%s; %s", cfg.model.name, len(folds),
+    log.info("%s: %d-fold CV%s val/acc %.4f +- %.4f%s; %s", cfg.model.name, len(folds),
+             f" x {len(splits)} split seeds" if len(splits) > 1 else "",
              summary["mean"]["val/acc"], summary["std"]["val/acc"] or 0.0,
              f", ensemble test/acc {summary['ensemble']['test/acc']:.4f}" if "ensemble" in summary else "",
              f"summary in {run_dir / SUMMARY_FILE}" if cfg.cv.write_summary else f"folds in {run_dir}")
@@ -226,7 +262,9 @@ def print_cv_summary(cfg: DictConfig, summary: dict[str, Any], run_dir: Path) ->
     seconds = sum(value for value in summary["per_fold"].get("train_seconds", []) if value is not None)
     notes = [f"training: {seconds:.1f} s over {len(summary['folds'])} folds",
              f"results: {run_dir} ({SUMMARY_FILE}, fold_<k>/)"]
-    print_summary(cfg, f"{summary['model']}: {len(summary['folds'])}-fold cross-validation",
+    repeats = len(set(summary.get("split_seeds") or [None]))
+    kind = f"{len(set(summary['folds']))}-fold cross-validation" + (f" x {repeats} split seeds" if repeats > 1 else "")
+    print_summary(cfg, f"{summary['model']}: {kind}",
                   ("", "val (folds)", "test (folds)", "test (ensemble)"), rows, notes)
 
 

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
-import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -22,33 +20,18 @@ from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.constants import CLASS_NAMES
 from fmnist.core.limits import run_limits
-from fmnist.core.metric_keys import flatten_per_class
 from fmnist.core.run_files import CHECKPOINT_DIR, COMPLETED, METRICS_FILE, RunFileError, read_run_json
 from fmnist.inference.calibration import expected_calibration_error, reliability_diagram
 from fmnist.inference.checkpoint import LoadedModel, load_model
 from fmnist.inference.gallery import mistakes_gallery
-from fmnist.inference.predictor import pick_device, predict, resolve_tta
+from fmnist.inference.predictor import classifier, inference_trainer, resolve_tta
 from fmnist.inference.reports import per_class_rows, save_figure, write_per_class
-from fmnist.inference.testset import official_test_batches
+from fmnist.inference.testset import run_datamodule
 from fmnist.training.figures import confusion_heatmap
-from fmnist.training.metrics import confusion_matrix, per_class_metrics, summary_metrics
 
 log = logging.getLogger("fmnist.eval")  # not __name__: run as __main__ by python -m
 FILES = {"confusion": "confusion.png", "per_class_csv": "per_class.csv", "per_class_md": "per_class.md",
          "mistakes": "mistakes.png", "reliability": "reliability.png"}
-
-
-def official_metrics(logits: torch.Tensor, targets: torch.Tensor) -> tuple[dict[str, Any], dict[str, torch.Tensor],
-                                                                         torch.Tensor]:
-    """The same torchmetrics collections, keys and class names as training's test stage."""
-    summary = summary_metrics("test")
-    per_class = per_class_metrics()
-    confusion = confusion_matrix()
-    scalars = {key: float(value) for key, value in summary(logits, targets).items()}
-    scalars["test/loss"] = float(F.cross_entropy(logits.double(), targets))
-    per_class_values = {name: values.cpu() for name, values in per_class(logits, targets).items()}
-    scalars.update(flatten_per_class("test", per_class_values, CLASS_NAMES))
-    return scalars, per_class_values, confusion(logits, targets).cpu()
 
 
 def training_test_acc(model: LoadedModel) -> float | None:
@@ -67,26 +50,29 @@ def training_test_acc(model: LoadedModel) -> float | None:
     return float(reported) if same else None
 
 
-def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """`trainer.test` of the checkpoint's ClassifierModule on its run's test set; every figure is the test stage's."""
     started = time.perf_counter()
-    device = pick_device(str(cfg.device))
-    model = load_model(cfg.ckpt_path, device, run_limits(cfg))
+    trainer = inference_trainer(str(cfg.device))
+    model = load_model(cfg.ckpt_path, "cpu", run_limits(cfg))
     tta = resolve_tta(str(cfg.eval.tta), model.config)
     trained_with_flips = model.config.get("augmentation", {}).get("flip", False) or model.config.model.get(
         "tta_flip", False)
     if tta == "flip" and not trained_with_flips:
         log.warning("%s was trained without augmentation.flip: mirrored images are new to it, so flip TTA may "
                     "lower its accuracy", model.name)
-    loader = official_test_batches(model.config, cfg.data)
-    logits = predict(model.net, (x for x, _ in loader), device, tta)
-    targets = loader.labels.cpu()
-    images = loader.images.cpu()
-    scalars, per_class, confusion = official_metrics(logits, targets)
-    probabilities = logits.softmax(dim=1)
+    module = classifier(model, tta)
+    datamodule = run_datamodule(model.config, cfg.data)
+    results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    scalars = {key: float(value) for key, value in results.items()}  # training's test/* names, as its metrics.json
+    confusion = module.last_confusion["test"]
+    assert module.last_test_outputs is not None  # set by every test epoch that saw a batch
+    probabilities, targets = module.last_test_outputs
+    images = datamodule.test_dataloader().images.cpu()
 
     title = f"{model.name} ({model.path.name}{', flip TTA' if tta == 'flip' else ''})"
     save_figure(confusion_heatmap(confusion, CLASS_NAMES, f"test confusion, {title}"), run_dir / FILES["confusion"])
-    write_per_class(per_class_rows(per_class, confusion, CLASS_NAMES), run_dir / FILES["per_class_csv"],
+    write_per_class(per_class_rows(scalars, confusion, CLASS_NAMES), run_dir / FILES["per_class_csv"],
                     run_dir / FILES["per_class_md"])
     count = int(cfg.eval.gallery_size)
     save_figure(mistakes_gallery(images, probabilities, targets, CLASS_NAMES, count,
@@ -131,7 +117,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def main(cfg: DictConfig) -> float:
     """Return the test accuracy (eval selects nothing, so reporting test here is safe)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    metrics = run_guarded(lambda: evaluate(cfg, run_dir))
+    metrics = run_guarded(lambda: run_eval(cfg, run_dir))
     return float(metrics["test/acc"])
 
 

@@ -128,9 +128,11 @@ def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         Path(temporary).unlink(missing_ok=True)
 
     layout = "(B, 1, 28, 28)" if model.input_kind == "image" else "(B, 28, 28)"
+    mean, std = loader.transform.mean, loader.transform.std  # the datamodule's, from the train images
     report = {"task": "export", "format": kind, "file": str(output), "bytes": output.stat().st_size,
               "ckpt_path": str(model.path), "model": model.name, "input": f"normalised float32 {layout}, "
-              "dynamic batch B: (pixels / 255 - 0.2860) / 0.3530", "input_name": "x", "output": "logits (B, 10)",
+              f"dynamic batch B: (pixels / 255 - {mean:.4f}) / {std:.4f}", "input_name": "x",
+              "output": "logits (B, 10)",
               # The file holds the backbone alone; a run tested with model.tta_flip averaged it over mirror images.
               "model_tta_flip_not_included": bool(model.config.model.get("tta_flip", False)),
               **check, "status": "verified"}

@@ -20,9 +20,9 @@ from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.constants import CLASS_NAMES, NUM_CLASSES
 from fmnist.core.limits import run_limits
 from fmnist.inference.checkpoint import load_model
-from fmnist.inference.images import Conversion, InputSet, read_inputs
-from fmnist.inference.predictor import image_batches, pick_device, predict, resolve_tta, training_transform
-from fmnist.inference.testset import official_test_batches
+from fmnist.inference.images import Conversion, read_inputs
+from fmnist.inference.predictor import classifier, image_loader, inference_trainer, resolve_tta
+from fmnist.inference.testset import official_test_batches, test_transform
 
 log = logging.getLogger("fmnist.predict")  # not __name__: run as __main__ by python -m
 TEST_INPUT = "test"
@@ -48,31 +48,29 @@ def prediction_rows(names: list[str], probabilities: torch.Tensor, decimals: int
 def run_predict(cfg: DictConfig) -> dict[str, Any]:
     output = Path(str(cfg.output))
     refuse_special_target(output)  # before any work: a symlink or device node is never replaced
-    device = pick_device(str(cfg.device))
-    model = load_model(cfg.ckpt_path, device, run_limits(cfg))
-    tta = resolve_tta(str(cfg.tta), model.config)
+    trainer = inference_trainer(str(cfg.device))
+    model = load_model(cfg.ckpt_path, "cpu", run_limits(cfg))
+    module = classifier(model, resolve_tta(str(cfg.tta), model.config))
     source = str(cfg.input)
-    labels = None
+    labels, skipped = None, []
     if source == TEST_INPUT:
         loader = official_test_batches(model.config, cfg.data)
-        inputs = InputSet(names=[str(i) for i in range(len(loader.labels))], images=loader.images, skipped=[])
-        logits = predict(model.net, (x for x, _ in loader), device, tta)
-        labels = loader.labels.cpu()
+        names, labels = [str(i) for i in range(len(loader.labels))], loader.labels.cpu()
     else:
         inputs = read_inputs(Path(source), conversion_from(cfg), run_limits(cfg))
-        batches = image_batches(inputs.images, training_transform(model.input_kind), int(cfg.batch_size))
-        logits = predict(model.net, batches, device, tta)
+        names, skipped = inputs.names, [name for name, _ in inputs.skipped]
+        loader = image_loader(inputs.images, test_transform(model, cfg.data), int(cfg.batch_size))
+    logits = torch.cat([batch.float().cpu() for batch in trainer.predict(module, dataloaders=loader) or []])
     probabilities = logits.softmax(dim=1)
-    write_csv_atomic(output, prediction_rows(inputs.names, probabilities, int(cfg.decimals)))
+    write_csv_atomic(output, prediction_rows(names, probabilities, int(cfg.decimals)))
 
-    summary: dict[str, Any] = {"input": source, "output": str(output), "predicted": len(inputs.names),
-                               "skipped": [name for name, _ in inputs.skipped]}
+    summary: dict[str, Any] = {"input": source, "output": str(output), "predicted": len(names), "skipped": skipped}
     if labels is not None:
         summary["acc"] = float((probabilities.argmax(dim=1) == labels).float().mean())
         log.info("accuracy on the official test set: %.4f", summary["acc"])
-    if inputs.skipped:
-        log.warning("skipped %d unreadable file(s): %s", len(inputs.skipped), ", ".join(summary["skipped"]))
-    log.info("%s: predicted %d image(s) from %s -> %s", model.name, len(inputs.names), source, output)
+    if skipped:
+        log.warning("skipped %d unreadable file(s): %s", len(skipped), ", ".join(skipped))
+    log.info("%s: predicted %d image(s) from %s -> %s", model.name, len(names), source, output)
     return summary
 
 

@@ -41,6 +41,7 @@ from fmnist.core.run_files import (
     write_predictions,
 )
 from fmnist.core.run_lock import explicit_run_dir, hold_run_dir
+from fmnist.models.catalog import count_params
 from fmnist.training.builders import build_datamodule, build_module, build_trainer
 from fmnist.training.callbacks import EpochHistory, SpawnedProcessMetrics, StepTimer
 from fmnist.training.checkpoint_io import RestoreFinished
@@ -86,8 +87,8 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
     return container
 
 
-def checkpoint_to_evaluate(trainer: L.Trainer, run_dir: Path) -> str | None:
-    """The weights that validation, test, metrics.json's best_ckpt, eval and predict all use after fit.
+def prepare_final_checkpoint(trainer: L.Trainer, run_dir: Path) -> str | None:
+    """Settle the weights that validation, test, best_ckpt, eval and predict use after fit; return their checkpoint.
 
     Without weight averaging: the checkpoint picked on validation (None without a checkpoint callback: the final
     weights). Lightning's EMA / WeightAveraging validates and checkpoints its averaged weights, so its best
@@ -225,7 +226,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     # epochs trained: history's rows, since SWA's BatchNorm pass after the last epoch counts as one more to Lightning
     epochs = len(rows) if rows else trainer.current_epoch
 
-    checkpoint = checkpoint_to_evaluate(trainer, run_dir)
+    checkpoint = prepare_final_checkpoint(trainer, run_dir)
     best = checkpoint or ""
     val = _scalars(trainer.validate(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False,
                                     weights_only=True))
@@ -240,7 +241,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "model": cfg.model.name,
         "family": cfg.model.family,
         "input": cfg.model.input,
-        "params": sum(parameter.numel() for parameter in module.net.parameters()),
+        "params": count_params(module.net),
         "epochs": epochs,
         "best_epoch": best_epoch,
         "fold": cfg.data.fold,

@@ -4,9 +4,6 @@ speedrun recipe learns, and the cheap per-step training metrics equal torchmetri
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +15,7 @@ from fmnist.models.fast_cnn import FastCNN
 from fmnist.training.builders import build_module
 from fmnist.training.metrics import summary_metrics
 from fmnist.training.tally import EpochTally, summary_from_confusion
-from tests.conftest import DATA_DIR, REPO
-from tests.test_config import compose
+from tests.helpers import compose, run_cli, run_dirs_released
 
 # conf/model/fast_cnn.yaml, by hand: 3x3 convs without bias 1->48, 48->48, 48->96, 96->96, 96->192, 192->192;
 # six BatchNorms (weight + bias); linear 192*3*3 -> 10 without bias.
@@ -27,19 +23,24 @@ FAST_CNN_PARAMS = (9 * (48 + 48 * 48 + 48 * 96 + 96 * 96 + 96 * 192 + 192 * 192)
                    + 2 * 2 * (48 + 96 + 192) + 192 * 9 * 10)
 
 
-def run_bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FMNIST_DATA_DIR": str(DATA_DIR), "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "fmnist.bench", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+def run_bench(*args: str) -> dict:
+    """The bench command's job in this process: `python -m fmnist.bench <args>`'s report."""
+    from fmnist.bench.__main__ import main
+
+    with run_dirs_released():
+        return main(list(args))
 
 
 def positive(value: float) -> bool:
     return isinstance(value, float) and value > 0 and value == value and value != float("inf")
 
 
+@pytest.mark.cli
 def test_quick_bench_writes_bench_json(tmp_path: Path) -> None:
+    """`python -m fmnist.bench` as a user runs it: the bench command's one start in the suite."""
     output = tmp_path / "bench.json"
-    done = run_bench("--quick", "--models", "conv_maxpool", "no_such_model", "--output", str(output))
+    done = run_cli("fmnist.bench", "--quick", "--models", "conv_maxpool", "no_such_model", "--output", str(output),
+                   timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     report = json.loads(output.read_text())
     assert {"machine", "targets", "training", "data_pipeline", "skipped"} <= set(report)
@@ -74,10 +75,10 @@ def test_quick_bench_writes_bench_json(tmp_path: Path) -> None:
 def test_time_to_accuracy_trains_the_speedrun_and_it_learns(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
     # narrower blocks than the recipe's 48/96/192: the same recipe, a quarter of the compute in the default suite
-    done = run_bench("--quick", "--time-to-accuracy", "0.5", "--runs", "1", "--output", str(output),
-                     "model.net.widths=[24,48,96]")
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    report = run_bench("--quick", "--time-to-accuracy", "0.5", "--runs", "1", "--output", str(output),
+                       "model.net.widths=[24,48,96]")
     result = json.loads(output.read_text())["time_to_accuracy"]
+    assert report["time_to_accuracy"] == result
     assert result["experiment"] == "speedrun" and result["target"] == 0.5 and len(result["runs"]) == 1
     assert result["overrides"][-1] == "model.net.widths=[24,48,96]"
     run = result["runs"][0]
@@ -91,10 +92,9 @@ def test_time_to_accuracy_trains_the_named_experiment_with_overrides_of_its_own_
     # speedrun_gpu picks trainer=gpu; the overrides move it to the CPU and shrink its widths, a key the plain
     # config does not have: both must reach the probe and the runs.
     output = tmp_path / "bench.json"
-    done = run_bench("--quick", "--time-to-accuracy", "0.5", "--runs", "1", "--experiment", "speedrun_gpu",
-                     "--output", str(output), "trainer=cpu", "trainer.precision=32-true",
-                     "model.net.widths=[16,32,64]", "data.train_subset=16384")
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    run_bench("--quick", "--time-to-accuracy", "0.5", "--runs", "1", "--experiment", "speedrun_gpu",
+              "--output", str(output), "trainer=cpu", "trainer.precision=32-true", "model.net.widths=[16,32,64]",
+              "data.train_subset=16384")
     result = json.loads(output.read_text())["time_to_accuracy"]
     assert result["experiment"] == "speedrun_gpu"
     run_dir = Path(result["runs"][0]["run_dir"])
@@ -103,13 +103,13 @@ def test_time_to_accuracy_trains_the_named_experiment_with_overrides_of_its_own_
 
 
 def test_speedrun_gpu_recipe() -> None:
-    cfg = compose(["experiment=speedrun_gpu"])
+    cfg = compose("train", "experiment=speedrun_gpu")
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark
     assert list(cfg.model.net.widths) == [64, 128, 256] and cfg.data.batch_size == 512
     assert cfg.trainer.max_epochs == 10 and cfg.optimizer.lr == pytest.approx(1e-2)
     assert cfg.augmentation.flip is True and cfg.augmentation.translate == 2
     assert cfg.model.tta_flip is True and cfg.scheduler.name == "onecycle"  # inherited from speedrun
-    net = build_module(compose(["experiment=speedrun_gpu", "trainer=cpu"])).net
+    net = build_module(compose("train", "experiment=speedrun_gpu", "trainer=cpu")).net
     assert sum(parameter.numel() for parameter in net.parameters()) == 1_168_192
 
 
@@ -121,7 +121,7 @@ def test_study_batch_sizes_come_from_the_recipes() -> None:
 
 
 def test_fast_cnn_size_and_shapes() -> None:
-    cfg = compose(["model=fast_cnn"])
+    cfg = compose("train", "model=fast_cnn")
     module = build_module(cfg)
     assert sum(parameter.numel() for parameter in module.net.parameters()) == FAST_CNN_PARAMS
     plain = FastCNN(widths=(48, 96, 192), extra_conv=True, head="flatten")
@@ -135,14 +135,14 @@ def test_fast_cnn_size_and_shapes() -> None:
 
 
 def test_speedrun_recipe() -> None:
-    cfg = compose(["experiment=speedrun"])
+    cfg = compose("train", "experiment=speedrun")
     assert cfg.model.name == "fast_cnn" and cfg.model.tta_flip is True
     assert cfg.scheduler.name == "onecycle" and cfg.regularization.label_smoothing > 0
     assert cfg.augmentation.flip is True and cfg.data.batch_size >= 128
 
 
 def test_tta_flip_averages_the_logits_of_the_mirror_image() -> None:
-    cfg = compose(["model=conv_maxpool", "model.tta_flip=true"])
+    cfg = compose("train", "model=conv_maxpool", "model.tta_flip=true")
     torch.manual_seed(0)
     module = build_module(cfg).eval()
     assert module.tta_flip is True
@@ -151,7 +151,7 @@ def test_tta_flip_averages_the_logits_of_the_mirror_image() -> None:
         expected = (module.net(x) + module.net(x.flip(-1))) / 2
         assert torch.allclose(module.eval_logits(x), expected)
         assert not torch.allclose(module.eval_logits(x), module.net(x))
-    assert build_module(compose(["model=conv_maxpool"])).tta_flip is False
+    assert build_module(compose("train", "model=conv_maxpool")).tta_flip is False
 
 
 @pytest.mark.parametrize("missing_class", [None, 3])

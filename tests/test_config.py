@@ -7,22 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
 
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.data.batches import INPUT_KINDS
 from fmnist.training.builders import build_callbacks, build_datamodule, build_module, build_scheduler
-from tests.conftest import compose_config
+from tests.helpers import compose
 
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra")
 
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
-
-
-def compose(overrides: list[str], tmp: str = "/tmp/fmnist-test-run") -> DictConfig:
-    return compose_config("train", *overrides, f"paths.output_dir={tmp}")
 
 
 def test_every_group_has_options() -> None:
@@ -39,7 +34,7 @@ def test_every_group_has_options() -> None:
 
 @pytest.mark.parametrize("option", options("model"))
 def test_model_options_build(option: str) -> None:
-    cfg = compose([f"model={option}"])
+    cfg = compose("train", f"model={option}")
     assert cfg.model.name == option and cfg.model.input in INPUT_KINDS and cfg.model.family in ("cnn", "sequence")
     module = build_module(cfg)
     x = torch.zeros(2, 1, 28, 28) if cfg.model.input == "image" else torch.zeros(2, 28, 28)
@@ -49,7 +44,7 @@ def test_model_options_build(option: str) -> None:
 @pytest.mark.parametrize("option", options("optimizer"))
 @pytest.mark.parametrize("regularization", options("regularization"))
 def test_optimizer_and_regularization_options_build(option: str, regularization: str) -> None:
-    cfg = compose([f"optimizer={option}", f"regularization={regularization}"])
+    cfg = compose("train", f"optimizer={option}", f"regularization={regularization}")
     optimizer = instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(3))])
     assert optimizer.defaults["lr"] == cfg.optimizer.lr
     assert optimizer.defaults["weight_decay"] == cfg.regularization.weight_decay
@@ -58,7 +53,7 @@ def test_optimizer_and_regularization_options_build(option: str, regularization:
 
 @pytest.mark.parametrize("option", options("scheduler"))
 def test_scheduler_options_build(option: str) -> None:
-    spec = build_scheduler(compose([f"scheduler={option}"]))
+    spec = build_scheduler(compose("train", f"scheduler={option}"))
     if option == "none":
         assert spec is None
         return
@@ -69,13 +64,13 @@ def test_scheduler_options_build(option: str) -> None:
 
 @pytest.mark.parametrize("option", options("augmentation"))
 def test_augmentation_options_build(option: str) -> None:
-    cfg = compose([f"augmentation={option}"])
+    cfg = compose("train", f"augmentation={option}")
     assert build_datamodule(cfg).augmentation.active == (option != "none")
 
 
 @pytest.mark.parametrize("option", options("trainer"))
 def test_trainer_options_compose(option: str) -> None:
-    cfg = compose([f"trainer={option}"])
+    cfg = compose("train", f"trainer={option}")
     expected = {"ddp": "auto", "ddp_spawn": "auto", "gpu_per_job": "gpu"}.get(option, option)
     assert cfg.trainer.accelerator == expected
     if option.startswith("ddp"):
@@ -87,7 +82,7 @@ def test_trainer_options_compose(option: str) -> None:
 @pytest.mark.parametrize("logger", options("logger"))
 @pytest.mark.parametrize("callbacks", options("callbacks"))
 def test_logger_and_callback_options_build(logger: str, callbacks: str, tmp_path: Path) -> None:
-    cfg = compose([f"logger={logger}", f"callbacks={callbacks}"], tmp=str(tmp_path))
+    cfg = compose("train", f"logger={logger}", f"callbacks={callbacks}", output_dir=tmp_path)
     built_logger = instantiate(cfg.logger) if cfg.logger else None
     assert (built_logger is None) == (logger == "none")
     built = build_callbacks(cfg, has_logger=built_logger is not None, interactive=False)
@@ -96,12 +91,12 @@ def test_logger_and_callback_options_build(logger: str, callbacks: str, tmp_path
 
 @pytest.mark.parametrize("option", options("experiment"))
 def test_experiments_compose(option: str) -> None:
-    cfg = compose([f"experiment={option}"])
+    cfg = compose("train", f"experiment={option}")
     assert cfg.trainer.max_epochs >= 1 and cfg.data.batch_size >= 1 and cfg.model.name
 
 
 def test_study_a_settings() -> None:
-    cfg = compose(["experiment=study_a_conv_maxpool"])
+    cfg = compose("train", "experiment=study_a_conv_maxpool")
     settings = (cfg.model.name, cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.num_folds)
     assert settings == ("conv_maxpool", 16, 10, 10)
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-3

@@ -15,8 +15,7 @@ from omegaconf import open_dict
 
 from fmnist.training.builders import build_datamodule, build_module, build_trainer
 from fmnist.training.callbacks import EpochHistory, StepTimer
-from tests.conftest import DATA_DIR
-from tests.test_config import compose
+from tests.helpers import DATA_DIR, compose
 
 BATCHES_PER_EPOCH = 12  # 1,200 training images in batches of 100
 
@@ -36,8 +35,9 @@ class StopAfter(L.Callback):
 @pytest.mark.parametrize("how", ["stop_signal", "max_steps"])
 def test_a_cut_epoch_logs_its_own_train_metrics(how: str, tmp_path: Path) -> None:
     cut_at = BATCHES_PER_EPOCH + 4  # the second epoch stops after 4 of its 12 batches
-    cfg = compose([f"data.data_dir={DATA_DIR}", "model=conv_maxpool", "data.train_subset=1200", "data.batch_size=100",
-                   "data.eval_batch_size=2000", "trainer.max_epochs=3", "logger=csv", "seed=0"], str(tmp_path))
+    cfg = compose("train", f"data.data_dir={DATA_DIR}", "model=conv_maxpool", "data.train_subset=1200",
+                  "data.batch_size=100", "data.eval_batch_size=2000", "trainer.max_epochs=3", "logger=csv", "seed=0",
+                  "++trainer.limit_val_batches=1", output_dir=tmp_path)  # the training figures are the question
     if how == "max_steps":
         with open_dict(cfg):
             cfg.trainer.max_steps = cut_at

@@ -11,13 +11,13 @@ import torch
 
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.training.builders import build_trainer
-from tests.conftest import compose_config, run_module
+from tests.helpers import compose, run_in_process
 
 DEBUG_CONFIGS = sorted(path.stem for path in (Path(CONF_DIR) / "debug").glob("*.yaml"))
 
 
 def compose_debug(name: str, tmp_path: Path, *overrides: str):
-    return compose_config("train", f"debug={name}", *overrides, f"paths.output_dir={tmp_path}")
+    return compose("train", f"debug={name}", *overrides, output_dir=tmp_path)
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
@@ -51,47 +51,42 @@ def test_debug_default_turns_on_anomaly_detection_on_the_cpu(tmp_path: Path, mon
         torch.use_deterministic_algorithms(deterministic)  # process-wide: leave the other tests as they were
 
 
-def test_fdr_runs_train_without_writing_a_checkpoint(train_cli) -> None:
-    result = train_cli("debug=fdr")
-    assert result.returncode == 0, result.output[-3000:]
-    metrics = result.metrics()
+def test_fdr_runs_train_without_writing_a_checkpoint(tmp_path: Path) -> None:
+    metrics = run_in_process("train", "debug=fdr", run_dir=tmp_path / "run")
     # no checkpoint under fast_dev_run: validate and test ran on the final weights
     assert metrics["best_ckpt"] == "" and metrics["status"] == "completed" and metrics["epochs"] == 1
-    assert checkpoints(result.run_dir) == []
+    assert checkpoints(tmp_path / "run") == []
 
 
 def test_fdr_runs_cv_without_writing_a_checkpoint(tmp_path: Path) -> None:
-    result = run_module("fmnist.cv", "debug=fdr", "data.num_folds=2", run_dir=tmp_path / "cv")
-    assert result.returncode == 0, result.output[-3000:]
-    summary = json.loads((result.run_dir / "cv_summary.json").read_text())
+    run_in_process("cv", "debug=fdr", "data.num_folds=2", run_dir=tmp_path / "cv")
+    summary = json.loads((tmp_path / "cv" / "cv_summary.json").read_text())
     assert summary["status"] == "completed" and summary["folds"] == [0, 1]
-    assert checkpoints(result.run_dir) == []
+    assert checkpoints(tmp_path / "cv") == []
 
 
-def test_overfit_learns_its_batches_by_heart(train_cli) -> None:
-    result = train_cli("debug=overfit", "trainer.limit_test_batches=1")  # the test set plays no part here
-    assert result.returncode == 0, result.output[-3000:]
-    with (result.run_dir / "history.csv").open() as file:
+def test_overfit_learns_its_batches_by_heart(tmp_path: Path) -> None:
+    # the test set plays no part here
+    run_in_process("train", "debug=overfit", "trainer.limit_test_batches=1", run_dir=tmp_path / "run")
+    with (tmp_path / "run" / "history.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 30
     assert float(rows[-1]["train/acc"]) >= 0.95, [row["train/acc"] for row in rows]
 
 
-def test_limit_runs_the_limited_batches(train_cli) -> None:
+def test_limit_runs_the_limited_batches(tmp_path: Path) -> None:
     # 6400 images: 100 train batches of 64, 5% -> 5 a epoch; test: 10 batches of 1024, 25% -> 2
-    result = train_cli("debug=limit", "data.train_subset=6400")
-    assert result.returncode == 0, result.output[-3000:]
-    metrics = result.metrics()
+    metrics = run_in_process("train", "debug=limit", "data.train_subset=6400", run_dir=tmp_path / "run")
     assert metrics["epochs"] == 3
     assert sum(map(sum, metrics["test/confusion"])) == 2 * 1024
     best = torch.load(metrics["best_ckpt"], map_location="cpu", weights_only=False)
     assert best["global_step"] == 5 * (metrics["best_epoch"] + 1)
 
 
-def test_profiler_writes_its_report_in_the_run_dir(train_cli) -> None:
-    result = train_cli("debug=profiler", "data.train_subset=1024", "trainer.limit_val_batches=2",
-                       "trainer.limit_test_batches=2", "logger=none")
-    assert result.returncode == 0, result.output[-3000:]
-    report = result.run_dir / "fit-profile.txt"
+def test_profiler_writes_its_report_in_the_run_dir(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_in_process("train", "debug=profiler", "data.train_subset=1024", "trainer.limit_val_batches=2",
+                   "trainer.limit_test_batches=2", "logger=none", run_dir=run_dir)
+    report = run_dir / "fit-profile.txt"
     assert report.is_file() and "run_training_epoch" in report.read_text()
-    assert (result.run_dir / "test-profile.txt").is_file()
+    assert (run_dir / "test-profile.txt").is_file()

@@ -4,9 +4,6 @@ off a terminal, the summary table, and the warning filters."""
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,22 +14,19 @@ from omegaconf import OmegaConf
 
 from fmnist.core import extras
 from fmnist.training.callbacks import EpochLine
-from tests.conftest import DATA_DIR, REPO, CliResult
+from tests.helpers import CliResult, run_cli
 
 LEAF_SPEC = "`isinstance(treespec, LeafSpec)` is deprecated"
 TIP = "💡 Tip: For seamless cloud logging"
 
 
 def run_train(*overrides: str, run_dir: Path) -> CliResult:
-    """Like conftest's run_module, but with Python's default warning filters: these tests are about warnings."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
-    env["FMNIST_DATA_DIR"] = str(DATA_DIR)
-    command = [sys.executable, "-m", "fmnist.train", "data.train_subset=512", "trainer.limit_val_batches=2",
-               "trainer.limit_test_batches=2", *overrides, f"hydra.run.dir={run_dir}"]
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    return CliResult(done.returncode, done.stdout, done.stderr, run_dir)
+    """The train command with Python's default warning filters: these tests are about warnings and printed output."""
+    return run_cli("fmnist.train", "data.train_subset=512", "trainer.limit_val_batches=2",
+                   "trainer.limit_test_batches=2", *overrides, run_dir=run_dir, python_warnings=True)
 
 
+@pytest.mark.cli
 def test_a_run_off_a_terminal_prints_epoch_lines_a_summary_and_the_tree_when_asked(tmp_path: Path) -> None:
     result = run_train("trainer.max_epochs=2", "logger=csv", "tags=[baseline,cpu]", "extras.print_config=true",
                        run_dir=tmp_path / "run")
@@ -56,6 +50,7 @@ def test_a_run_off_a_terminal_prints_epoch_lines_a_summary_and_the_tree_when_ask
     assert "GPU available" in result.output  # Lightning's other info lines stay
 
 
+@pytest.mark.cli
 def test_ignore_warnings_false_shows_them_all_and_no_tree_off_a_terminal(tmp_path: Path) -> None:
     result = run_train("trainer.max_epochs=1", "logger=none", "extras.ignore_warnings=false", run_dir=tmp_path / "run")
     assert result.returncode == 0, result.output[-3000:]

@@ -19,7 +19,7 @@ import torch
 from fmnist.core.atomic import write_json_atomic
 from fmnist.core.errors import OutputWriteError
 from fmnist.training.checkpoint_io import AtomicCheckpointIO
-from tests.conftest import run_module
+from tests.helpers import run_cli
 
 
 @pytest.fixture
@@ -73,9 +73,11 @@ def test_json_on_a_full_disk_keeps_the_old_file(small_disk: Path) -> None:
     assert sorted(path.name for path in small_disk.iterdir()) == ["filler", "metrics.json"]
 
 
+@pytest.mark.cli
 def test_training_on_a_disk_that_fills_ends_with_one_line(small_disk: Path) -> None:
+    """Through the command: a real ENOSPC inside torch.save ends in one line and exit 2."""
     run_dir = small_disk / "run"
-    result = run_module("fmnist.train", "data.train_subset=500", "trainer.max_epochs=1", "logger=csv",
+    result = run_cli("fmnist.train", "data.train_subset=500", "trainer.max_epochs=1", "logger=csv",
                         "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", run_dir=run_dir)
     assert result.returncode == 2, result.output[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]

@@ -18,39 +18,30 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
 
 from fmnist.core.atomic import UnsafeOutputError, write_json_atomic
 from fmnist.core.cli import EXIT_USER_ERROR
-from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.limits import DEFAULT_LIMITS, Limits
 from fmnist.core.run_files import CHECKPOINT_DIR, OVERRIDES_FILE
 from fmnist.inference.checkpoint import load_model
 from fmnist.resume import ResumeError, resume_command
 from fmnist.training.checkpoint_io import AtomicCheckpointIO
 from fmnist.training.checkpoints import CHECKPOINT_CONFIG_KEY, CheckpointError
-from tests.conftest import DATA_DIR, REPO
+from tests.helpers import REPO, TrainedRun, compose, fmnist_lines, run_cli
 
 Change = Callable[[dict[str, Any]], None]
 
 
 def run_config(overrides: list[str], run_dir: Path) -> Any:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=["model=conv_maxpool", "data.train_subset=256", "trainer.max_epochs=1",
-                                           "logger=none", "trainer.accelerator=cpu", "data.download=false",
-                                           "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2",
-                                           f"paths.output_dir={run_dir}", *overrides])
+    return compose("train", "model=conv_maxpool", "data.train_subset=256", "trainer.max_epochs=1", "logger=none",
+                   "trainer.accelerator=cpu", "data.download=false", "++trainer.limit_val_batches=2",
+                   "++trainer.limit_test_batches=2", *overrides, output_dir=run_dir)
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint fmnist itself wrote (a few steps of conv_maxpool, in-process)."""
-    from fmnist.train import fit_and_test
-
-    os.environ.setdefault("FMNIST_DATA_DIR", str(DATA_DIR))
-    run_dir = tmp_path_factory.mktemp("made") / "run"
-    metrics = fit_and_test(run_config([], run_dir), run_dir)
-    return Path(metrics["best_ckpt"])
+def made(tiny_run: TrainedRun) -> Path:
+    """A checkpoint fmnist itself wrote: one epoch of conv_maxpool, the suite's shared run (conftest.py)."""
+    return tiny_run.ckpt
 
 
 @pytest.fixture
@@ -85,11 +76,6 @@ def set_net(key: str, value: Any) -> Change:
 
 def set_model(key: str, value: Any) -> Change:
     return lambda checkpoint: checkpoint[CHECKPOINT_CONFIG_KEY]["model"].__setitem__(key, value)
-
-
-def fmnist_lines(stderr: str) -> list[str]:
-    """What fmnist printed, without what the environment adds (a C library's warning about a variable, say)."""
-    return [line for line in stderr.splitlines() if line.startswith("fmnist:")]
 
 
 def one_line(error: BaseException) -> str:
@@ -155,15 +141,10 @@ def test_the_split_a_checkpoint_records_is_checked_like_a_users_own(key: str, va
     from fmnist.inference.testset import official_test_batches
 
     path = craft(made, tmp_path / "split.ckpt", lambda c: c[CHECKPOINT_CONFIG_KEY]["data"].__setitem__(key, value))
-    data = compose_data_location()
+    data = compose("eval", "data.download=false").data
     with pytest.raises(ConfigError) as caught:
         official_test_batches(load_model(path).config, data)
     assert one_line(caught.value).startswith(expected)
-
-
-def compose_data_location() -> Any:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("eval", overrides=["data.download=false", "paths.output_dir=unused"]).data
 
 
 def test_a_checkpoint_fmnist_wrote_loads_and_a_missing_net_takes_the_catalogs_arguments(made: Path,
@@ -231,6 +212,7 @@ def run_capped(*arguments: str) -> tuple[subprocess.CompletedProcess[str], float
     return done, int(done.stdout.split()[-1]) / 1024
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("case", ["compressed tensor", "huge config"])
 def test_a_small_file_cannot_take_gigabytes(case: str, made: Path, tmp_path: Path) -> None:
     if case == "compressed tensor":  # 1 GB of zeros in a 1 MB file
@@ -334,9 +316,8 @@ def test_continuing_from_a_malformed_training_state_is_one_line(change: Change, 
 def test_export_names_its_file_from_a_checked_name(made: Path, tmp_path: Path, outside: Path) -> None:
     from fmnist.export import run_export
 
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("export", overrides=[f"ckpt_path={craft(made, tmp_path / 'x.ckpt', set_model('name', '../x'))}",
-                                           "format=torchscript", "paths.output_dir=unused"])
+    cfg = compose("export", f"ckpt_path={craft(made, tmp_path / 'x.ckpt', set_model('name', '../x'))}",
+                  "format=torchscript")
     with pytest.raises(CheckpointError, match="is not a model config name"):
         run_export(cfg, tmp_path / "run")
     assert untouched(outside) and not (tmp_path / "x.pt").exists()
@@ -403,12 +384,11 @@ def test_resume_refuses_a_malformed_overrides_file(raw: str, expected: str, tmp_
 
 # --- the command line: one case, for the exit code and the one line -------------------------------------------------
 
+@pytest.mark.cli
 def test_eval_of_a_hostile_checkpoint_is_one_line_and_exit_2(made: Path, tmp_path: Path, outside: Path) -> None:
     change, _ = HOSTILE_CONFIGS["another target"]
     path = craft(made, tmp_path / "hostile.ckpt", change(outside))
-    env = {**os.environ, "FMNIST_DATA_DIR": str(DATA_DIR), "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([sys.executable, "-m", "fmnist.eval", f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'e'}"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = run_cli("fmnist.eval", f"ckpt_path={path}", run_dir=tmp_path / "e", timeout=300)
     assert done.returncode == EXIT_USER_ERROR, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert fmnist_lines(done.stderr) == [f"fmnist: error: ckpt_path {path}: its model.net._target_ "

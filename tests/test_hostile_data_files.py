@@ -28,8 +28,8 @@ from fmnist.inference.images import Conversion, ImageTooLarge, read_inputs
 from fmnist.report.__main__ import main as report_main
 from fmnist.report.collect import collect
 from fmnist.report.studies import archive
-from tests.conftest import REPO
-from tests.test_report import leaderboard, write_predicted_run, write_run
+from tests.helpers import REPO
+from tests.helpers.fake_runs import leaderboard, write_predicted_run, write_run
 
 PILLOW_LIMIT = Image.MAX_IMAGE_PIXELS  # 89,478,485: Pillow warns above it, refuses above twice it
 
@@ -199,6 +199,7 @@ print(json.dumps(results))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.cli
 def test_small_files_that_inflate_to_gigabytes_cost_almost_nothing(tmp_path: Path, no_stray_files) -> None:
     """Before the caps, each of these took 4.6 GB (peak RSS); the child may add only 512 MB of address space."""
     bomb = tmp_path / "bomb.png"

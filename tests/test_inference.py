@@ -14,23 +14,15 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from fmnist.core.cli import run_guarded
 from fmnist.core.constants import CLASS_NAMES
 from fmnist.inference.checkpoint import load_model
 from fmnist.inference.images import Conversion, open_rgb, read_inputs, to_fashion_mnist
-from fmnist.inference.predictor import (
-    TRAIN_MEAN,
-    TRAIN_STD,
-    image_batches,
-    logits_for,
-    predict,
-    resolve_tta,
-    training_transform,
-)
+from fmnist.inference.testset import official_test_batches
 from fmnist.predict import COLUMNS
 from fmnist.training.checkpoints import CHECKPOINT_CONFIG_KEY, CheckpointError
-from tests.conftest import REPO, CliResult, run_module
+from tests.helpers import CliResult, TrainedRun, compose, fmnist_lines, run_cli, run_in_process
 
-CPU = torch.device("cpu")
 SUMMARY_KEYS = ("test/acc", "test/precision", "test/recall", "test/f1")
 
 
@@ -40,23 +32,15 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> CliResult:
-    """One short real run per module: the checkpoint every other test uses."""
-    run_dir = tmp_path_factory.mktemp("train") / "run"
-    result = run_module("fmnist.train", "model=conv_maxpool", "data.train_subset=3000", "trainer.max_epochs=1",
-                        "logger=csv", run_dir=run_dir)
-    assert result.returncode == 0, result.output[-3000:]
-    return result
-
-
-@pytest.fixture(scope="module")
-def ckpt(trained: CliResult) -> Path:
-    return Path(trained.metrics()["best_ckpt"])
+def ckpt(tiny_run: TrainedRun) -> Path:
+    """The shared short real run's best checkpoint (conftest.py): the one every test here uses."""
+    return tiny_run.ckpt
 
 
 @pytest.fixture(scope="module")
 def evaluated(ckpt: Path, tmp_path_factory) -> CliResult:
-    result = run_module("fmnist.eval", f"ckpt_path={ckpt}", run_dir=tmp_path_factory.mktemp("eval") / "run")
+    """`python -m fmnist.eval` as a user runs it: the eval command's one start in the suite."""
+    result = run_cli("fmnist.eval", f"ckpt_path={ckpt}", run_dir=tmp_path_factory.mktemp("eval") / "run")
     assert result.returncode == 0, result.output[-3000:]
     return result
 
@@ -64,16 +48,15 @@ def evaluated(ckpt: Path, tmp_path_factory) -> CliResult:
 @pytest.fixture(scope="module")
 def test_set_rows(ckpt: Path, tmp_path_factory) -> list[dict[str, str]]:
     folder = tmp_path_factory.mktemp("predict_test")
-    result = run_module("fmnist.predict", f"ckpt_path={ckpt}", "input=test", f"output={folder}/test.csv",
-                        run_dir=folder / "run")
-    assert result.returncode == 0, result.output[-3000:]
+    run_in_process("predict", f"ckpt_path={ckpt}", "input=test", f"output={folder}/test.csv", run_dir=folder / "run")
     return read_csv(folder / "test.csv")
 
 
 # --- eval --------------------------------------------------------------------------------------------------------
 
-def test_eval_reproduces_the_training_runs_test_metrics(trained: CliResult, evaluated: CliResult) -> None:
-    train, evaluation = trained.metrics(), evaluated.metrics()
+@pytest.mark.cli
+def test_eval_reproduces_the_training_runs_test_metrics(tiny_run: TrainedRun, evaluated: CliResult) -> None:
+    train, evaluation = tiny_run.metrics, evaluated.metrics()
     for key in SUMMARY_KEYS:
         assert evaluation[key] == train[key], key  # exactly: same batches, normalisation and torchmetrics
     assert evaluation["test/confusion"] == train["test/confusion"]
@@ -83,6 +66,7 @@ def test_eval_reproduces_the_training_runs_test_metrics(trained: CliResult, eval
     assert "identical" in evaluated.output
 
 
+@pytest.mark.cli
 def test_eval_writes_figures_tables_and_calibration(evaluated: CliResult) -> None:
     run_dir, metrics = evaluated.run_dir, evaluated.metrics()
     for name in ("confusion.png", "mistakes.png", "reliability.png"):
@@ -99,11 +83,12 @@ def test_eval_writes_figures_tables_and_calibration(evaluated: CliResult) -> Non
 
 # --- predict -----------------------------------------------------------------------------------------------------
 
-def test_predict_on_the_test_set_agrees_with_eval(test_set_rows, evaluated: CliResult, fashion) -> None:
+def test_predict_on_the_test_set_agrees_with_training(test_set_rows, tiny_run: TrainedRun, fashion) -> None:
+    """Training's test figures are eval's (test_eval_reproduces_the_training_runs_test_metrics)."""
     assert tuple(test_set_rows[0]) == COLUMNS and len(test_set_rows) == 10_000
     predicted = torch.tensor([int(row["pred"]) for row in test_set_rows])
     accuracy = float((predicted == fashion.test_labels).float().mean())
-    assert accuracy == pytest.approx(evaluated.metrics()["test/acc"], abs=1e-6)
+    assert accuracy == pytest.approx(tiny_run.metrics["test/acc"], abs=1e-6)
     for row in test_set_rows[:200]:
         probabilities = [float(row[f"prob_{k}"]) for k in range(10)]
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)
@@ -118,8 +103,10 @@ def _photo(image: np.ndarray) -> Image.Image:
     return canvas
 
 
+@pytest.mark.cli
 def test_predict_on_image_files_returns_their_classes_and_skips_broken_ones(ckpt, test_set_rows, fashion,
                                                                            tmp_path) -> None:
+    """`python -m fmnist.predict` as a user runs it: the predict command's one start in the suite."""
     # Two test images per class that the model gets right with the highest confidence: the question is whether
     # the files reach the model as those images, not whether a one-epoch model is right.
     confidence = torch.tensor([max(float(row[f"prob_{k}"]) for k in range(10)) for row in test_set_rows])
@@ -140,8 +127,8 @@ def test_predict_on_image_files_returns_their_classes_and_skips_broken_ones(ckpt
     (folder / "truncated.jpg").write_bytes(buffer.getvalue()[:600])
     (folder / "notes.txt").write_text("not an image, not looked at")
 
-    result = run_module("fmnist.predict", f"ckpt_path={ckpt}", f"input={folder}", f"output={tmp_path}/out.csv",
-                        run_dir=tmp_path / "run")
+    result = run_cli("fmnist.predict", f"ckpt_path={ckpt}", f"input={folder}", f"output={tmp_path}/out.csv",
+                     run_dir=tmp_path / "run")
     assert result.returncode == 0, result.output[-3000:]
     assert "corrupt.png" in result.output and "truncated.jpg" in result.output and "skipped" in result.output
     rows = {row["index"]: row for row in read_csv(tmp_path / "out.csv")}
@@ -178,39 +165,27 @@ def test_conversion_negates_trims_and_centres_a_product_photo(tmp_path) -> None:
     assert grey[8:20, 1:27].min() > 100  # the object, now light, fills the width after trimming
 
 
-def test_normalisation_constants_are_the_datamodules(fashion) -> None:
-    pixels = fashion.train_images.float().div_(255.0)
-    # float32 sums over 47M pixels differ in the last bits with the thread count (OMP_NUM_THREADS=1 vs 2)
-    assert (TRAIN_MEAN, TRAIN_STD) == pytest.approx((float(pixels.mean()), float(pixels.std())), rel=1e-6, abs=0)
-
-
-def test_flip_tta_is_the_training_modules() -> None:
-    from omegaconf import OmegaConf
-
-    from fmnist.training.module import ClassifierModule
-
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval()
-    x = torch.randn(4, 1, 28, 28)
-    module = ClassifierModule(net, optimizer=torch.optim.Adam, tta_flip=True)
-    assert torch.allclose(logits_for(net, x, "flip"), module.eval_logits(x), atol=1e-6)
-    assert not torch.allclose(logits_for(net, x, "flip"), net(x))
-    assert resolve_tta("auto", OmegaConf.create({"model": {"tta_flip": True}})) == "flip"
-    assert resolve_tta("auto", OmegaConf.create({"model": {"name": "x"}})) == "none"
+# The datamodule's normalisation of user images and flip TTA through predict_step: tests/test_trainer_inference.py.
 
 
 # --- export ------------------------------------------------------------------------------------------------------
 
 def _reference(ckpt: Path, fashion, count: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `count` test images as the checkpoint's run normalised them, and its backbone's logits on them."""
     model = load_model(ckpt)
-    x = next(image_batches(fashion.test_images[:count], training_transform(model.input_kind), count))
-    return x, predict(model.net, [x], CPU)
+    transform = official_test_batches(model.config, compose("predict", "data.download=false").data).transform
+    x = transform(fashion.test_images[:count], False, None)
+    with torch.inference_mode():
+        return x, model.net.eval()(x)
 
 
+@pytest.mark.cli
 def test_onnx_export_gives_the_same_predictions(ckpt, fashion, tmp_path) -> None:
+    """`python -m fmnist.export` as a user runs it: the export command's one start in the suite."""
     onnxruntime = pytest.importorskip("onnxruntime", reason="optional extra: pip install -e '.[export]'")
     pytest.importorskip("onnxscript", reason="optional extra: pip install -e '.[export]'")
-    result = run_module("fmnist.export", f"ckpt_path={ckpt}", "format=onnx", f"output={tmp_path}/model.onnx",
-                        run_dir=tmp_path / "run")
+    result = run_cli("fmnist.export", f"ckpt_path={ckpt}", "format=onnx", f"output={tmp_path}/model.onnx",
+                     run_dir=tmp_path / "run")
     assert result.returncode == 0, result.output[-3000:]
     report = json.loads((tmp_path / "run" / "export.json").read_text())
     assert report["status"] == "verified" and report["argmax_agreement"] == 1.0 and report["max_abs_diff"] < 1e-4
@@ -221,14 +196,8 @@ def test_onnx_export_gives_the_same_predictions(ckpt, fashion, tmp_path) -> None
 
 
 def test_torchscript_export_gives_the_same_predictions(ckpt, fashion, tmp_path) -> None:
-    from hydra import compose, initialize_config_dir
-
-    from fmnist.export import run_export
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("export", overrides=[f"ckpt_path={ckpt}", "format=torchscript", f"output={tmp_path}/m.pt",
-                                           "verify.images=300"])
-    report = run_export(cfg, tmp_path)
+    report = run_in_process("export", f"ckpt_path={ckpt}", "format=torchscript", f"output={tmp_path}/m.pt",
+                            "verify.images=300", run_dir=tmp_path)
     assert report["argmax_agreement"] == 1.0 and report["batch_sizes"] == [300, 1, 7]
     x, expected = _reference(ckpt, fashion)
     scripted = torch.jit.load(str(tmp_path / "m.pt"))
@@ -280,13 +249,17 @@ def test_bad_checkpoints_are_refused_with_a_clear_message(kind: str, ckpt: Path,
     assert "this must never run" not in capsys.readouterr().out
 
 
-def test_bad_checkpoint_on_the_command_line_exits_2(ckpt: Path, tmp_path: Path) -> None:
-    """predict and export load through the same function; one process start each would cost ~8 s of CPU."""
+def test_a_bad_checkpoint_given_to_eval_exits_2_with_one_line(ckpt: Path, tmp_path: Path, capsys) -> None:
+    """What the eval command does with it (its job inside run_guarded); predict and export load through the same
+    function. tests/test_hostile_checkpoints.py runs the command itself on a hostile checkpoint: exit 2, one line."""
     path, message = _bad_checkpoint("runs_code", tmp_path, ckpt)
-    result = run_module("fmnist.eval", f"ckpt_path={path}", run_dir=tmp_path / "run")
-    assert result.returncode == 2
-    assert f"fmnist: error: ckpt_path {path}" in result.stderr and message in result.stderr
-    assert "Traceback" not in result.output and "this must never run" not in result.output
+    with pytest.raises(SystemExit) as exited:
+        run_guarded(lambda: run_in_process("eval", f"ckpt_path={path}", run_dir=tmp_path / "run"))
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"fmnist: error: ckpt_path {path}") and message in captured.err
+    assert len(fmnist_lines(captured.err)) == 1 and "this must never run" not in captured.out + captured.err
+    assert not (tmp_path / "run" / "metrics.json").exists()
 
 
 def test_checkpoint_config_key_is_the_training_modules() -> None:

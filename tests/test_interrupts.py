@@ -4,7 +4,6 @@ live run at a time, and a killed run never blocks the next one."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.run_files import INTERRUPTED, RUN_LOCK_FILE
 from fmnist.core.run_lock import RunDirInUseError, explicit_run_dir, hold_run_dir, release_run_dir
 from fmnist.train import RunInterrupted, stopping_signal
-from tests.conftest import DATA_DIR, REPO, run_module
+from tests.helpers import DATA_DIR, REPO, run_cli, start_cli
 
 # Epochs of ~2 s on one core: a signal sent right after the first epoch's last.ckpt lands inside the second epoch.
 SLOW_EPOCHS = ("data.train_subset=6000", "trainer.max_epochs=2", "trainer.limit_val_batches=2",
@@ -44,9 +43,7 @@ class PressCtrlC(L.Callback):
 
 
 def start_train(run_dir: Path, *overrides: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "FMNIST_DATA_DIR": str(DATA_DIR), "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, "-m", "fmnist.train", *overrides, f"hydra.run.dir={run_dir}"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_cli("fmnist.train", *overrides, run_dir=run_dir)
 
 
 def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 120) -> None:
@@ -61,6 +58,7 @@ def metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+@pytest.mark.cli
 def test_sigterm_marks_the_run_interrupted_and_resume_finishes_it(tmp_path: Path) -> None:
     """A scheduler's pre-emption: Lightning stops at the next batch, the run says so and exits 128 + 15."""
     run_dir = tmp_path / "run"
@@ -76,19 +74,20 @@ def test_sigterm_marks_the_run_interrupted_and_resume_finishes_it(tmp_path: Path
     assert stopped["last_ckpt"] == str(run_dir / "checkpoints" / "last.ckpt")
     assert not list(run_dir.rglob("*.tmp"))
 
-    resumed = run_module("fmnist.resume", str(run_dir), run_dir=run_dir)  # continues epoch 1 from last.ckpt
+    resumed = run_cli("fmnist.resume", str(run_dir))  # continues epoch 1 from last.ckpt
     assert resumed.returncode == 0, resumed.output[-3000:]
     finished = metrics(run_dir)
     assert finished["status"] == "completed" and finished["epochs"] == 2
 
 
+@pytest.mark.cli
 def test_a_second_run_in_a_live_run_dir_is_refused_and_a_killed_run_blocks_nothing(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     first = start_train(run_dir, *SLOW_EPOCHS, "trainer.max_epochs=50")
     try:
         wait_for(run_dir / ".hydra" / "overrides.yaml", first)  # written after the lock is taken
         overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
-        second = run_module("fmnist.train", "model=lstm", "logger=none", run_dir=run_dir)
+        second = run_cli("fmnist.train", "model=lstm", "logger=none", run_dir=run_dir)
         assert second.returncode == 2, second.output[-3000:]
         errors = [line for line in second.stderr.splitlines() if line.startswith("fmnist: error:")]
         assert len(errors) == 1 and "Traceback" not in second.stderr, second.stderr[-3000:]
@@ -153,6 +152,7 @@ def test_an_interrupted_cv_fold_is_not_completed_and_the_rerun_finishes_it(tmp_p
     assert metrics(run_dir / "fold_1")["status"] == "completed"
 
 
+@pytest.mark.cli
 def test_the_lock_is_refused_while_its_holder_lives_and_free_once_it_is_killed(tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from fmnist.core.run_lock import hold_run_dir; "

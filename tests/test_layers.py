@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 PACKAGE = REPO / "fmnist"
 # sub-package -> the sub-packages it must never import, at module level or inside a function
@@ -48,6 +48,7 @@ def test_sub_packages_import_downwards_only(package: str) -> None:
     assert {path: names for path, names in wrong.items() if names} == {}
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("module", LIGHTNING_FREE)
 def test_module_imports_no_lightning(module: str) -> None:
     """In a fresh interpreter: torchmetrics counts too, it imports lightning_utilities."""

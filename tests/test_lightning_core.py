@@ -14,19 +14,13 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from omegaconf import DictConfig
 
 from fmnist.core.errors import ConfigError
 from fmnist.data.batches import BatchTransform, TensorBatches
 from fmnist.training.builders import build_datamodule, build_module, build_trainer
 from fmnist.training.grouped import GroupedStepsModule
 from fmnist.training.module import ClassifierModule, MonitorMissingError
-from tests.conftest import DATA_DIR, REPO, run_module
-from tests.test_config import compose
-
-SMALL_RUN = [f"data.data_dir={DATA_DIR}", "model=conv_maxpool", "data.holdout_size=500", "data.train_subset=1000",
-             "data.batch_size=64", "data.eval_batch_size=500", "logger=none", "seed=0", "trainer.deterministic=true"]
-GROUPED = ["module=grouped_steps", "data.steps_per_execution=5"]
+from tests.helpers import DATA_DIR, GROUPED, REPO, SMALL_RUN, compose, fit, read_metrics, run_in_process
 
 
 class BatchCounter(L.Callback):
@@ -38,15 +32,6 @@ class BatchCounter(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self.calls += 1
-
-
-def fit(cfg: DictConfig, tmp_path: Path, *callbacks: L.Callback) -> tuple[ClassifierModule, L.Trainer]:
-    trainer = build_trainer(cfg, tmp_path)
-    trainer.callbacks.extend(callbacks)
-    L.seed_everything(0, verbose=False)
-    module = build_module(cfg)
-    trainer.fit(module, datamodule=build_datamodule(cfg))
-    return module, trainer
 
 
 def test_groups_hold_the_same_batches_in_the_same_order() -> None:
@@ -67,7 +52,7 @@ def test_groups_hold_the_same_batches_in_the_same_order() -> None:
 
 def test_a_per_step_callback_sees_every_optimizer_step(tmp_path: Path) -> None:
     counter = BatchCounter()
-    module, trainer = fit(compose([*SMALL_RUN, "trainer.max_epochs=2"], str(tmp_path)), tmp_path, counter)
+    module, trainer = fit(compose("train", *SMALL_RUN, "trainer.max_epochs=2", output_dir=tmp_path), tmp_path, counter)
     assert type(module) is ClassifierModule and module.automatic_optimization
     assert counter.calls == trainer.global_step == 32  # 16 batches x 2 epochs
 
@@ -77,8 +62,8 @@ def test_grouped_steps_train_exactly_like_the_default_path(tmp_path: Path) -> No
     raises if stepped past its end) and the max-norm constraint after every step."""
     runs = {}
     for name, extra in (("default", []), ("grouped", GROUPED)):
-        cfg = compose([*SMALL_RUN, "trainer.max_epochs=2", "scheduler=onecycle", "regularization=max_norm", *extra],
-                      str(tmp_path / name))
+        cfg = compose("train", *SMALL_RUN, "trainer.max_epochs=2", "scheduler=onecycle", "regularization=max_norm",
+                      *extra, output_dir=tmp_path / name)
         runs[name] = fit(cfg, tmp_path / name)
     (default, default_trainer), (grouped, grouped_trainer) = runs["default"], runs["grouped"]
     assert isinstance(grouped, GroupedStepsModule) and default_trainer.global_step == grouped_trainer.global_step == 32
@@ -87,7 +72,7 @@ def test_grouped_steps_train_exactly_like_the_default_path(tmp_path: Path) -> No
 
 
 def test_max_steps_counts_optimizer_steps_inside_a_group(tmp_path: Path) -> None:
-    cfg = compose([*SMALL_RUN, "trainer.max_epochs=3", "trainer.max_steps=7", *GROUPED], str(tmp_path))
+    cfg = compose("train", *SMALL_RUN, "trainer.max_epochs=3", "++trainer.max_steps=7", *GROUPED, output_dir=tmp_path)
     assert fit(cfg, tmp_path)[1].global_step == 7
 
 
@@ -95,8 +80,8 @@ def test_accumulation_and_clipping_work_as_lightning_documents(tmp_path: Path) -
     """SGD with gradients clipped to norm 1e-3 moves the weights by at most lr x 1e-3 per optimizer step, and two
     accumulated batches make one step."""
     plain_sgd = ["optimizer=sgd", "optimizer.lr=0.1", "optimizer.momentum=0", "optimizer.nesterov=false"]
-    cfg = compose([*SMALL_RUN, "trainer.max_epochs=1", *plain_sgd, "trainer.gradient_clip_val=1e-3",
-                   "trainer.accumulate_grad_batches=2"], str(tmp_path))
+    cfg = compose("train", *SMALL_RUN, "trainer.max_epochs=1", *plain_sgd, "trainer.gradient_clip_val=1e-3",
+                  "++trainer.accumulate_grad_batches=2", output_dir=tmp_path)
     module = build_module(cfg)
     before = torch.cat([p.detach().flatten().clone() for p in module.net.parameters()])
     trainer = build_trainer(cfg, tmp_path)
@@ -112,31 +97,30 @@ def test_an_epoch_schedule_steps_after_validation(tmp_path: Path, extra: list[st
     never_improves = ["scheduler=plateau", "scheduler.monitor=val/loss", "scheduler.factory.patience=0",
                       "scheduler.factory.mode=max", "+scheduler.factory.threshold_mode=abs",
                       "+scheduler.factory.threshold=1e9"]
-    cfg = compose([*SMALL_RUN, "trainer.max_epochs=2", "optimizer.lr=1e-3", *never_improves, *extra], str(tmp_path))
+    cfg = compose("train", *SMALL_RUN, "trainer.max_epochs=2", "optimizer.lr=1e-3", *never_improves, *extra,
+                  output_dir=tmp_path)
     module, _ = fit(cfg, tmp_path)
     assert module.optimizers().param_groups[0]["lr"] == pytest.approx(5e-4)
-    cfg = compose([*SMALL_RUN, "trainer.max_epochs=1", "trainer.limit_val_batches=0", *never_improves, *extra],
-                  str(tmp_path / "no_val"))
+    cfg = compose("train", *SMALL_RUN, "trainer.max_epochs=1", "trainer.limit_val_batches=0", *never_improves, *extra,
+                  output_dir=tmp_path / "no_val")
     with pytest.raises(MonitorMissingError, match=r"monitors 'val/loss'.*Fix: keep validation on"):
         fit(cfg, tmp_path / "no_val")
 
 
 def test_grouped_steps_refuse_what_they_cannot_honour(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"data.steps_per_execution: 5 needs the grouped-steps module.*module="):
-        build_module(compose(["data.steps_per_execution=5"]))
+        build_module(compose("train", "data.steps_per_execution=5"))
     with pytest.raises(ConfigError, match=r"trainer.gradient_clip_val: .*Fix: use module=default"):
-        build_module(compose([*GROUPED, "trainer.gradient_clip_val=1.0"]))
-    cfg = compose([*SMALL_RUN, "trainer.max_epochs=1", *GROUPED], str(tmp_path))
+        build_module(compose("train", *GROUPED, "trainer.gradient_clip_val=1.0"))
+    cfg = compose("train", *SMALL_RUN, "trainer.max_epochs=1", *GROUPED, output_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"BatchCounter act\(s\) on every training batch or backward.*once per group"):
         fit(cfg, tmp_path, BatchCounter())
     with pytest.raises(ConfigError, match=r"trainer.accumulate_grad_batches: .*Fix: use module=default"):
-        build_module(compose([*GROUPED, "trainer.accumulate_grad_batches=2"]))
+        build_module(compose("train", *GROUPED, "++trainer.accumulate_grad_batches=2"))
 
 
-def test_any_trainer_argument_is_a_plain_override(tmp_path: Path) -> None:
-    result = run_module("fmnist.train", "trainer.fast_dev_run=true", "logger=csv", run_dir=tmp_path / "run")
-    assert result.returncode == 0, result.output
-    assert result.metrics()["epochs"] == 1
+def test_any_trainer_argument_is_an_override(tmp_path: Path) -> None:
+    assert run_in_process("train", "+trainer.fast_dev_run=true", "logger=csv", run_dir=tmp_path / "run")["epochs"] == 1
 
 
 EMA = ["+callbacks.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging", "+callbacks.ema.decay=0.9"]
@@ -148,29 +132,24 @@ QUICK = ["data.train_subset=3000", "data.holdout_size=1000", "trainer.max_epochs
 @pytest.fixture(scope="module")
 def plain_quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The QUICK run without averaging, trained once for both averaging tests."""
-    plain = run_module("fmnist.train", *QUICK, run_dir=tmp_path_factory.mktemp("plain") / "run")
-    assert plain.returncode == 0, plain.output
-    return plain.metrics()
+    return run_in_process("train", *QUICK, run_dir=tmp_path_factory.mktemp("plain") / "run")
 
 
 @pytest.mark.parametrize("averaging", [EMA, SWA], ids=["ema", "swa"])
 def test_weight_averaging_is_what_every_figure_after_fit_uses(tmp_path: Path, averaging: list[str],
                                                               plain_quick_run: dict) -> None:
     """The figures in metrics.json, the saved checkpoint and eval all use the averaged weights."""
-    averaged = run_module("fmnist.train", *QUICK, *averaging, run_dir=tmp_path / "averaged")
-    assert averaged.returncode == 0, averaged.output
-    metrics = averaged.metrics()
+    metrics = run_in_process("train", *QUICK, *averaging, run_dir=tmp_path / "averaged")
     assert metrics["val/acc"] != plain_quick_run["val/acc"] and metrics["test/acc"] != plain_quick_run["test/acc"]
     for name, ckpt_path in (("file", metrics["best_ckpt"]), ("run_dir", tmp_path / "averaged")):
-        evaluated = run_module("fmnist.eval", f"ckpt_path={ckpt_path}", run_dir=tmp_path / f"eval_{name}")
-        assert evaluated.returncode == 0, evaluated.output
-        assert evaluated.metrics()["test/acc"] == metrics["test/acc"], name
-        assert evaluated.metrics()["ckpt_path"] == metrics["best_ckpt"], name
+        evaluated = run_in_process("eval", f"ckpt_path={ckpt_path}", run_dir=tmp_path / f"eval_{name}")
+        assert evaluated["test/acc"] == metrics["test/acc"], name
+        assert evaluated["ckpt_path"] == metrics["best_ckpt"], name
     saved = torch.load(metrics["best_ckpt"], map_location="cpu", weights_only=True)["state_dict"]
     last = torch.load(Path(metrics["best_ckpt"]).parent / "last.ckpt", map_location="cpu", weights_only=True)
     current = last.get("current_model_state", last["state_dict"])  # EMA keeps the trained weights aside
     assert any(not torch.equal(saved[key], current[key]) for key in saved if key.startswith("net."))
-    assert json.loads((tmp_path / "averaged" / "metrics.json").read_text())["status"] == "completed"
+    assert read_metrics(tmp_path / "averaged")["status"] == "completed"
 
 
 @pytest.mark.slow  # about 8 minutes at one thread
@@ -211,8 +190,8 @@ def test_a_study_recipe_reproduces_its_committed_results(tmp_path: Path) -> None
 def test_last_checkpoint_is_the_newest_epoch_even_when_the_best_is_older(tmp_path: Path) -> None:
     """Lightning 2.6's save_last writes only when a best checkpoint is saved; last.ckpt must still be each epoch's,
     since ckpt_path=last, fmnist.resume and interrupted CV folds continue from it."""
-    cfg = compose([*SMALL_RUN, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=min"],  # "best" = worst epoch
-                  str(tmp_path))
+    cfg = compose("train", *SMALL_RUN, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=min",  # best = worst
+                  output_dir=tmp_path)
     _, trainer = fit(cfg, tmp_path)
     best = torch.load(trainer.checkpoint_callback.best_model_path, map_location="cpu", weights_only=True)
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)

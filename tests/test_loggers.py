@@ -5,6 +5,7 @@ naming the extra."""
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from fmnist.core.errors import ConfigError
 from fmnist.cv import fold_config
 from fmnist.training.builders import build_logger
 from fmnist.training.loggers import logger_nodes
-from tests.conftest import CliResult, compose_config, run_module
+from tests.helpers import compose, read_metrics, run_cli, run_in_process
 
 EXTRA = "optional extra: pip install -e '.[loggers]'"
 TINY = ("data.train_subset=500", "data.batch_size=50", "trainer.max_epochs=2", "data.eval_batch_size=1000",
@@ -32,21 +33,17 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
-def train(tmp_path: Path, logger: str) -> CliResult:
-    result = run_module("fmnist.train", f"logger={logger}", *TINY, run_dir=tmp_path / "run")
-    assert result.returncode == 0, result.output[-3000:]
-    return result
-
-
-def test_logger_many_writes_tensorboard_csv_and_mlflow(tmp_path: Path) -> None:
-    """logger=many holds conf/logger/mlflow.yaml as it is, so this is logger=mlflow's test too."""
+def test_logger_many_writes_tensorboard_csv_and_mlflow(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """logger=many holds conf/logger/mlflow.yaml as it is, so this is logger=mlflow's test too (in-process)."""
     mlflow = pytest.importorskip("mlflow", reason=EXTRA)
-    result = train(tmp_path, "many")
-    run_dir, metrics = result.run_dir, result.metrics()
+    run_dir = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="fmnist"):
+        metrics = run_in_process("train", "logger=many", *TINY, run_dir=run_dir)
+    assert metrics == read_metrics(run_dir)
     assert list((run_dir / "tensorboard" / "fold_0").glob("events.out.tfevents.*"))
     assert "val/acc" in (run_dir / "csv" / "fold_0" / "metrics.csv").read_text().splitlines()[0]
     uri = f"sqlite:///{run_dir}/mlflow.db"
-    assert f"mlflow ui --backend-store-uri {uri}" in result.output
+    assert f"mlflow ui --backend-store-uri {uri}" in caplog.text
     client = mlflow.MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("fmnist").experiment_id])
     assert run.info.run_name == "conv_maxpool-fold_0"
@@ -81,9 +78,12 @@ def wandb_records(path: Path) -> list:
     return records
 
 
+@pytest.mark.cli
 def test_logger_wandb_runs_offline_into_the_run_dir(tmp_path: Path) -> None:
+    """Through the command: W&B starts a service process of its own, which the run must leave behind cleanly."""
     pytest.importorskip("wandb", reason=EXTRA)
-    result = train(tmp_path, "wandb")
+    result = run_cli("fmnist.train", "logger=wandb", *TINY, run_dir=tmp_path / "run")
+    assert result.returncode == 0, result.output[-3000:]
     (offline_run,) = (result.run_dir / "wandb").glob("offline-run-*")
     assert f"wandb sync {offline_run}" in result.output
     config, history, summary = {}, [], {}
@@ -104,10 +104,10 @@ def test_logger_wandb_runs_offline_into_the_run_dir(tmp_path: Path) -> None:
 
 
 def test_many_is_a_list_and_folds_share_each_store(tmp_path: Path) -> None:
-    cfg = compose_config("train", "logger=many", "logger.mlflow=null", f"paths.output_dir={tmp_path}")
+    cfg = compose("train", "logger=many", "logger.mlflow=null", output_dir=tmp_path)
     assert [type(logger).__name__ for logger in build_logger(cfg)] == ["TensorBoardLogger", "CSVLogger"]
-    assert build_logger(compose_config("train", "logger=none")) is False
-    fold_cfg = fold_config(compose_config("cv", "logger=many"), 1, tmp_path)
+    assert build_logger(compose("train", "logger=none")) is False
+    fold_cfg = fold_config(compose("cv", "logger=many"), 1, tmp_path)
     tensorboard, csv, mlflow_node = logger_nodes(fold_cfg.logger)
     assert tensorboard.save_dir == csv.save_dir == str(tmp_path) and tensorboard.version == "fold_1"
     assert mlflow_node.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
@@ -116,7 +116,7 @@ def test_many_is_a_list_and_folds_share_each_store(tmp_path: Path) -> None:
 
 def test_missing_wandb_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now fails, as where it is not installed
-    cfg = compose_config("train", "logger=wandb", f"paths.output_dir={tmp_path}")
+    cfg = compose("train", "logger=wandb", output_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"WandbLogger needs the wandb package.*pip install -e '\.\[loggers\]'"):
         build_logger(cfg)
     with pytest.raises(SystemExit) as exited:  # what the commands print: one line, exit 2

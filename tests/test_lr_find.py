@@ -13,18 +13,21 @@ from omegaconf import DictConfig
 from fmnist.core.errors import ConfigError
 from fmnist.data.datamodule import FashionMnistDataModule
 from fmnist.lr_find import PLOT_FILE, RESULT_FILE, find_lr, lr_override, steepest_descent_lr
-from tests.conftest import DATA_DIR, compose_config, run_module
+from tests.helpers import compose as compose_command
+from tests.helpers import run_cli
 
 SMALL = ["model=conv_maxpool", "data.train_subset=2000", "data.holdout_size=1000", "lr_find.num_training=30",
          "seed=0"]
 
 
 def compose(overrides: list[str], tmp: Path) -> DictConfig:
-    return compose_config("lr_find", f"data.data_dir={DATA_DIR}", *overrides, f"paths.output_dir={tmp}")
+    return compose_command("lr_find", *overrides, output_dir=tmp)
 
 
+@pytest.mark.cli
 def test_the_command_writes_a_plot_and_a_suggestion_and_prints_the_override(tmp_path: Path) -> None:
-    result = run_module("fmnist.lr_find", *SMALL, run_dir=tmp_path / "run")
+    """`python -m fmnist.lr_find` as a user runs it: the lr_find command's one start in the suite."""
+    result = run_cli("fmnist.lr_find", *SMALL, run_dir=tmp_path / "run")
     assert result.returncode == 0, result.output[-3000:]
     printed = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"optimizer\.lr=\d\.\de-?\d+", printed), printed

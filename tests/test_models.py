@@ -9,34 +9,8 @@ from torch import nn
 
 from fmnist.models import RowRNN
 from fmnist.models.init import initialise
-from tests.test_config import compose
-
-# Figures as printed in ../shared/models.md ("PyTorch count where the original was Keras"); the beyond-study
-# models (gru, bilstm, resnet) are our own and their figures are what this zoo ships.
-PARAMS_FROM_MODELS_MD = {
-    "conv_maxpool": 63_050,
-    "stride_conv": 67_178,
-    "small_conv": 24_778,
-    "drop_norm_l2": 403_452,
-    "drop_norm_conv": 805_370,
-    "rnn": 14_010,
-    "lstm": 53_010,
-    "lstm186": 162_574,
-    "lstm2_784_186": 3_277_742,
-    "cnn_geron": 1_413_834,
-    "conv2dnet": 3_214_986,
-    "inception_cnn": 20_109_374,
-    "conv2dsimple": 409_034,
-    "conv2dsimple2": 616_202,
-    "conv2dsimple3": 5_657_840,
-    "qstp_cnn": 4_080_094,
-    "gru": 161_034,
-    "bilstm": 164_362,
-    "resnet": 11_171_018,
-}
-# For study C's BatchNorm models models.md copied Keras' total, which also counts BatchNorm's moving mean and
-# variance (non-trainable weights in Keras, buffers in PyTorch): that many values on top of the parameters.
-KERAS_MOVING_STATISTICS = {"conv2dnet": 128, "conv2dsimple": 64, "conv2dsimple2": 192, "conv2dsimple3": 320}
+from tests.helpers import compose
+from tests.helpers.models import KERAS_MOVING_STATISTICS, PARAMS_FROM_MODELS_MD, pytorch_params
 
 
 def trainable(net: nn.Module) -> int:
@@ -47,14 +21,9 @@ def moving_statistics(net: nn.Module) -> int:
     return sum(buffer.numel() for key, buffer in net.named_buffers() if key.endswith(("running_mean", "running_var")))
 
 
-def pytorch_params(name: str) -> int:
-    """The figure `python -m fmnist.models` prints: PyTorch's count of trainable parameters."""
-    return PARAMS_FROM_MODELS_MD[name] - KERAS_MOVING_STATISTICS.get(name, 0)
-
-
 @pytest.mark.parametrize(("name", "params"), sorted(PARAMS_FROM_MODELS_MD.items()))
 def test_parameter_count_and_output_shape(name: str, params: int) -> None:
-    cfg = compose([f"model={name}"])
+    cfg = compose("train", f"model={name}")
     net = instantiate(cfg.model.net)
     assert trainable(net) == pytorch_params(name)
     if name in KERAS_MOVING_STATISTICS:
@@ -64,18 +33,18 @@ def test_parameter_count_and_output_shape(name: str, params: int) -> None:
 
 
 def test_lstm_hidden_64_override_matches_the_study_code() -> None:
-    net = instantiate(compose(["model=lstm", "model.net.hidden_size=64"]).model.net)
+    net = instantiate(compose("train", "model=lstm", "model.net.hidden_size=64").model.net)
     assert sum(parameter.numel() for parameter in net.parameters()) == 24_714
 
 
 def test_keras_batchnorm_settings_in_study_c() -> None:
-    net = instantiate(compose(["model=conv2dsimple2"]).model.net)
+    net = instantiate(compose("train", "model=conv2dsimple2").model.net)
     norms = [layer for layer in net.modules() if isinstance(layer, nn.BatchNorm2d)]
     assert len(norms) == 2 and all(norm.momentum == 0.01 and norm.eps == 1e-3 for norm in norms)
 
 
 def test_drop_norm_quirks_are_kept() -> None:
-    net = instantiate(compose(["model=drop_norm_l2"]).model.net)
+    net = instantiate(compose("train", "model=drop_norm_l2").model.net)
     assert isinstance(net.features[0], nn.BatchNorm2d) and net.features[0].num_features == 1  # BN on the input
     assert isinstance(net.classifier[-1], nn.LeakyReLU)  # LeakyReLU on the logits
     net.eval()
@@ -86,7 +55,7 @@ def test_drop_norm_quirks_are_kept() -> None:
 
 
 def test_stacked_lstm_is_two_lstms_with_dropout_between() -> None:
-    net = instantiate(compose(["model=lstm2_784_186"]).model.net)
+    net = instantiate(compose("train", "model=lstm2_784_186").model.net)
     assert (net.rnn.hidden_size, net.stack[0].input_size, net.stack[0].hidden_size) == (784, 784, 186)
     assert net.between.p == 0.2 and net.output_dropout.p == 0.2
 

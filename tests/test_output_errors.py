@@ -15,7 +15,7 @@ from fmnist.core.atomic import atomic_writer, write_json_atomic
 from fmnist.core.cli import EXIT_USER_ERROR, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import OutputWriteError
-from tests.conftest import DATA_DIR
+from tests.helpers import DATA_DIR
 
 NO_SPACE = OSError(errno.ENOSPC, "No space left on device")
 

@@ -13,7 +13,9 @@ import textwrap
 import zipfile
 from pathlib import Path
 
-from tests.conftest import DATA_DIR, REPO
+import pytest
+
+from tests.helpers import DATA_DIR, REPO
 
 # What the wheel is built from (pyproject.toml names README.md); the rest of the checkout stays out.
 BUILD_INPUTS = ("pyproject.toml", "README.md", "fmnist", "conf")
@@ -45,6 +47,7 @@ def compose_in_notebook(tmp_path: Path, *overrides: str) -> dict:
     return json.loads(check(sys.executable, "-c", NOTEBOOK, REPO / "conf", tmp_path / "run", *overrides, cwd=tmp_path))
 
 
+@pytest.mark.cli
 def test_configs_compose_and_resolve_without_importing_fmnist(tmp_path: Path) -> None:
     default = compose_in_notebook(tmp_path)
     assert default["model"]["name"] == "conv_maxpool" and default["logger"]["save_dir"] == str(tmp_path / "run")
@@ -55,6 +58,7 @@ def test_configs_compose_and_resolve_without_importing_fmnist(tmp_path: Path) ->
     assert per_job["trainer"]["devices"] == {"_target_": "fmnist.training.devices.job_gpu"}
 
 
+@pytest.mark.cli
 def test_the_wheel_ships_the_configs_and_trains_from_any_folder(tmp_path: Path) -> None:
     source = tmp_path / "source"  # a clean copy: an in-tree build would leave build/ in the checkout
     source.mkdir()

@@ -20,12 +20,10 @@ from fmnist.core.errors import ConfigError
 from fmnist.data.augment import Augmentation, mix_batch
 from fmnist.data.batches import BatchTransform, TensorBatches
 from fmnist.inference.checkpoint import load_model
-from fmnist.inference.predictor import predict
 from fmnist.train import fit_and_test
 from fmnist.training.builders import build_datamodule, build_module, build_scheduler
 from fmnist.training.schedules import warmup_cosine
-from tests.test_config import compose
-from tests.test_lightning_core import GROUPED, SMALL_RUN, fit
+from tests.helpers import GROUPED, SMALL_RUN, compose, fit
 
 QUICK = [*SMALL_RUN, "data.train_subset=2000", "data.holdout_size=1000", "trainer.max_epochs=2"]
 
@@ -112,7 +110,8 @@ def test_grouped_items_are_mixed_as_their_batches_one_by_one() -> None:
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_soft_label_loss_equals_the_index_loss_on_one_hot_labels(smoothing: float) -> None:
-    module = build_module(compose(["regularization=label_smoothing", f"regularization.label_smoothing={smoothing}"]))
+    module = build_module(compose("train", "regularization=label_smoothing",
+                                  f"regularization.label_smoothing={smoothing}"))
     x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
     hard = module.training_loss(x, y)
     soft = module.training_loss(x, F.one_hot(y, 10).float())
@@ -131,8 +130,8 @@ def test_bad_mixing_options_name_the_key() -> None:
 def test_mixed_training_runs_and_grouped_steps_train_alike(tmp_path: Path, option: str) -> None:
     runs = {}
     for name, extra in (("default", []), ("grouped", GROUPED)):
-        cfg = compose([*SMALL_RUN, "trainer.max_epochs=1", f"augmentation={option}", "regularization=label_smoothing",
-                       *extra], str(tmp_path / name))
+        cfg = compose("train", *SMALL_RUN, "trainer.max_epochs=1", f"augmentation={option}",
+                      "regularization=label_smoothing", *extra, output_dir=tmp_path / name)
         runs[name] = fit(cfg, tmp_path / name)[0]
     for key, value in runs["default"].net.state_dict().items():
         assert torch.equal(value, runs["grouped"].net.state_dict()[key]), key
@@ -142,7 +141,7 @@ def test_mixed_training_runs_and_grouped_steps_train_alike(tmp_path: Path, optio
 
 
 def test_warmup_cosine_rises_then_falls() -> None:
-    spec = build_scheduler(compose(["scheduler=warmup_cosine", "scheduler.factory.warmup_fraction=0.1"]))
+    spec = build_scheduler(compose("train", "scheduler=warmup_cosine", "scheduler.factory.warmup_fraction=0.1"))
     assert spec is not None and spec.interval == "step" and spec.total_steps_kwarg == "total_steps"
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
     scheduler = spec.factory(optimizer, **{spec.total_steps_kwarg: 100})
@@ -172,13 +171,13 @@ class LrRecorder(L.Callback):
 def test_warmup_cosine_spans_the_whole_run_in_both_modules(tmp_path: Path) -> None:
     schedule = ["scheduler=warmup_cosine", "scheduler.factory.warmup_fraction=0.25", "optimizer.lr=2e-3"]
     recorder = LrRecorder()
-    default, trainer = fit(compose([*SMALL_RUN, "trainer.max_epochs=2", *schedule], str(tmp_path / "d")),
+    default, trainer = fit(compose("train", *SMALL_RUN, "trainer.max_epochs=2", *schedule, output_dir=tmp_path / "d"),
                            tmp_path / "d", recorder)
     lrs = recorder.lrs
     assert len(lrs) == trainer.global_step == 32 and int(np.argmax(lrs)) == 8 and max(lrs) == pytest.approx(2e-3)
     assert lrs[0] == pytest.approx(2e-5) and lrs[-1] < 0.02 * 2e-3
-    grouped, _ = fit(compose([*SMALL_RUN, "trainer.max_epochs=2", *schedule, *GROUPED], str(tmp_path / "g")),
-                     tmp_path / "g")
+    grouped, _ = fit(compose("train", *SMALL_RUN, "trainer.max_epochs=2", *schedule, *GROUPED,
+                             output_dir=tmp_path / "g"), tmp_path / "g")
     assert grouped.optimizers().param_groups[0]["lr"] == default.optimizers().param_groups[0]["lr"]
     for key, value in default.net.state_dict().items():
         assert torch.equal(value, grouped.net.state_dict()[key]), key
@@ -200,13 +199,14 @@ def accuracy_of(checkpoint: str, cfg: Any, stage: str) -> float:
     datamodule.setup()
     loader = datamodule.val_dataloader() if stage == "val" else datamodule.test_dataloader()
     batches = list(loader)[: cfg.trainer.limit_test_batches if stage == "test" else None]
-    logits = predict(net, (x for x, _ in batches), torch.device("cpu"))
+    with torch.inference_mode():
+        logits = torch.cat([net.eval()(x) for x, _ in batches])
     labels = torch.cat([y for _, y in batches])
     return float((logits.argmax(dim=1) == labels).float().mean())
 
 
 def train(tmp_path: Path, name: str, *overrides: str) -> tuple[dict[str, Any], Any]:
-    cfg = compose([*QUICK, "logger=csv", "trainer.limit_test_batches=2", *overrides], str(tmp_path / name))
+    cfg = compose("train", *QUICK, "logger=csv", "trainer.limit_test_batches=2", *overrides, output_dir=tmp_path / name)
     return fit_and_test(cfg, tmp_path / name), cfg
 
 
@@ -246,6 +246,6 @@ def test_swa_evaluates_the_average_of_its_epochs(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("option", "refused"), [("ema", "EMAWeightAveraging act"),
                                                   ("swa", "StochasticWeightAveraging swaps")])
 def test_grouped_steps_refuse_weight_averaging_with_the_fix(tmp_path: Path, option: str, refused: str) -> None:
-    cfg = compose([*SMALL_RUN, "trainer.max_epochs=1", f"callbacks={option}", *GROUPED], str(tmp_path))
+    cfg = compose("train", *SMALL_RUN, "trainer.max_epochs=1", f"callbacks={option}", *GROUPED, output_dir=tmp_path)
     with pytest.raises(ConfigError, match=rf"{refused}.*Fix: use module=default data.steps_per_execution=1"):
         fit(cfg, tmp_path)

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,18 @@ from hydra.errors import MissingConfigException
 
 from fmnist.core.errors import ConfigError
 from fmnist.training.config_checks import check_train_config
-from tests.conftest import DATA_DIR, REPO, compose_config, run_module
+from tests.helpers import (
+    REPO,
+    TrainedRun,
+    cli_command,
+    cli_env,
+    compose,
+    fmnist_lines,
+    read_metrics,
+    run_cli,
+    run_guarded_in_process,
+    train_in_process,
+)
 
 QUICK = ["data.train_subset=1500", "trainer.max_epochs=1", "logger=none", "data.eval_batch_size=2000"]
 DETERMINISTIC = ["model=conv_maxpool", "data.train_subset=1200", "data.batch_size=100", "trainer.max_epochs=3",
@@ -31,6 +41,15 @@ def assert_clear_error(result, *expected: str) -> None:
     for text in expected:
         assert text in result.output, result.output[-2000:]
     assert "Traceback" not in result.output
+
+
+def assert_one_line(status: int, err: str, *expected: str) -> None:
+    """The train command's guard ended the job with exit 2 and one line holding every `expected` text."""
+    assert status == 2, err[-2000:]
+    lines = fmnist_lines(err)
+    assert len(lines) == 1 and lines[0].startswith("fmnist: error: ") and "Traceback" not in err, err[-2000:]
+    for text in expected:
+        assert text in lines[0], err[-2000:]
 
 
 @pytest.mark.parametrize(
@@ -50,24 +69,25 @@ def assert_clear_error(result, *expected: str) -> None:
 def test_bad_values_are_refused_with_the_key_and_a_fix(override: str, expected: str) -> None:
     """What the train command checks before it builds anything (in-process: each CLI start costs seconds)."""
     with pytest.raises(ConfigError) as refused:
-        check_train_config(compose_config("train", *override.split()))
+        check_train_config(compose("train", *override.split()))
     assert str(refused.value).startswith(expected) and ". Fix: " in str(refused.value)
 
 
-def test_a_subset_larger_than_the_training_fold_is_refused_at_set_up(train_cli) -> None:
-    """Checked when the folds exist (the fold's size depends on data.num_folds), still one line through the CLI."""
-    assert_clear_error(train_cli("data.train_subset=48001"), "data.train_subset: 48001 is outside 1..48000")
+def test_a_subset_larger_than_the_training_fold_is_refused_at_set_up(tmp_path: Path) -> None:
+    """Checked when the folds exist (the fold's size depends on data.num_folds), still one line from the command."""
+    assert_one_line(*run_guarded_in_process("train", "data.train_subset=48001", run_dir=tmp_path / "run"),
+                    "data.train_subset: 48001 is outside 1..48000")
 
 
 @pytest.mark.parametrize(("override", "expected"), [("optimizer=adamax", "Could not find 'optimizer/adamax'"),
                                                     ("scheduler=warmup", "Could not find 'scheduler/warmup'")])
 def test_a_missing_config_option_is_named(override: str, expected: str) -> None:
     with pytest.raises(MissingConfigException, match=re.escape(expected)):
-        compose_config("train", override)
+        compose("train", override)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "wrong_shape"])
-def test_damaged_data_dir_names_the_file(train_cli, fashion, tmp_path: Path, damage: str) -> None:
+def test_damaged_data_dir_names_the_file(fashion, tmp_path: Path, damage: str) -> None:
     folder = tmp_path / "data"
     folder.mkdir()
     for source in fashion.source.glob("*.gz"):
@@ -78,30 +98,25 @@ def test_damaged_data_dir_names_the_file(train_cli, fashion, tmp_path: Path, dam
     else:  # a valid IDX header that promises 60000 images of 28x27
         raw = bytearray(gzip.decompress(target.read_bytes()))
         raw[12:16] = (27).to_bytes(4, "big")
-        target.write_bytes(gzip.compress(bytes(raw[: 16 + 60_000 * 28 * 27])))
-    result = train_cli(f"data.data_dir={folder}", *QUICK)
-    assert_clear_error(result, str(target))
+        target.write_bytes(gzip.compress(bytes(raw[: 16 + 60_000 * 28 * 27]), compresslevel=1))  # level 9: 20 s
+    assert_one_line(*run_guarded_in_process("train", f"data.data_dir={folder}", *QUICK, run_dir=tmp_path / "run"),
+                    str(target))
 
 
+@pytest.mark.cli
 def test_unwritable_output_dir(tmp_path: Path) -> None:
+    """Checked by the command before Hydra starts (fmnist.core.cli.exit_unless_output_writable)."""
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    result = run_module("fmnist.train", *QUICK, run_dir=blocker / "run")
+    result = run_cli("fmnist.train", *QUICK, run_dir=blocker / "run")
     assert_clear_error(result, "cannot write the output directory")
     assert blocker.read_text() == "not a folder"
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("finished") / "run"
-    result = run_module("fmnist.train", *DETERMINISTIC, run_dir=run_dir)
-    assert result.returncode == 0, result.output[-3000:]
-    return run_dir
-
-
-def test_bad_checkpoints_are_refused_and_nothing_is_damaged(finished_run: Path, tmp_path: Path) -> None:
-    metrics_before = (finished_run / "metrics.json").read_bytes()
-    last = finished_run / "checkpoints" / "last.ckpt"
+def test_bad_checkpoints_are_refused_and_nothing_is_damaged(tiny_run: TrainedRun, tmp_path: Path, capfd) -> None:
+    metrics_before = (tiny_run.run_dir / "metrics.json").read_bytes()
+    last = tiny_run.last_ckpt
+    last_before = last.read_bytes()
     not_a_checkpoint = tmp_path / "notes.ckpt"
     not_a_checkpoint.write_text("hello")
 
@@ -119,31 +134,33 @@ def test_bad_checkpoints_are_refused_and_nothing_is_damaged(finished_run: Path, 
         (f"ckpt_path={last} model.net.channels=16", "has net.features.0.weight of shape"),
     ]
     for index, (override, expected) in enumerate(cases):
-        result = run_module("fmnist.train", *QUICK, *override.split(), run_dir=tmp_path / f"case{index}")
-        assert_clear_error(result, expected)
-        assert "pwned" not in result.output
-    assert (finished_run / "metrics.json").read_bytes() == metrics_before
-    assert torch.load(last, weights_only=True)["epoch"] == 2
+        assert_one_line(*run_guarded_in_process("train", *QUICK, *override.split(), run_dir=tmp_path / f"case{index}"),
+                        expected)
+        assert not (tmp_path / f"case{index}" / "metrics.json").exists()
+    assert "pwned" not in capfd.readouterr().out  # os.system would write to the process's own stdout
+    assert (tiny_run.run_dir / "metrics.json").read_bytes() == metrics_before and last.read_bytes() == last_before
 
 
-def test_same_seed_same_metrics_other_seed_other_metrics(finished_run: Path, tmp_path: Path) -> None:
-    first = json.loads((finished_run / "metrics.json").read_text())
-    again = run_module("fmnist.train", *DETERMINISTIC, run_dir=tmp_path / "again")
-    other = run_module("fmnist.train", *DETERMINISTIC, "seed=1", run_dir=tmp_path / "other")
-    assert again.returncode == 0 and other.returncode == 0
-    assert {key: again.metrics()[key] for key in COMPARED} == {key: first[key] for key in COMPARED}
-    assert other.metrics()["val/loss"] != first["val/loss"]
+def test_same_seed_same_metrics_other_seed_other_metrics(tmp_path: Path) -> None:
+    """Three short deterministic runs in this process (validated and tested on a few batches)."""
+    limited = [*DETERMINISTIC, "++trainer.limit_val_batches=2", "++trainer.limit_test_batches=2"]
+    first, again = (train_in_process(tmp_path / name, *limited).metrics for name in ("first", "again"))
+    other = train_in_process(tmp_path / "other", *limited, "seed=1").metrics
+    assert {key: again[key] for key in COMPARED} == {key: first[key] for key in COMPARED}
+    assert other["val/loss"] != first["val/loss"]
     assert first["seed"] == 0
-    info = json.loads((finished_run / "run_info.json").read_text())
+    info = json.loads((tmp_path / "first" / "run_info.json").read_text())
     assert {"torch", "lightning", "hydra-core", "torchmetrics"} <= set(info["versions"])
-    assert (finished_run / "resolved_config.yaml").is_file()
+    assert (tmp_path / "first" / "resolved_config.yaml").is_file()
 
 
-def test_sigkill_then_resume_equals_uninterrupted(finished_run: Path, tmp_path: Path) -> None:
+@pytest.mark.cli
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    """The command killed after its first epoch, then `python -m fmnist.resume`: the figures of the same run done
+    without a break in this process (same seed, deterministic, the same torch threads)."""
     run_dir = tmp_path / "killed"
-    env = {**os.environ, "FMNIST_DATA_DIR": str(DATA_DIR)}
-    command = [sys.executable, "-m", "fmnist.train", *DETERMINISTIC, f"hydra.run.dir={run_dir}"]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(cli_command("fmnist.train", *DETERMINISTIC, run_dir=run_dir), cwd=REPO,
+                               env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while process.poll() is None and time.monotonic() < deadline:
@@ -154,17 +171,17 @@ def test_sigkill_then_resume_equals_uninterrupted(finished_run: Path, tmp_path: 
     process.wait()
     assert last.is_file() and not (run_dir / "metrics.json").exists()
     assert not list(run_dir.rglob("*.tmp"))  # no half-written files left behind under their real names
-    resumed = subprocess.run([sys.executable, "-m", "fmnist.resume", str(run_dir)], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=600)
+    resumed = run_cli("fmnist.resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    expected = json.loads((finished_run / "metrics.json").read_text())
-    got = json.loads((run_dir / "metrics.json").read_text())
+    expected = train_in_process(tmp_path / "uninterrupted", *DETERMINISTIC).metrics
+    got = read_metrics(run_dir)
     assert {key: got[key] for key in COMPARED} == {key: expected[key] for key in COMPARED}
 
 
-def test_nan_loss_stops_with_a_clear_message(train_cli) -> None:
+def test_nan_loss_stops_with_a_clear_message(tmp_path: Path) -> None:
     # Adam's normalised steps keep even lr=1e6 finite for a while; plain SGD diverges within a few steps.
-    result = train_cli("optimizer=sgd", "optimizer.lr=1e6", *QUICK)
-    assert_clear_error(result, "the training loss became NaN or infinite", "no checkpoint had been saved yet",
-                       "lower optimizer.lr")
-    assert result.returncode == 2 and not (result.run_dir / "metrics.json").exists()
+    run_dir = tmp_path / "run"
+    assert_one_line(*run_guarded_in_process("train", "optimizer=sgd", "optimizer.lr=1e6", *QUICK, run_dir=run_dir),
+                    "the training loss became NaN or infinite", "no checkpoint had been saved yet",
+                    "lower optimizer.lr")
+    assert not (run_dir / "metrics.json").exists()

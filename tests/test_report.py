@@ -74,7 +74,8 @@ def runs(tmp_path: Path) -> Path:
 
 def test_folds_group_into_one_row_ranked_by_validation(runs: Path) -> None:
     assert report_main([str(runs / "sweep"), str(runs / "cv")]) == 0
-    rows = leaderboard(runs / "sweep" / "report")
+    assert not (runs / "sweep" / "report").exists()  # the report goes beside the runs given last
+    rows = leaderboard(runs / "cv" / "report")
     assert [row["model"] for row in rows] == ["cnn", "lstm"]  # lstm tests better but validates worse
     cnn, lstm = rows
     assert (cnn["runs"], lstm["runs"]) == ("2", "3") and lstm["folds"] == "0 1 2"

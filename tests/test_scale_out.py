@@ -14,16 +14,18 @@ from omegaconf import OmegaConf
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.training.builders import build_datamodule, build_module
 from fmnist.training.devices import job_gpu
-from tests.conftest import run_module
+from tests.helpers import run_cli
 
-QUICK = ["data.train_subset=2000", "trainer.max_epochs=1", "logger=none", "data.eval_batch_size=1000"]
+QUICK = ["data.train_subset=2000", "trainer.max_epochs=1", "logger=none", "data.eval_batch_size=1000",
+         "++trainer.limit_val_batches=2"]
 
 
 # ddp_spawn starts its processes three times (fit, validate, test), each importing torch anew: over a minute here
+@pytest.mark.cli
 @pytest.mark.parametrize("strategy", ["ddp", pytest.param("ddp_spawn", marks=pytest.mark.slow)])
 def test_ddp_two_cpu_processes_match_a_single_process_evaluation(strategy: str, tmp_path: Path) -> None:
     run_dir = tmp_path / strategy
-    result = run_module("fmnist.train", f"trainer={strategy}", "trainer.accelerator=cpu", "trainer.devices=2", *QUICK,
+    result = run_cli("fmnist.train", f"trainer={strategy}", "trainer.accelerator=cpu", "trainer.devices=2", *QUICK,
                         run_dir=run_dir)
     assert result.returncode == 0, result.output[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -42,10 +44,11 @@ def test_ddp_two_cpu_processes_match_a_single_process_evaluation(strategy: str, 
         assert single[key] == pytest.approx(metrics[key], abs=1e-6), key
 
 
+@pytest.mark.cli
 def test_submitit_local_sweep_runs_every_job(tmp_path: Path) -> None:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the cluster extra")
     sweep_dir = tmp_path / "sweep"
-    result = run_module("fmnist.train", "-m", "hydra/launcher=local", *QUICK, "seed=1,2",
+    result = run_cli("fmnist.train", "-m", "hydra/launcher=local", *QUICK, "++trainer.limit_test_batches=2", "seed=1,2",
                         f"hydra.sweep.dir={sweep_dir}", run_dir=tmp_path / "unused")
     assert result.returncode == 0, result.output[-3000:]
     seeds = sorted(json.loads((sweep_dir / str(job) / "metrics.json").read_text())["seed"] for job in (0, 1))

@@ -14,7 +14,7 @@ from torch import nn
 from fmnist.core.errors import ConfigError
 from fmnist.training.builders import build_module, prepare_net
 from fmnist.training.safety import NonFiniteLossError, NonFiniteLossGuard
-from tests.test_config import compose
+from tests.helpers import compose
 
 
 def model_cfg(compile_setting: object) -> DictConfig:
@@ -77,7 +77,7 @@ def test_cuda_graph_modes_mark_each_step_and_keep_both_flip_outputs(mode: str,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     steps: list[int] = []
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
-    cfg = compose(["model=conv_maxpool", "model.tta_flip=true", f"model.compile={mode}"])
+    cfg = compose("train", "model=conv_maxpool", "model.tta_flip=true", f"model.compile={mode}")
     module = build_module(cfg)
     assert module.cuda_graphs is True
     module.net = OneBufferNet()  # in place of the compiled net: compiling it on a CPU would not replay graphs
@@ -89,7 +89,7 @@ def test_cuda_graph_modes_mark_each_step_and_keep_both_flip_outputs(mode: str,
 
 def test_other_compile_settings_leave_the_net_output_alone() -> None:
     for setting in ("false", "true", "default", "max-autotune-no-cudagraphs"):
-        module = build_module(compose(["model=conv_maxpool", f"model.compile={setting}"]))
+        module = build_module(compose("train", "model=conv_maxpool", f"model.compile={setting}"))
         assert module.cuda_graphs is False
         module.net = OneBufferNet()
         assert module(torch.ones(2, 1, 28, 28)) is module.net.out
@@ -108,6 +108,7 @@ print(took, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10)
 """
 
 
+@pytest.mark.cli
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_kept_memory_is_reused_without_page_faults() -> None:
     """A 64 MiB tensor freed and allocated again faults in 16k fresh pages each time, unless memory is kept

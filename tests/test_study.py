@@ -13,7 +13,7 @@ import pytest
 from fmnist.core.errors import ConfigError
 from fmnist.core.run_files import METRICS_FILE, PREDICTIONS_FILE, RUN_INFO_FILE, SUMMARY_FILE
 from fmnist.training.process import available_cores, threads_per_job
-from tests.conftest import CliResult, run_module
+from tests.helpers import CliResult, run_cli
 
 needs_joblib = pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,
                                   reason="the sweep extra is not installed: pip install -e '.[sweep]'")
@@ -25,7 +25,7 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "train/loss", "best_
 
 
 def study(sweep_dir: Path, *overrides: str) -> CliResult:
-    return run_module("fmnist.cv", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}", run_dir=sweep_dir.parent)
+    return run_cli("fmnist.cv", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}", run_dir=sweep_dir.parent)
 
 
 def fold_results(sweep_dir: Path) -> dict[tuple[str, str], dict]:
@@ -50,6 +50,7 @@ def test_a_bad_thread_setting_is_refused(setting: object) -> None:
         threads_per_job(setting, 2, 2)
 
 
+@pytest.mark.cli
 @needs_joblib
 def test_parallel_study_equals_folds_run_one_by_one(tmp_path: Path) -> None:
     parallel_dir, sequential_dir = tmp_path / "parallel", tmp_path / "sequential"
@@ -79,6 +80,7 @@ def test_parallel_study_equals_folds_run_one_by_one(tmp_path: Path) -> None:
         assert "ensemble" in summary
 
 
+@pytest.mark.cli
 @needs_joblib
 def test_a_failing_job_leaves_the_others_results(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "study"

@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from fmnist.report.__main__ import main as report_main
-from tests.conftest import CliResult, run_module
+from tests.helpers import CliResult, run_cli
 
-TINY = ("data.train_subset=500", "trainer.max_epochs=1", "data.num_folds=10", "data.batch_size=100", "logger=csv")
+TINY = ("data.train_subset=500", "trainer.max_epochs=1", "data.num_folds=10", "data.batch_size=100", "logger=csv",
+        "++trainer.limit_val_batches=2", "++trainer.limit_test_batches=2")
 needs_sweep_extra = pytest.mark.skipif(
     importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None
     or importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,
@@ -21,7 +22,7 @@ needs_sweep_extra = pytest.mark.skipif(
 
 
 def sweep(tmp: Path, *overrides: str, module: str = "fmnist.train") -> CliResult:
-    return run_module(module, "-m", *overrides, f"hydra.sweep.dir={tmp}", run_dir=tmp)
+    return run_cli(module, "-m", *overrides, f"hydra.sweep.dir={tmp}", run_dir=tmp)
 
 
 def job_metrics(sweep_dir: Path) -> dict[str, dict]:
@@ -37,6 +38,7 @@ def failing_multirun(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return sweep_dir
 
 
+@pytest.mark.cli
 def test_failed_jobs_are_recorded_and_the_others_kept(failing_multirun: Path) -> None:
     jobs = job_metrics(failing_multirun)
     assert sorted(jobs) == ["0", "1", "2", "3"]
@@ -47,8 +49,11 @@ def test_failed_jobs_are_recorded_and_the_others_kept(failing_multirun: Path) ->
     assert all("optimizer.lr=-1" in job["overrides"] for job in failed)
 
 
+@pytest.mark.cli
 def test_report_builds_despite_failed_jobs(failing_multirun: Path) -> None:
-    assert report_main([str(failing_multirun)]) == 0
+    """`python -m fmnist.report <sweep dir>` as a user runs it: the report command's one start in the suite."""
+    result = run_cli("fmnist.report", str(failing_multirun), timeout=300)
+    assert result.returncode == 0, result.output[-3000:]
     report = (failing_multirun / "report" / "report.md").read_text()
     rows = (failing_multirun / "report" / "leaderboard.csv").read_text().splitlines()
     assert len(rows) == 3 and {row.split(",")[0] for row in rows[1:]} == {"conv_maxpool", "lstm"}
@@ -60,6 +65,7 @@ def optuna_search(tmp: Path) -> tuple[str, ...]:
     return ("hparams_search=conv_maxpool_optuna", f"hydra.sweeper.storage=sqlite:///{tmp / 'study.db'}", *TINY)
 
 
+@pytest.mark.cli
 @needs_sweep_extra
 def test_optuna_sweep_of_two_trials_optimises_val_acc_and_reports(tmp_path: Path) -> None:
     first = sweep(tmp_path / "first", *optuna_search(tmp_path), "hydra.sweeper.n_trials=2")
@@ -77,6 +83,7 @@ def test_optuna_sweep_of_two_trials_optimises_val_acc_and_reports(tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.cli
 @needs_sweep_extra
 def test_optuna_study_continues_from_sqlite(tmp_path: Path) -> None:
     for name, trials in (("first", 1), ("again", 1)):
@@ -90,6 +97,7 @@ def test_optuna_study_continues_from_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.cli
 @needs_sweep_extra
 def test_joblib_launcher_runs_jobs_in_parallel_and_records_failures(tmp_path: Path) -> None:
     result = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer.lr=0.001,-1", *TINY)

@@ -4,9 +4,6 @@ and `python -m fmnist.models` lists them all with the right sizes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -18,9 +15,8 @@ from fmnist.data.datamodule import FashionMnistDataModule
 from fmnist.models.__main__ import main as listing_main
 from fmnist.models.catalog import model_names
 from fmnist.training.builders import build_datamodule, build_module
-from tests.conftest import DATA_DIR, REPO
-from tests.test_config import compose
-from tests.test_models import PARAMS_FROM_MODELS_MD, pytorch_params
+from tests.helpers import DATA_DIR, compose, run_cli
+from tests.helpers.models import PARAMS_FROM_MODELS_MD, pytorch_params
 
 TINY_DATA = [f"data.data_dir={DATA_DIR}", "data.train_subset=64", "data.batch_size=8", "data.eval_batch_size=16",
              "data.verify_checksums=false", "data.download=false"]
@@ -31,7 +27,7 @@ def datamodules() -> dict[str, FashionMnistDataModule]:
     """One set-up data module per input kind: reading the 70k images once keeps this file fast."""
     built = {}
     for kind, model in (("image", "conv_maxpool"), ("rows", "lstm")):
-        datamodule = build_datamodule(compose([f"model={model}", *TINY_DATA]))
+        datamodule = build_datamodule(compose("train", f"model={model}", *TINY_DATA))
         datamodule.setup("fit")
         built[kind] = datamodule
     return built
@@ -43,7 +39,7 @@ def test_every_model_config_is_covered_by_the_parameter_table() -> None:
 
 @pytest.mark.parametrize("name", model_names())
 def test_fast_dev_run_trains_and_tests_one_batch(name: str, datamodules: dict[str, FashionMnistDataModule]) -> None:
-    cfg = compose([f"model={name}", *TINY_DATA])
+    cfg = compose("train", f"model={name}", *TINY_DATA)
     torch.manual_seed(0)
     module = build_module(cfg)
     before = [parameter.detach().clone() for parameter in module.net.parameters()]
@@ -92,7 +88,7 @@ def test_every_study_experiment_is_checked() -> None:
 @pytest.mark.parametrize("experiment", sorted(STUDIES))
 def test_study_experiment_matches_the_study(experiment: str) -> None:
     model, lr, batch, epochs, schedule, decay, max_norm, validation, augmentation = STUDIES[experiment]
-    cfg = compose([f"experiment={experiment}"])
+    cfg = compose("train", f"experiment={experiment}")
     assert (cfg.model.name, cfg.data.batch_size, cfg.trainer.max_epochs) == (model, batch, epochs)
     assert cfg.scheduler.name == schedule
     if schedule == "plateau":  # halve on a 2-epoch stall of the validation loss (study C)
@@ -114,7 +110,7 @@ def test_study_experiment_matches_the_study(experiment: str) -> None:
 
 
 def test_resnet_recipe() -> None:
-    cfg = compose(["experiment=resnet_recipe"])
+    cfg = compose("train", "experiment=resnet_recipe")
     module = build_module(cfg)
     optimizer = module.optimizer_factory(module.parameters())
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["nesterov"]
@@ -128,10 +124,10 @@ def test_resnet_recipe() -> None:
 HAND_COUNTED_MACS = {"conv_maxpool": 288_512, "rnn": 359_400, "lstm": 1_434_600}
 
 
+@pytest.mark.cli
 def test_model_listing_json_lists_every_model_with_its_parameters() -> None:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([sys.executable, "-m", "fmnist.models", "--json"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    """`python -m fmnist.models --json` as a user runs it: the models command's one start in the suite."""
+    done = run_cli("fmnist.models", "--json", timeout=300)
     assert done.returncode == 0, done.stderr
     listed = {entry["name"]: entry for entry in json.loads(done.stdout)}
     assert set(listed) == set(model_names())

@@ -21,6 +21,7 @@ from fmnist.bench.inference import images_per_second
 from fmnist.bench.plain_loop import time_plain_loop
 from fmnist.bench.timing import Timing
 from fmnist.data.datamodule import FashionMnistDataModule
+from fmnist.models.catalog import count_params
 from fmnist.training.builders import build_datamodule, build_net, prepare_net
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def measure_case(case: Case, budget: Budget, with_inference: bool) -> dict[str, 
     result: dict[str, Any] = {
         "model": cfg.model.name,
         "batch_size": int(cfg.data.batch_size),
-        "params": sum(parameter.numel() for parameter in build_net(cfg.model).parameters()),
+        "params": count_params(build_net(cfg.model)),
         "steps": steps,
         "grouped_steps_per_execution": case.grouped_datamodule.steps_per_execution if grouped else None,
         "warmup": budget.warmup,

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from fmnist.core.numbers import is_finite_number
+
 if TYPE_CHECKING:
     import torch
 
@@ -35,3 +37,14 @@ def flatten_per_class(stage: str, per_class: Mapping[str, torch.Tensor],
         for class_name, value in zip(class_names, values.tolist(), strict=True):
             flat[class_metric_key(stage, metric, class_name)] = value
     return flat
+
+
+# metrics.json's figures besides the `<stage>/...` ones: the run's size, length and speed
+RUN_EXTRAS = ("params", "epochs", "best_epoch", "train_seconds", "ms_per_step", "images_per_second")
+
+
+def run_scalars(metrics: Mapping[str, object]) -> dict[str, float]:
+    """The figures of a metrics.json (what loggers receive at the end and cv averages over folds): every finite
+    `<stage>/...` number and the RUN_EXTRAS."""
+    return {key: float(value) for key, value in metrics.items()  # type: ignore[arg-type]
+            if ("/" in key or key in RUN_EXTRAS) and is_finite_number(value)}

@@ -39,16 +39,16 @@ class TensorBatches:
     Making them depend on the epoch number (set by Lightning through `set_epoch`, as it does for a
     DistributedSampler) rather than on hidden RNG state lets a resumed run see the same batches.
 
-    With `batches_per_item` K > 1 each item holds K consecutive batches in one tensor (the last item of an
+    With `steps_per_execution` K > 1 each item holds K consecutive batches in one tensor (the last item of an
     epoch may hold fewer, and its last batch may be short): the same images in the same order as K = 1,
-    so that a training step can run K optimizer steps on `x.split(batch_size)` (see ClassifierModule).
+    so that a training step can run K optimizer steps on `x.split(batch_size)` (see GroupedStepsModule).
 
     With mixup or CutMix on (augmentation.mixup_alpha / cutmix_alpha), training items carry soft labels
     (B, classes) instead of class indices; evaluation items never do.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, transform: BatchTransform,
-                 train: bool = False, seed: int = 0, drop_last: bool = False, batches_per_item: int = 1) -> None:
+                 train: bool = False, seed: int = 0, drop_last: bool = False, steps_per_execution: int = 1) -> None:
         self.images = images
         self.labels = labels
         self.batch_size = batch_size
@@ -56,7 +56,7 @@ class TensorBatches:
         self.train = train
         self.seed = seed
         self.drop_last = drop_last
-        self.batches_per_item = batches_per_item
+        self.steps_per_execution = steps_per_execution
         self.epoch = 0
 
     batch_sampler = None  # Lightning inspects DataLoader-like attributes; batching is done here.
@@ -76,15 +76,15 @@ class TensorBatches:
 
     @property
     def full_items(self) -> int:
-        """Items of `batches_per_item` full batches each (the benchmark times only these)."""
-        return len(self.labels) // self.batch_size // self.batches_per_item
+        """Items of `steps_per_execution` full batches each (the benchmark times only these)."""
+        return len(self.labels) // self.batch_size // self.steps_per_execution
 
     def batches_in(self, items: int) -> int:
         """How many batches the first `items` items hold: the optimizer steps they make."""
-        return min(items * self.batches_per_item, self.batches_per_epoch)
+        return min(items * self.steps_per_execution, self.batches_per_epoch)
 
     def __len__(self) -> int:
-        return math.ceil(self.batches_per_epoch / self.batches_per_item)
+        return math.ceil(self.batches_per_epoch / self.steps_per_execution)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         device = self.images.device
@@ -97,13 +97,13 @@ class TensorBatches:
         # mixup / CutMix: soft labels (B, classes) for training batches; validation and test are never mixed
         mixing_rng = augmentation.mixing_rng(self.seed, self.epoch) if self.train and augmentation.mixing else None
         end = min(self.batches_per_epoch * self.batch_size, len(self.labels))
-        item_size = self.batch_size * self.batches_per_item
+        item_size = self.batch_size * self.steps_per_execution
         for start in range(0, end, item_size):
             stop = min(start + item_size, end)
             if order is None:
                 images, labels = self.images[start:stop], self.labels[start:stop]
             else:
-                index = order[start:stop]  # index_select: ~10x faster than images[index]
+                index = order[start:stop]  # index_select beats images[index] on a CPU (docs/speed.md)
                 images, labels = self.images.index_select(0, index), self.labels.index_select(0, index)
             x = self.transform(images, self.train, generator)
             if mixing_rng is not None:

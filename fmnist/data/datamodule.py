@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 
 from fmnist.core.errors import ConfigError
+from fmnist.core.limits import clip
+from fmnist.core.numbers import is_finite_number
 from fmnist.data.augment import Augmentation
 from fmnist.data.batches import INPUT_KINDS, BatchTransform, TensorBatches
 from fmnist.data.folds import holdout_first, stratified_fold, take_subset
@@ -40,7 +43,7 @@ class FashionMnistDataModule(L.LightningDataModule):
         augmentation: Augmentation | None = None,
         download: bool = True,
         verify_checksums: bool = True,
-        shuffle_seed: int = 0,
+        shuffle_seed: int | None = 0,
         channels_last: bool = False,
         steps_per_execution: int = 1,
     ) -> None:
@@ -64,7 +67,7 @@ class FashionMnistDataModule(L.LightningDataModule):
         self.augmentation = augmentation or Augmentation()
         self.download = download
         self.verify_checksums = verify_checksums
-        self.shuffle_seed = shuffle_seed
+        self.shuffle_seed = shuffle_seed if shuffle_seed is not None else 0
         self.channels_last = channels_last
         self.steps_per_execution = steps_per_execution
         self.train_index = np.empty(0, dtype=np.int64)
@@ -90,7 +93,7 @@ class FashionMnistDataModule(L.LightningDataModule):
         data = load_fashion_mnist(self.data_dir, self.download, self.verify_checksums, self.system_dir)
         self.source = data.source
         self.train_index, self.val_index = self._split(data.train_labels)
-        # Normalisation statistics of the official train set (0.2860 / 0.3530), as the studies used.
+        # Normalisation statistics of the official train set, as the studies used.
         pixels = data.train_images.float().div_(255.0)
         self.mean, self.std = float(pixels.mean()), float(pixels.std())
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
@@ -123,14 +126,22 @@ class FashionMnistDataModule(L.LightningDataModule):
     def transform(self) -> BatchTransform:
         return BatchTransform(self.mean, self.std, self.input_kind, self.augmentation, self.channels_last)
 
+    def state_dict(self) -> dict[str, float]:
+        """The normalisation, which Lightning saves in every checkpoint: predict normalises a user's images as
+        training did without reading the train set."""
+        return {"mean": self.mean, "std": self.std}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.mean, self.std = stored_normalisation(state_dict)
+
     def train_dataloader(self) -> TensorBatches:
         """Each item holds `steps_per_execution` batches: one Lightning step runs that many optimizer steps."""
         return self.train_batches(self.steps_per_execution)
 
-    def train_batches(self, batches_per_item: int = 1) -> TensorBatches:
+    def train_batches(self, steps_per_execution: int = 1) -> TensorBatches:
         images, labels = self._splits["fit"]
         return TensorBatches(images, labels, self.batch_size, self.transform, train=True, seed=self.shuffle_seed,
-                             batches_per_item=batches_per_item)
+                             steps_per_execution=steps_per_execution)
 
     def val_dataloader(self) -> TensorBatches:
         images, labels = self._splits["val"]
@@ -140,3 +151,11 @@ class FashionMnistDataModule(L.LightningDataModule):
         """The 10k test set: only `trainer.test` asks for it, nothing selects on it."""
         images, labels = self._splits["test"]
         return TensorBatches(images, labels, self.eval_batch_size, self.transform)
+
+
+def stored_normalisation(state: Any) -> tuple[float, float]:
+    """A checkpoint's normalisation, checked as data: a finite mean and a finite, positive std."""
+    values = [state.get(key) if isinstance(state, dict) else None for key in ("mean", "std")]
+    if not all(is_finite_number(value) for value in values) or values[1] <= 0:
+        raise ValueError(f"its stored normalisation {clip(state, 120)!r} is not a finite mean and a positive std")
+    return float(values[0]), float(values[1])

@@ -11,12 +11,7 @@ from fmnist.core.errors import ConfigError
 
 def stratified_fold(labels: torch.Tensor, num_folds: int, fold: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val) of one fold; the same seed always gives the same folds."""
-    if num_folds < 2:
-        raise ConfigError("data.num_folds", f"{num_folds} folds cannot hold out a validation set",
-                          "use data.num_folds=2 or more (5 is the default)")
-    if not 0 <= fold < num_folds:
-        raise ConfigError("data.fold", f"fold {fold} does not exist with {num_folds} folds",
-                          f"pick a fold in 0..{num_folds - 1}")
+    check_fold(num_folds, fold)
     y = labels.cpu().numpy()
     smallest = int(np.bincount(y).min())
     if num_folds > smallest:  # every fold must hold each class at least once
@@ -25,6 +20,17 @@ def stratified_fold(labels: torch.Tensor, num_folds: int, fold: int, split_seed:
     splitter = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=check_split_seed(split_seed))
     train_idx, val_idx = list(splitter.split(np.zeros(len(y)), y))[fold]
     return train_idx, val_idx
+
+
+def check_fold(num_folds: int, fold: int) -> None:
+    """The one check of data.num_folds and data.fold: run by the commands before any data is read, and here."""
+    is_int = [isinstance(value, int) and not isinstance(value, bool) for value in (num_folds, fold)]
+    if not is_int[0] or num_folds < 2:
+        raise ConfigError("data.num_folds", f"{num_folds!r} folds cannot hold out a validation set",
+                          "use data.num_folds=2 or more (5 is the default)")
+    if not is_int[1] or not 0 <= fold < num_folds:
+        raise ConfigError("data.fold", f"fold {fold!r} does not exist with {num_folds} folds",
+                          f"pick a fold in 0..{num_folds - 1}")
 
 
 def check_split_seed(split_seed: int) -> int:

@@ -23,9 +23,11 @@ from torch import nn
 
 from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, MODEL_NAME, Limits, clip
 from fmnist.data.batches import INPUT_KINDS
+from fmnist.data.datamodule import stored_normalisation
 from fmnist.models.catalog import ModelTooLarge, build_within, registered_model_config
 from fmnist.training.checkpoints import (
     CHECKPOINT_CONFIG_KEY,
+    DATAMODULE_STATE_KEY,
     HOW_TO_FIX,
     NET_PREFIX,
     CheckpointError,
@@ -37,6 +39,7 @@ from fmnist.training.checkpoints import (
 # The split and batch keys of `data` that rebuild training's test loader; each an integer or null.
 DATA_KEYS = ("num_folds", "fold", "split_seed", "holdout_size", "train_subset", "batch_size", "eval_batch_size",
              "steps_per_execution")
+DATAMODULE_TARGET = "fmnist.data.datamodule.FashionMnistDataModule"
 MAX_LIST_ITEMS = 64  # a list argument (widths, blocks) longer than this is no model of this catalog
 MODULES_PER_TENSOR = 8  # building may create at most this many submodules per tensor the file holds (+ slack)
 
@@ -49,6 +52,7 @@ class LoadedModel:
     config: DictConfig
     path: Path
     epoch: int | None
+    normalisation: tuple[float, float] | None = None  # the training data's mean and std, when the file has them
 
     @property
     def name(self) -> str:
@@ -120,7 +124,8 @@ def _net_arguments(stored_model: dict[str, Any], entry: DictConfig, path: Path) 
         cls = get_class(target)
     except Exception as exc:  # a user's catalog entry whose module does not import
         raise CheckpointError(f"model '{entry.name}': its config's _target_ {target} cannot be imported "
-                              f"({clip(exc, 120)}). Fix: check that model config.") from None
+                              f"({clip(exc, 120)}). Fix: make its package importable (PYTHONPATH=<folder holding it>, "
+                              "or pip install it), or check that model config.") from None
     parameters = inspect.signature(cls).parameters
     takes_any = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
     allowed = set(entry.net) - {"_target_"} if takes_any else set(parameters)
@@ -184,7 +189,8 @@ def rebuilt_config(entry: DictConfig, stored_model: dict[str, Any], stored: dict
         "model": {"name": str(entry.name), "family": str(entry.family), "input": str(entry.input),
                   "tta_flip": _flag(stored_model, "tta_flip", path, "model"), "channels_last": False,
                   "compile": False, "net": {"_target_": str(entry.net._target_), **arguments}},
-        "data": _data_settings(stored, path),
+        # fmnist's own data module (never a class the file names), with the file's checked split
+        "data": {"_target_": DATAMODULE_TARGET, "input_kind": str(entry.input), **_data_settings(stored, path)},
         "augmentation": {"flip": _flag(augmentation, "flip", path, "augmentation")},
         "seed": seed,
     }
@@ -210,4 +216,11 @@ def load_model(value: Any, device: str | torch.device = "cpu", limits: Limits = 
                             f"({clip(str(exc).splitlines()[0], 200)})", "Fix: pick a checkpoint fmnist wrote") from None
     net.to(device).eval().requires_grad_(False)
     epoch = checkpoint.get("epoch")
-    return LoadedModel(net=net, config=config, path=path, epoch=epoch if isinstance(epoch, int) else None)
+    normalisation = None
+    if DATAMODULE_STATE_KEY in checkpoint:  # absent from checkpoints written before fmnist saved it
+        try:
+            normalisation = stored_normalisation(checkpoint[DATAMODULE_STATE_KEY])
+        except ValueError as exc:
+            raise _refuse(path, str(exc)) from None
+    return LoadedModel(net=net, config=config, path=path, epoch=epoch if isinstance(epoch, int) else None,
+                       normalisation=normalisation)

@@ -1,33 +1,23 @@
-"""Run a backbone over uint8 images with the training normalisation, optionally with flip test-time augmentation."""
+"""Inference through Lightning: a quiet Trainer on the configured device runs ClassifierModule's own test and
+predict steps around a checkpoint's backbone, so eval and predict compute exactly what training's test did."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import sys
 
+import lightning as L
 import torch
 from omegaconf import DictConfig
-from torch import nn
+from torch.utils.data import DataLoader
 
 from fmnist.core.errors import ConfigError
+from fmnist.core.extras import ignore_known_warnings
 from fmnist.data.batches import BatchTransform
-from fmnist.models.tta import flip_averaged_logits
+from fmnist.inference.checkpoint import LoadedModel
+from fmnist.training.module import ClassifierModule
 
-# The datamodule's statistics of the 60k official train images (float32 mean / std of pixels / 255).
-# The data files are checksum-verified, so these never change; tests compare them with the datamodule's.
-TRAIN_MEAN = 0.28604060411453247
-TRAIN_STD = 0.3530242443084717
 TTA_MODES = ("auto", "none", "flip")
-
-
-def training_transform(input_kind: str) -> BatchTransform:
-    """The exact transform training applied to validation and test batches (no augmentation)."""
-    return BatchTransform(TRAIN_MEAN, TRAIN_STD, input_kind)
-
-
-def image_batches(images: torch.Tensor, transform: BatchTransform, batch_size: int) -> Iterator[torch.Tensor]:
-    """Normalised model input for uint8 images (N, 28, 28), batch by batch."""
-    for start in range(0, len(images), batch_size):
-        yield transform(images[start : start + batch_size], False, None)
+ACCELERATORS = ("cpu", "cuda", "mps")
 
 
 def resolve_tta(mode: str, run_config: DictConfig) -> str:
@@ -39,26 +29,35 @@ def resolve_tta(mode: str, run_config: DictConfig) -> str:
     return mode
 
 
-@torch.inference_mode()
-def logits_for(net: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
-    """Logits; with tta='flip' the mean logits of the image and its mirror image, as ClassifierModule tests."""
-    return flip_averaged_logits(net, x) if tta == "flip" else net(x)
-
-
-def predict(net: nn.Module, batches: Iterable[torch.Tensor], device: torch.device, tta: str = "none") -> torch.Tensor:
-    """Logits of every image, on the CPU, in input order."""
-    outputs = [logits_for(net, x.to(device), tta).float().cpu() for x in batches]
-    return torch.cat(outputs) if outputs else torch.empty(0, 0)
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' takes the GPU when there is one; inference is small enough for the CPU otherwise."""
+def trainer_devices(name: str) -> tuple[str, int | list[int]]:
+    """`device` (auto, cpu, cuda, cuda:N or mps) as the Trainer's accelerator and devices: one device."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return "auto", 1
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError("device", f"'{name}' is not a device", "use auto, cpu, cuda, cuda:N or mps") from None
+        device = None
+    if device is None or device.type not in ACCELERATORS:
+        raise ConfigError("device", f"'{name}' is not a device", "use auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", "CUDA was asked for, but PyTorch sees no GPU", "use device=auto or device=cpu")
-    return device
+    return device.type, 1 if device.index is None else [device.index]
+
+
+def inference_trainer(device: str) -> L.Trainer:
+    """One test or predict pass: no logger, checkpoints or model summary; a progress bar only at a terminal."""
+    accelerator, devices = trainer_devices(device)
+    ignore_known_warnings()
+    return L.Trainer(accelerator=accelerator, devices=devices, logger=False, enable_checkpointing=False,
+                     enable_model_summary=False, enable_progress_bar=sys.stdout.isatty())
+
+
+def classifier(model: LoadedModel, tta: str) -> ClassifierModule:
+    """Training's LightningModule around the checkpoint's backbone: its steps and metrics, not a copy of them."""
+    return ClassifierModule(model.net, optimizer=None, tta_flip=tta == "flip")  # type: ignore[arg-type]  # never fit
+
+
+def image_loader(images: torch.Tensor, transform: BatchTransform, batch_size: int) -> DataLoader:
+    """uint8 images (N, 28, 28) as normalised model input, in order, a batch at a time."""
+    return DataLoader(images, batch_size, collate_fn=lambda batch: transform(torch.stack(batch), False, None))
+

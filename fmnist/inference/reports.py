@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from fmnist.core.atomic import write_bytes_atomic, write_csv_atomic, write_text_atomic
+from fmnist.core.metric_keys import class_metric_key
 
 PER_CLASS_COLUMNS = ("class", "name", "support", "correct", "acc", "precision", "f1", "most_confused_with", "count")
 
@@ -24,9 +25,10 @@ def save_figure(figure: Figure, path: Path, dpi: int = 120) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def per_class_rows(per_class: dict[str, torch.Tensor], confusion: torch.Tensor,
+def per_class_rows(metrics: Mapping[str, float], confusion: torch.Tensor,
                    class_names: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per class: support, accuracy (= recall), precision, F1 and the class it is most mistaken for."""
+    """One row per class: support, accuracy (= recall), precision, F1 and the class it is most mistaken for;
+    `metrics` holds the test stage's per-class figures under their logged names (test/class_f1/Bag)."""
     rows = []
     for index, name in enumerate(class_names):
         errors = confusion[index].clone()
@@ -37,9 +39,9 @@ def per_class_rows(per_class: dict[str, torch.Tensor], confusion: torch.Tensor,
             "name": name,
             "support": int(confusion[index].sum()),
             "correct": int(confusion[index, index]),
-            "acc": round(float(per_class["acc"][index]), 4),
-            "precision": round(float(per_class["precision"][index]), 4),
-            "f1": round(float(per_class["f1"][index]), 4),
+            "acc": round(metrics[class_metric_key("test", "acc", name)], 4),
+            "precision": round(metrics[class_metric_key("test", "precision", name)], 4),
+            "f1": round(metrics[class_metric_key("test", "f1", name)], 4),
             "most_confused_with": class_names[confused],
             "count": int(confusion[index, confused]),
         })

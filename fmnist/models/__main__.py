@@ -1,26 +1,71 @@
-"""`python -m fmnist.models [--json] [NAME ...]`: list every model config with its size and cost per image."""
+"""`python -m fmnist.models [--json] [NAME ...] [hydra.searchpath=[file://DIR]]`: every model config with its size
+and cost per image, your own models beside the built-in ones.
+
+Your models join through Hydra's own `hydra.searchpath`, written exactly as on a train or cv command line
+(`hydra.searchpath=[file://my_conf]`, DIR holding `model/<name>.yaml`); `--searchpath DIR` is a shorthand for it.
+The classes they name must be importable (PYTHONPATH or pip install).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from hydra.errors import HydraException
+
+from fmnist.core.cli import EXIT_USER_ERROR
+from fmnist.core.errors import FmnistError
 from fmnist.models.catalog import catalog, format_table, model_names
+
+SEARCHPATH = "hydra.searchpath="
+
+
+def parse_searchpath(value: str) -> list[str]:
+    """The entries of `hydra.searchpath=[a,b]` (or a single `hydra.searchpath=a`)."""
+    inner = value.removeprefix(SEARCHPATH).strip()
+    if inner.startswith("[") and inner.endswith("]"):
+        inner = inner[1:-1]
+    return [entry.strip().strip("'\"") for entry in inner.split(",") if entry.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fmnist.models", description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", metavar="NAME", help="model configs to list (default: all)")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help="model configs to list (default: all), and/or hydra.searchpath=[file://DIR,...]")
+    parser.add_argument("--searchpath", action="append", default=[], metavar="DIR", type=Path,
+                        help="a config folder holding model/<name>.yaml (same as hydra.searchpath=[file://DIR])")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list of {name, family, input, params, macs}")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.names) - set(model_names()))
-    if unknown:
-        print(f"fmnist: error: no model config {', '.join(unknown)}. Fix: choose from {', '.join(model_names())}",
-              file=sys.stderr)
-        return 2
-    infos = catalog(args.names or None)
+    searchpath = [f"file://{directory.resolve()}" for directory in args.searchpath]
+    names = []
+    for item in args.names:
+        if item.startswith(SEARCHPATH):
+            searchpath += parse_searchpath(item)
+        elif "=" in item:
+            print(f"fmnist: error: {item}: only hydra.searchpath=[...] is taken as an override here. Fix: pass "
+                  "model names, --searchpath DIR or hydra.searchpath=[file://DIR]", file=sys.stderr)
+            return EXIT_USER_ERROR
+        else:
+            names.append(item)
+    missing = [str(directory) for directory in args.searchpath if not (directory / "model").is_dir()]
+    if missing:
+        print(f"fmnist: error: no model/ folder in {', '.join(missing)}. Fix: pass the config folder that holds "
+              "model/<name>.yaml", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        known = model_names(searchpath=searchpath)
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            print(f"fmnist: error: no model config {', '.join(unknown)}. Fix: choose from {', '.join(known)}, or "
+                  "add your config folder with hydra.searchpath=[file://DIR]", file=sys.stderr)
+            return EXIT_USER_ERROR
+        infos = catalog(names or None, searchpath=searchpath)
+    except (FmnistError, HydraException) as exc:
+        print(f"fmnist: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return EXIT_USER_ERROR
     if args.json:
         print(json.dumps([info.as_dict() for info in infos], indent=2))
     else:

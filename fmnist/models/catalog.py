@@ -1,13 +1,15 @@
 """What every model config builds: family, input kind, parameters and multiply-accumulates per image.
 
 Configs are composed through Hydra exactly as `python -m fmnist.train model=<name>` would compose them,
-so the figures describe what a run trains, overrides and interpolations included.
+so the figures describe what a run trains, overrides and interpolations included. A user's own model configs
+join the built-in ones through Hydra's standard `hydra.searchpath` (a folder holding `model/<name>.yaml`), the
+same registration training, eval, predict and export use (docs/own_model.md).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.modules.module import (
     register_module_buffer_registration_hook,
@@ -28,8 +30,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.constants import IMAGE_SIZE
-from fmnist.core.errors import FmnistError
+from fmnist.core.errors import ConfigError, FmnistError
+from fmnist.core.limits import MAX_NAME_CHARS, MODEL_NAME
+from fmnist.data.batches import INPUT_KINDS
 
+MODEL_FAMILIES = ("cnn", "sequence")  # what a model config's `family` may say (reports group by it)
+# Every key a model config declares (conf/base/model.yaml gives the last three their defaults): a missing one
+# fails deep inside training, an unknown one (a typo such as `tta_flips`) would be silently ignored.
+MODEL_KEYS = ("name", "family", "input", "net", "compile", "channels_last", "tta_flip")
+FLAG_KEYS = ("channels_last", "tta_flip")
 MAX_MODULES = 100_000  # submodules of one model built from a config (a ResNet-18 has 60)
 
 
@@ -45,8 +54,58 @@ class ModelInfo:
         return asdict(self)
 
 
-def model_names(conf_dir: str = CONF_DIR) -> list[str]:
-    return sorted(path.stem for path in (Path(conf_dir) / "model").glob("*.yaml"))
+def searchpath_overrides(searchpath: Sequence[str]) -> list[str]:
+    """The Hydra override that adds config folders (`file:///abs/dir`, `file://rel/dir` or `pkg://package`)."""
+    return [f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else []
+
+
+def model_names(conf_dir: str = CONF_DIR, searchpath: Sequence[str] = ()) -> list[str]:
+    """Every model config: conf/model/ plus the `model/` folders of the config dirs on `searchpath`."""
+    if not searchpath:
+        return sorted(path.stem for path in (Path(conf_dir) / "model").glob("*.yaml"))
+    with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        return sorted(loader.get_group_options("model", config_name="train",
+                                               overrides=searchpath_overrides(searchpath)))
+
+
+def check_model_config(model_cfg: DictConfig, expected_name: str | None = None) -> None:
+    """The checks every model config passes, built-in or a user's own: each declared key present and nothing
+    else, a name like a config file's stem (the name a checkpoint is rebuilt by), a known family and input kind,
+    and a `net` with a `_target_`. One ConfigError naming the key and the fix."""
+    name = model_cfg.get("name") if isinstance(model_cfg, DictConfig) else None
+    where = f"model config {name!r}" if isinstance(name, str) else "the model config"
+    if not isinstance(model_cfg, DictConfig):
+        raise ConfigError("model", f"{where} is not a mapping", "choose a model config with model=<name>")
+    missing = [key for key in MODEL_KEYS if key not in model_cfg]
+    if missing:
+        raise ConfigError("model", f"{where} lacks {', '.join(missing)}",
+                          "declare every key of a model config (docs/own_model.md: name, family, input, net; "
+                          "compile, channels_last, tta_flip, or start it with defaults: [/base/model@_here_, _self_])")
+    unknown = sorted(str(key) for key in model_cfg if key not in MODEL_KEYS)
+    if unknown:
+        raise ConfigError(f"model.{unknown[0]}", f"{where} has the unknown key(s) {', '.join(unknown)}",
+                          f"keep only {', '.join(MODEL_KEYS)}; the class's own arguments go under model.net")
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise ConfigError("model.name", f"{name!r} is not a model name (letters, digits, _ . -, at most "
+                          f"{MAX_NAME_CHARS} characters)", "name the model as its YAML file, e.g. name: my_cnn")
+    if expected_name is not None and name != expected_name:
+        raise ConfigError("model.name", f"model/{expected_name}.yaml says name: {name}",
+                          f"use name: {expected_name} (checkpoints are rebuilt by that name)")
+    if model_cfg.family not in MODEL_FAMILIES:
+        raise ConfigError("model.family", f"{where}: {model_cfg.family!r} is not a model family",
+                          f"use one of {', '.join(MODEL_FAMILIES)}")
+    if model_cfg.input not in INPUT_KINDS:
+        raise ConfigError("model.input", f"{where}: {model_cfg.input!r} is not an input kind",
+                          f"use one of {', '.join(INPUT_KINDS)} (image: (B, 1, 28, 28), rows: (B, 28, 28))")
+    for key in FLAG_KEYS:
+        if not isinstance(model_cfg[key], bool):
+            raise ConfigError(f"model.{key}", f"{where}: {model_cfg[key]!r} is not true or false", "use true or false")
+    net = model_cfg.net
+    target = net.get("_target_") if isinstance(net, DictConfig) else None
+    if not isinstance(target, str) or not target:
+        raise ConfigError("model.net._target_", f"{where} names no class to build",
+                          "set net._target_ to your nn.Module's import path, e.g. my_models.MyCNN")
 
 
 def registered_model_config(name: str) -> DictConfig:
@@ -127,18 +186,41 @@ def build_within(build: Callable[[], nn.Module], max_elements: int, max_modules:
     return build()
 
 
+class ModelImportError(FmnistError):
+    """A model config's class cannot be imported or built."""
+
+
+def build_described(model_cfg: DictConfig) -> nn.Module:
+    """Build a model config's net; a user's class that does not import is one line naming the fix."""
+    try:
+        return instantiate(model_cfg.net)
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        target = OmegaConf.select(model_cfg, "net._target_")
+        raise ModelImportError(
+            f"model {model_cfg.name!r}: cannot build {target} ({' '.join(str(cause).split())[:200]}). Fix: make its "
+            "package importable (PYTHONPATH=<folder holding it>, or pip install it) and check its arguments "
+            "under net") from None
+
+
 def describe(model_cfg: DictConfig) -> ModelInfo:
-    net = instantiate(model_cfg.net)
+    net = build_described(model_cfg)
     return ModelInfo(name=model_cfg.name, family=model_cfg.family, input=model_cfg.input,
                      params=count_params(net), macs=count_macs(net, model_cfg.input))
 
 
-def catalog(names: list[str] | None = None, conf_dir: str = CONF_DIR) -> list[ModelInfo]:
-    """Describe the given model configs (all of conf/model/ by default), each composed as a run would."""
+def catalog(names: list[str] | None = None, conf_dir: str = CONF_DIR,
+            searchpath: Sequence[str] = ()) -> list[ModelInfo]:
+    """Describe the given model configs (all of conf/model/ and of the `searchpath` folders by default), each
+    composed as a run would and checked as a run checks it."""
     infos = []
+    extra = searchpath_overrides(searchpath)
+    names = names or model_names(conf_dir, searchpath)
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
-        for name in names or model_names(conf_dir):
-            infos.append(describe(compose("train", overrides=[f"model={name}"]).model))
+        for name in names:
+            model_cfg = compose("train", overrides=[f"model={name}", *extra]).model
+            check_model_config(model_cfg, expected_name=name)
+            infos.append(describe(model_cfg))
     return infos
 
 

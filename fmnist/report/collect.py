@@ -23,7 +23,6 @@ before it is used; nothing in them ends the report in a traceback, and nothing m
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -37,6 +36,7 @@ import yaml
 from fmnist.core.constants import NUM_CLASSES
 from fmnist.core.errors import DataError
 from fmnist.core.limits import MAX_NAME_CHARS, MODEL_NAME, clip
+from fmnist.core.numbers import is_finite_number
 from fmnist.core.run_files import (
     COMPLETED,
     HISTORY_FILE,
@@ -105,6 +105,7 @@ class Collection:
 
 
 def _is_number(value: Any) -> bool:
+    """Any int or float, NaN and infinity included (a diverged run's loss); shares and counts need more."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -139,7 +140,7 @@ def _value_problem(key: str, value: Any) -> str | None:
         return None
     if value is None and key != "val/acc":
         return None
-    if not _is_number(value) or not math.isfinite(value):
+    if not is_finite_number(value):
         return f"{key} is {_shown(value)}, expected a finite number"
     if share and not 0.0 <= value <= 1.0:
         return f"{key} is {value}, expected a share in [0, 1]"

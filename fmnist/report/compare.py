@@ -1,9 +1,9 @@
 """Per-model intervals and pairwise significance tests over a collection of runs (no model is re-run).
 
 Validation figures come from each run's metrics.json, test figures from its test_predictions.npz. A group's
-units are its folds (k-fold CV) or its seeds (a fixed holdout repeated over seeds); two groups are compared
-only on the same split (same data.split_seed, data.num_folds or data.holdout_size, data.train_subset) and
-the same units, else the pair is "not comparable".
+units are its folds (k-fold CV; with repeated k-fold, its (split seed, fold) pairs) or its seeds (a fixed holdout
+repeated over seeds); two groups are compared only on the same split (same data.num_folds or data.holdout_size,
+data.train_subset, the same split seeds) and the same units, else the pair is "not comparable".
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ class ModelStats:
     """One model configuration's figures with their 95% intervals."""
 
     group: Group
-    split: tuple  # what makes two groups' validation sets the same
+    split: tuple  # what makes two groups' validation sets the same (the split seeds aside: see split_seeds)
     unit_kind: str  # "fold" or "seed"
-    val_by_unit: dict[int, float]  # unit -> val accuracy (mean over the unit's repeats)
+    val_by_unit: dict  # unit -> val accuracy (mean over the unit's training seeds); a fold unit is (split seed, fold)
     val: stats.Interval
     val_std: float
     test_runs: list[tuple[int | None, int | None, stats.Interval]]  # (fold, seed, bootstrap interval) per run
@@ -43,6 +43,11 @@ class ModelStats:
     train_seconds: float | None
     last_val: float | None = None  # mean over runs of the last epoch's val accuracy (no checkpoint selection)
     notes: list[str] = field(default_factory=list)
+    split_seeds: tuple = ()  # the partitions its folds come from: more than one for repeated k-fold
+
+    @property
+    def repeated(self) -> bool:
+        return len(self.split_seeds) > 1
 
     @property
     def label(self) -> str:
@@ -103,9 +108,17 @@ class Pair:
 
 
 def _split_key(metrics: dict) -> tuple:
+    """The split of a run, its split seed aside for k-fold (a repeated k-fold's folds come from several seeds and
+    pair by (split seed, fold)); a holdout's split seed stays in (it picks the train subset)."""
     holdout = metrics.get("holdout_size")
-    return (metrics.get("split_seed"), None if holdout else metrics.get("num_folds"), holdout,
-            metrics.get("train_subset"))
+    return (metrics.get("split_seed") if holdout else "folds", None if holdout else metrics.get("num_folds"),
+            holdout, metrics.get("train_subset"))
+
+
+def _unit(metrics: dict, unit_kind: str) -> int | tuple[int | None, int]:
+    if unit_kind == "seed":
+        return int(metrics.get("seed") or 0)
+    return (metrics.get("split_seed"), int(metrics.get("fold") or 0))
 
 
 def _predictions(group: Group) -> list[tuple[dict, Predictions]]:
@@ -120,27 +133,37 @@ def _predictions(group: Group) -> list[tuple[dict, Predictions]]:
     return found
 
 
+def _unit_order(item: tuple) -> tuple:
+    """Units in numeric order: seeds, or (split seed, fold) with an unrecorded split seed first."""
+    unit = item[0]
+    if isinstance(unit, tuple):
+        split_seed, fold = unit
+        return (-1 if split_seed is None else split_seed, fold)
+    return (unit,)
+
+
 def model_stats(group: Group) -> ModelStats:
     metrics = [run.metrics for run in group.runs]
     splits = {_split_key(item) for item in metrics}
     split = splits.pop() if len(splits) == 1 else ("mixed",)
     holdout = bool(metrics[0].get("holdout_size"))
     unit_kind = "seed" if holdout else "fold"
-    by_unit: dict[int, list[float]] = {}
+    by_unit: dict = {}
     for item in metrics:
-        by_unit.setdefault(int(item.get(unit_kind) or 0), []).append(float(item["val/acc"]))
-    val_by_unit = {unit: float(np.mean(values)) for unit, values in sorted(by_unit.items())}
+        by_unit.setdefault(_unit(item, unit_kind), []).append(float(item["val/acc"]))
+    val_by_unit = {unit: float(np.mean(values)) for unit, values in sorted(by_unit.items(), key=_unit_order)}
+    split_seeds = tuple(sorted({item.get("split_seed") for item in metrics}, key=str)) if not holdout else ()
     val_values = [float(item["val/acc"]) for item in metrics]
     predictions = _predictions(group)
     notes = []
-    test_runs = [(item.get("fold"), item.get("seed"), stats.bootstrap_accuracy(found.correct))
+    test_runs = [(item.get("fold"), item.get("seed"), stats.bootstrap_accuracy(found.correct), item.get("split_seed"))
                  for item, found in predictions]
     for item, found in predictions:
         stored = item.get("test/acc")
         if stored is not None and abs(found.accuracy - stored) > 1e-4:
             notes.append(f"fold {item.get('fold')} seed {item.get('seed')}: predictions give test acc "
                          f"{found.accuracy:.4f}, metrics.json {stored:.4f}")
-    test_values = [interval.estimate for *_, interval in test_runs]
+    test_values = [interval.estimate for _, _, interval, _ in test_runs]
     ensemble = ensemble_correct = None
     if predictions:
         ensemble_correct = mean_ensemble([found for _, found in predictions]).correct
@@ -148,7 +171,7 @@ def model_stats(group: Group) -> ModelStats:
     seeds = sorted({item.get("seed") for item in metrics}, key=str)
     folds = sorted({item.get("fold") for item in metrics}, key=str)
     seed_std = fold_std = math.nan
-    if len(seeds) * len(folds) == len(metrics) and not holdout:
+    if len(seeds) * len(folds) == len(metrics) and not holdout and len(split_seeds) == 1:
         table = np.full((len(seeds), len(folds)), np.nan)
         for item in metrics:
             table[seeds.index(item.get("seed")), folds.index(item.get("fold"))] = item["val/acc"]
@@ -167,12 +190,16 @@ def model_stats(group: Group) -> ModelStats:
         test_interval=stats.t_interval(test_values) if test_values else None,
         ensemble=ensemble, ensemble_correct=ensemble_correct, seed_std=seed_std, fold_std=fold_std,
         published=PUBLISHED.get(group.model), train_seconds=float(np.mean(seconds)) if seconds else None,
-        last_val=float(np.mean(last)) if len(last) == len(group.runs) else None, notes=notes)
+        last_val=float(np.mean(last)) if len(last) == len(group.runs) else None, notes=notes,
+        split_seeds=split_seeds)
 
 
-def _known(split: tuple) -> bool:
+def _known(model: ModelStats) -> bool:
     """Runs written before metrics.json recorded the split, or groups mixing splits, cannot be paired."""
-    return split != ("mixed",) and split[0] is not None and (split[1] is not None or split[2] is not None)
+    split = model.split
+    seeds_known = all(seed is not None for seed in model.split_seeds)
+    return (split != ("mixed",) and split[0] is not None and seeds_known
+            and (split[1] is not None or split[2] is not None))
 
 
 def _test_train_ratio(model: ModelStats) -> float:
@@ -183,24 +210,41 @@ def _test_train_ratio(model: ModelStats) -> float:
     return 1.0 / (num_folds - 1)
 
 
-def _units(model: ModelStats) -> str:
-    return ", ".join(str(unit) for unit in model.val_by_unit)
+def unit_text(unit: int | tuple, repeated: bool) -> str:
+    """A fold as '3', or with repeated k-fold as 'split seed 1 fold 3' ('1/3' in lists); a seed as '2'."""
+    if not isinstance(unit, tuple):
+        return str(unit)
+    split_seed, fold = unit
+    return f"{split_seed}/{fold}" if repeated else str(fold)
+
+
+def _units(model: ModelStats, repeated: bool = False) -> str:
+    return ", ".join(unit_text(unit, repeated) for unit in model.val_by_unit)
+
+
+def _seeds(model: ModelStats) -> str:
+    return ", ".join(str(seed) for seed in model.split_seeds)
 
 
 def compare(first: ModelStats, second: ModelStats) -> Pair:
     pair = Pair(first.label, second.label, comparable=False)
-    if not _known(first.split) or not _known(second.split):
+    if not _known(first) or not _known(second):
         pair.reason = "split not recorded"
         return pair
     if first.split != second.split:
         pair.reason = "different splits"
         return pair
+    if first.unit_kind == second.unit_kind == "fold" and first.split_seeds != second.split_seeds:
+        pair.reason = f"different split seeds: {_seeds(first)} against {_seeds(second)}"
+        return pair
     if first.unit_kind != second.unit_kind or set(first.val_by_unit) != set(second.val_by_unit):
-        pair.reason = (f"different {first.unit_kind}s: {_units(first)} against {_units(second)}"
+        repeated = first.repeated or second.repeated
+        pair.reason = (f"different {first.unit_kind}s{' (split seed/fold)' if repeated else ''}: "
+                       f"{_units(first, repeated)} against {_units(second, repeated)}"
                        if first.unit_kind == second.unit_kind else "folds against seeds")
         return pair
     pair.comparable = True
-    units = sorted(first.val_by_unit)
+    units = list(first.val_by_unit)  # paired by (split seed, fold), or by seed on a holdout
     differences = [first.val_by_unit[unit] - second.val_by_unit[unit] for unit in units]
     pair.val = stats.corrected_resampled_ttest(differences, _test_train_ratio(first))
     if first.ensemble_correct is not None and second.ensemble_correct is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from fmnist.core.constants import CLASS_NAMES
 from fmnist.core.limits import clip
 from fmnist.core.metric_keys import class_column, class_metric_key
+from fmnist.core.numbers import is_finite_number, mean_and_std
 from fmnist.report.collect import Collection, Group
 
 # Averaged over a group's runs (folds); each also gets a sample standard deviation (ddof=1).
@@ -21,9 +21,7 @@ PER_CLASS = (("precision", "precision"), ("recall", "acc"), ("f1", "f1"))  # (co
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    return float(value) if is_finite_number(value) else None
 
 
 def _run_value(metrics: dict[str, Any], key: str) -> float | None:
@@ -33,28 +31,21 @@ def _run_value(metrics: dict[str, Any], key: str) -> float | None:
     return _number(metrics.get(key))
 
 
-def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
-    numbers = [value for value in values if value is not None]
-    if not numbers:
-        return None, None
-    return statistics.fmean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else None
-
-
 def group_row(group: Group) -> dict[str, Any]:
     """One leaderboard row: means and standard deviations over the group's folds, plus the ensemble."""
     row: dict[str, Any] = {"model": group.label, "architecture": group.model, "runs": len(group.runs),
                            "folds": " ".join(str(run.metrics.get("fold")) for run in group.runs)}
     for key in RUN_METRICS:
-        mean, std = mean_std([_run_value(run.metrics, key) for run in group.runs])
+        mean, std = mean_and_std([_run_value(run.metrics, key) for run in group.runs])
         name = key.replace("/", "_")
         row[f"{name}_mean"], row[f"{name}_std"] = mean, std
     row["ensemble_members"] = group.ensembles[0]["members"] if group.ensembles else None
-    row["ensemble_test_acc"] = mean_std([_number(e.get("test/acc")) for e in group.ensembles])[0]
-    row["ensemble_test_f1"] = mean_std([_number(e.get("test/f1")) for e in group.ensembles])[0]
+    row["ensemble_test_acc"] = mean_and_std([_number(e.get("test/acc")) for e in group.ensembles])[0]
+    row["ensemble_test_f1"] = mean_and_std([_number(e.get("test/f1")) for e in group.ensembles])[0]
     for label, metric in PER_CLASS:
         for name in CLASS_NAMES:
             key = class_metric_key("test", metric, name)
-            row[class_column("test", label, name)] = mean_std([_number(run.metrics.get(key))
+            row[class_column("test", label, name)] = mean_and_std([_number(run.metrics.get(key))
                                                                for run in group.runs])[0]
     row["overrides"] = clip(" ".join(group.overrides))
     return row
@@ -153,6 +144,14 @@ def p_text(value: float) -> str:
     return f"{value:.2g}" if value >= 1e-4 else "<1e-4"
 
 
+def unit_count(model: Any) -> str:
+    """'5 folds', '3 seeds', or for repeated k-fold '3 split seeds x 5 folds'."""
+    if not model.repeated:
+        return count(len(model.val_by_unit), model.unit_kind)
+    folds = len({fold for _, fold in model.val_by_unit})
+    return f"{count(len(model.split_seeds), 'split seed')} x {count(folds, 'fold')}"
+
+
 UNCERTAINTY_HEADERS = ("model", "study", "runs", "val acc % (mean ± std)", "val acc % [95% t-interval]",
                        "val acc % last epoch (mean)",
                        "test acc % (fold models, mean ± std)", "test acc % fold ensemble [95% bootstrap]",
@@ -164,7 +163,7 @@ def uncertainty_table(models: Sequence[Any]) -> str:
     body = []
     for model in models:
         published = model.published
-        units = f"{len(model.group.runs)} ({count(len(model.val_by_unit), model.unit_kind)})"
+        units = f"{len(model.group.runs)} ({unit_count(model)})"
         body.append([
             model.label, published.study if published else "–", units,
             percent(model.val.estimate, model.val_std if math.isfinite(model.val_std) else None),
@@ -181,10 +180,12 @@ def runs_table(models: Sequence[Any]) -> str:
     """Every run's test accuracy with its bootstrap interval over the 10k test images."""
     body = []
     for model in models:
-        by_key = {(run.metrics.get("fold"), run.metrics.get("seed")): run.metrics for run in model.group.runs}
-        for fold, seed, interval in model.test_runs:
-            metrics = by_key.get((fold, seed), {})
-            body.append([model.label, str(fold), str(seed), percent(metrics.get("val/acc")),
+        by_key = {(run.metrics.get("split_seed"), run.metrics.get("fold"), run.metrics.get("seed")): run.metrics
+                  for run in model.group.runs}
+        for fold, seed, interval, split_seed in model.test_runs:
+            metrics = by_key.get((split_seed, fold, seed), {})
+            shown = f"{split_seed}/{fold}" if model.repeated else str(fold)  # repeated k-fold: split seed/fold
+            body.append([model.label, shown, str(seed), percent(metrics.get("val/acc")),
                          interval_text(interval), str(metrics.get("best_epoch", "–")),
                          number(metrics.get("train_seconds"), 0)])
     return markdown_table(("model", "fold", "seed", "val acc %", "test acc % [95% bootstrap]", "best epoch",

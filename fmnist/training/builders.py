@@ -17,7 +17,6 @@ from torch import nn
 from fmnist.core.errors import ConfigError
 from fmnist.core.limits import DEFAULT_LIMITS, Limits, run_limits
 from fmnist.core.run_files import CHECKPOINT_DIR
-from fmnist.data.augment import Augmentation
 from fmnist.data.datamodule import FashionMnistDataModule
 from fmnist.models.catalog import ModelTooLarge, build_within
 from fmnist.training.checkpoint_io import AtomicCheckpointIO
@@ -27,25 +26,8 @@ from fmnist.training.module import ClassifierModule, SchedulerSpec
 
 
 def build_datamodule(cfg: DictConfig) -> FashionMnistDataModule:
-    data = cfg.data
-    return FashionMnistDataModule(
-        data_dir=data.data_dir,
-        system_dir=data.system_dir,
-        input_kind=cfg.model.input,
-        batch_size=data.batch_size,
-        eval_batch_size=data.eval_batch_size,
-        num_folds=data.num_folds,
-        fold=data.fold,
-        split_seed=data.split_seed,
-        holdout_size=data.holdout_size,
-        train_subset=data.train_subset,
-        augmentation=Augmentation(**OmegaConf.to_container(cfg.augmentation)),  # type: ignore[arg-type]
-        download=data.download,
-        verify_checksums=data.verify_checksums,
-        shuffle_seed=cfg.seed if cfg.seed is not None else 0,
-        channels_last=cfg.model.channels_last,
-        steps_per_execution=data.steps_per_execution,
-    )
+    """conf/data/: its `_target_`, with the model's input layout and the augmentation interpolated in."""
+    return instantiate(cfg.data)
 
 
 def build_net(model_cfg: DictConfig, limits: Limits = DEFAULT_LIMITS) -> nn.Module:
@@ -62,11 +44,9 @@ def build_net(model_cfg: DictConfig, limits: Limits = DEFAULT_LIMITS) -> nn.Modu
 
 
 def build_scheduler(cfg: DictConfig) -> SchedulerSpec | None:
-    scheduler = cfg.scheduler
-    if scheduler.factory is None:
-        return None
-    return SchedulerSpec(factory=instantiate(scheduler.factory), interval=scheduler.interval,
-                         monitor=scheduler.monitor, total_steps_kwarg=scheduler.total_steps_kwarg)
+    """conf/scheduler/'s SchedulerSpec, or None for a constant learning rate (scheduler=none)."""
+    spec = instantiate(cfg.scheduler)
+    return spec if spec.factory is not None else None
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

@@ -24,6 +24,8 @@ NET_PREFIX = "net."  # ClassifierModule holds the backbone as `self.net`
 COMPILED_PREFIX = "_orig_mod."  # torch.compile wraps the backbone; its weights carry this extra prefix
 LAST = "last"  # ckpt_path=last: continue the run dir's newest checkpoint, in place
 BEST_GLOB = "best-*.ckpt"  # ModelCheckpoint's best-epochNNN.ckpt (conf/callbacks/default.yaml)
+# Lightning saves the datamodule's state_dict (its normalisation) under the datamodule's class name
+DATAMODULE_STATE_KEY = "FashionMnistDataModule"
 LIGHTNING_VERSION_KEY = "pytorch-lightning_version"  # Lightning migrates checkpoints by this version
 PATH_STATE_KEYS = {"dirpath", "best_model_path", "kth_best_model_path", "last_model_path", "best_k_models"}
 SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=-]{0,99}")  # a bare file name: no separator, no '..'
@@ -163,7 +165,7 @@ def check_layout(checkpoint: Any, path: Path) -> None:
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise refuse(f"its state_dict entry {clip(key, 80)!r} is a {type(value).__name__}, not a tensor")
     for key, kind in (("epoch", int), ("global_step", int), ("callbacks", dict), ("loops", dict),
-                      ("optimizer_states", list), ("lr_schedulers", list)):
+                      ("optimizer_states", list), ("lr_schedulers", list), (DATAMODULE_STATE_KEY, dict)):
         value = checkpoint.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             raise refuse(f"its {key!r} is a {type(value).__name__}, not {kind.__name__}")

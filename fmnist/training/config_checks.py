@@ -8,6 +8,8 @@ from omegaconf import DictConfig
 
 from fmnist.core.errors import ConfigError
 from fmnist.data.batches import INPUT_KINDS
+from fmnist.data.folds import check_fold
+from fmnist.models.catalog import check_model_config
 
 
 def _is_int(value: Any) -> bool:
@@ -46,10 +48,7 @@ def check_data(data: DictConfig) -> None:
     require_int("data.batch_size", data.batch_size, 1, "use a batch size of 1 or more, e.g. data.batch_size=64")
     require_int("data.eval_batch_size", data.eval_batch_size, 1, "use 1 or more, e.g. data.eval_batch_size=1024")
     if data.holdout_size is None:
-        require_int("data.num_folds", data.num_folds, 2, "use data.num_folds=2 or more (5 is the default)")
-        if not _is_int(data.fold) or not 0 <= data.fold < data.num_folds:
-            raise ConfigError("data.fold", f"{data.fold!r} is not a fold of {data.num_folds}",
-                              f"pick data.fold in 0..{data.num_folds - 1}")
+        check_fold(data.num_folds, data.fold)
     if data.train_subset is not None:
         require_int("data.train_subset", data.train_subset, 1, "use a positive number of images, or null for all")
 
@@ -57,6 +56,7 @@ def check_data(data: DictConfig) -> None:
 def check_train_config(cfg: DictConfig) -> None:
     """Fail fast with the key, the bad value and the fix."""
     check_data(cfg.data)
+    check_model_config(cfg.model)
     if cfg.model.input not in INPUT_KINDS:
         raise ConfigError("model.input", f"{cfg.model.input!r} is not an input kind", f"use one of {INPUT_KINDS}")
     require_number("optimizer.lr", cfg.optimizer.lr, 0.0, None, "use a positive learning rate, e.g. 1e-3",

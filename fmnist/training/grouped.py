@@ -48,17 +48,17 @@ def acts_per_batch(callback: Callback) -> bool:
 
 
 class GroupedStepsModule(ClassifierModule):
-    """ClassifierModule that splits each training item into `micro_batch_size` batches, one optimizer step each.
+    """ClassifierModule that splits each training item into batches of `batch_size` images, one optimizer step each.
 
     Lightning's trainer options that act per optimizer step under automatic optimization are done here
     with the same semantics (schedules, max-norm, trainer.max_steps); gradient accumulation and Lightning's
     gradient clipping are refused: use the default module for them.
     """
 
-    def __init__(self, *args: Any, micro_batch_size: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, batch_size: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.automatic_optimization = False
-        self.micro_batch_size = micro_batch_size
+        self.batch_size = batch_size
         self.epoch_complete = False
         self.plain_backward = False
 
@@ -77,13 +77,13 @@ class GroupedStepsModule(ClassifierModule):
                               "this callback")
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """One optimizer step per `micro_batch_size` images of the item; returns their mean loss (NaN if any is)."""
+        """One optimizer step per `batch_size` images of the item; returns their mean loss (NaN if any is)."""
         x, y = batch
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers() if self.scheduler_spec and self.scheduler_spec.interval == "step" else None
         max_steps = self.trainer.max_steps
         losses = []
-        for x_step, y_step in zip(x.split(self.micro_batch_size), y.split(self.micro_batch_size), strict=True):
+        for x_step, y_step in zip(x.split(self.batch_size), y.split(self.batch_size), strict=True):
             loss = self.training_loss(x_step, y_step)
             optimizer.zero_grad(set_to_none=True)
             if self.plain_backward:  # the optimizer step still runs Lightning's wrapper: step counts, hooks
@@ -137,9 +137,9 @@ def check_grouping(module: L.LightningModule, steps_per_execution: int, trainer:
     if steps_per_execution > 1 and not grouped:
         raise ConfigError("data.steps_per_execution", f"{steps_per_execution} needs the grouped-steps module",
                           "add module=grouped_steps, or set data.steps_per_execution=1")
-    if grouped and trainer.gradient_clip_val:
+    if grouped and trainer.get("gradient_clip_val"):
         raise ConfigError("trainer.gradient_clip_val", "grouped steps run their own optimizer loop, which Lightning "
                           "cannot clip", "use module=default data.steps_per_execution=1 to clip gradients")
-    if grouped and trainer.accumulate_grad_batches != 1:
+    if grouped and trainer.get("accumulate_grad_batches", 1) != 1:
         raise ConfigError("trainer.accumulate_grad_batches", "grouped steps run one optimizer step per batch",
                           "use module=default data.steps_per_execution=1 for gradient accumulation")

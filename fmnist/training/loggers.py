@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import io
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from omegaconf import DictConfig
 
 from fmnist.core.atomic import write_bytes_atomic
 from fmnist.core.errors import ConfigError
+from fmnist.core.metric_keys import run_scalars
 from fmnist.training.figures import confusion_heatmap
 
 log = logging.getLogger("fmnist.loggers")
@@ -30,7 +30,6 @@ NEEDS = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb"}  # Lightning's option
 # the settings that place a logger's files: resolved against the run dir, so CV folds share one store
 PLACE_KEYS = ("save_dir", "tracking_uri", "artifact_location")
 CONFUSION_FIGURE = "test_confusion.png"  # written into the run dir for the loggers that keep artifacts
-FINAL_EXTRAS = ("params", "epochs", "best_epoch", "train_seconds", "ms_per_step", "images_per_second")
 
 
 def logger_nodes(logger_cfg: DictConfig | None) -> list[DictConfig]:
@@ -81,13 +80,6 @@ def build_loggers(logger_cfg: DictConfig | None) -> Logger | list[Logger] | bool
     return loggers[0] if "_target_" in logger_cfg else loggers
 
 
-def final_figures(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The scalars of metrics.json: every `<stage>/...` figure and the run's size and speed."""
-    return {key: float(value) for key, value in metrics.items()
-            if ("/" in key or key in FINAL_EXTRAS) and isinstance(value, (int, float))
-            and not isinstance(value, bool) and math.isfinite(value)}
-
-
 def write_confusion_figure(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str,
                            path: Path) -> Path:
     import matplotlib.pyplot as plt
@@ -112,7 +104,7 @@ def finish_loggers(trainer: L.Trainer, hparams: dict[str, Any], metrics: Mapping
         else:
             logger.log_hyperparams(hparams)
         if isinstance(logger, (MLFlowLogger, WandbLogger)):
-            logger.log_metrics(final_figures(metrics), step=trainer.global_step)
+            logger.log_metrics(run_scalars(metrics), step=trainer.global_step)
             if figure is None and metrics.get("test/confusion"):
                 figure = write_confusion_figure(metrics["test/confusion"], class_names,
                                                 f"test confusion, {metrics.get('model')}", run_dir / CONFUSION_FIGURE)

@@ -32,9 +32,11 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 
 @dataclass(frozen=True)
 class SchedulerSpec:
-    """How to build and step a learning-rate schedule; `total_steps_kwarg` receives the run's step count."""
+    """How to build and step a learning-rate schedule (conf/scheduler/); `total_steps_kwarg` receives the run's
+    step count. A spec without a factory is a constant learning rate."""
 
-    factory: Callable[..., Any]
+    factory: Callable[..., Any] | None = None
+    name: str = "none"
     interval: str = "epoch"
     monitor: str | None = None
     total_steps_kwarg: str | None = None
@@ -149,7 +151,7 @@ class ClassifierModule(L.LightningModule):
         """With `tta_flip`, the mean of the logits of each image and its mirror image (test-time augmentation)."""
         return flip_averaged_logits(self, x) if self.tta_flip else self(x)
 
-    def evaluate(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def eval_step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
         logits = self.eval_logits(x)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
@@ -162,14 +164,18 @@ class ClassifierModule(L.LightningModule):
         return logits
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self.evaluate("val", batch)
+        self.eval_step("val", batch)
 
     def on_test_epoch_start(self) -> None:
         self.test_outputs = []
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        logits = self.evaluate("test", batch)
+        logits = self.eval_step("test", batch)
         self.test_outputs.append((logits.detach().float().softmax(dim=1), batch[1]))
+
+    def predict_step(self, batch: torch.Tensor | Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Logits of images, or of the images of (images, labels), with the test stage's flip TTA (`tta_flip`)."""
+        return self.eval_logits(batch if isinstance(batch, torch.Tensor) else batch[0])
 
     def finish_eval_epoch(self, stage: str) -> None:
         """Per-class scalars and the confusion heatmap: computed once an epoch, not per step."""
@@ -221,7 +227,7 @@ class ClassifierModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters(), **({} if self.lr is None else {"lr": self.lr}))
         spec = self.scheduler_spec
-        if spec is None:
+        if spec is None or spec.factory is None:
             return optimizer
         kwargs = {spec.total_steps_kwarg: self.planned_optimizer_steps()} if spec.total_steps_kwarg else {}
         scheduler = {"scheduler": spec.factory(optimizer, **kwargs), "interval": spec.interval}

@@ -34,9 +34,9 @@ class NonFiniteLossGuard(L.Callback):
 
     Each step only keeps a reference to its detached loss; the kept losses are checked in one batch every
     `check_every_n_steps` steps and always before validation and at the epoch's end (one of which
-    precedes every checkpoint save). Checking each step would cost time on a CPU (docs/speed.md, item 2) and
-    stall the host on a GPU; the price of checking every 100 is at most 99 wasted optimizer steps after a
-    divergence (plus the rest of a step group under module=grouped_steps).
+    precedes every checkpoint save). Checking each step would cost time on a CPU (docs/speed.md, "What was
+    changed for speed") and stall the host on a GPU; the price of checking every 100 is at most 99 wasted
+    optimizer steps after a divergence (plus the rest of a step group under module=grouped_steps).
     """
 
     group_aware = True  # counts optimizer steps (trainer.global_step): fine under module=grouped_steps

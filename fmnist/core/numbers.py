@@ -1,0 +1,30 @@
+"""Small number helpers shared by the CV summary and the report, so both read run files the same way."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+
+def is_finite_number(value: Any) -> bool:
+    """A real int or float that is finite; bool is not a number here (JSON's true/false are not figures)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def mean_and_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof=1) over folds of the values that are present (None skipped);
+    (None, None) with no value, std None with one value (a single fold has no spread)."""
+    numbers = [value for value in values if value is not None]
+    if not numbers:
+        return None, None
+    return statistics.fmean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else None
+
+
+def percent(share: Any, std: float | None = None, unit: str = "") -> str:
+    """A share as percent with two decimals ('91.23', with unit='%': '91.23%'), ± the std in points when given;
+    '–' for a missing or non-finite value. The one formatting of accuracies for tables and console summaries."""
+    if not is_finite_number(share):
+        return "–"
+    return f"{100 * share:.2f}{unit}" + (f" ± {100 * std:.2f}" if std is not None else "")

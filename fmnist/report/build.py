@@ -1,0 +1,154 @@
+"""Build one report (report.md, leaderboard.csv, figures/) from a collection of runs: what `python -m fmnist.report`
+and `python -m fmnist.report.studies` both write. Nothing is re-run; run files are read as data (collect)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from fmnist.core.atomic import write_csv_atomic, write_text_atomic
+from fmnist.core.limits import clip
+from fmnist.report import figures
+from fmnist.report.collect import Collection, collect
+from fmnist.report.compare import model_stats, pairwise
+from fmnist.report.protocols import protocol_section
+from fmnist.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from fmnist.report.tables import (
+    failures_table,
+    leaderboard,
+    main_table,
+    pairs_table,
+    per_class_table,
+    run_link,
+    runs_table,
+    spread_table,
+    uncertainty_table,
+)
+
+REPEATED_NOTE = (
+    "Repeated k-fold (a model whose folds come from r split seeds, shown as split seed/fold): its pairs are "
+    "matched by (split seed, fold), and the t-test is the corrected repeated k-fold t-test of Bouckaert and Frank "
+    "(2004), t = mean(d) / sqrt((1/(k·r) + n_val/n_train) · var(d)) with k·r − 1 degrees of freedom over all k·r "
+    "paired differences; its ensemble averages all k·r fold models.")
+
+
+def _image(title: str, path: Path | None, out: Path) -> list[str]:
+    return [f"![{title}]({path.relative_to(out).as_posix()})", ""] if path is not None else []
+
+
+def statistics_section(collection: Collection, rows: list[dict], out: Path, figure_dir: Path) -> list[str]:
+    """Intervals per model, the study's figure beside ours, and pairwise tests with Holm's correction."""
+    by_label = {group.label: group for group in collection.groups}
+    models = [model_stats(by_label[row["model"]]) for row in rows]
+    pairs = pairwise(models)
+    lines = ["## How sure we are", "",
+             "### Each model against its study", "", uncertainty_table(models), "",
+             "Val: mean and sample std over the model's folds (or seeds, on a fixed holdout) with a 95% t-interval"
+             " (t distribution, k − 1 degrees of freedom), of the checkpoint picked on validation; \"last epoch\" "
+             "is the final epoch's validation accuracy, without that selection. Test: the fold models' mean ± std,"
+             " and the fold ensemble (mean of the fold models' probabilities) with a 95% percentile bootstrap "
+             "interval over the 10,000 test images "
+             f"({BOOTSTRAP_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}). The study's figure is its validation"
+             " figure where it published one, else its test figure; ours − study compares like with like (our CV "
+             "mean for a validation figure, our fold models' mean test accuracy for a test figure); where the "
+             "study published a test figure as well, \"ours − study, test\" compares our fold models' mean test "
+             "accuracy with it, which shows how much of a validation gap is the study's selection on a small "
+             "validation fold rather than a weaker model. The study's own figure has a sampling error too: its "
+             "exact binomial 95% interval on the images it was measured on (study A: one 6,000-image fold); "
+             "\"intervals meet\" says whether ours (val: the t-interval; test: the t-interval over the fold "
+             "models) overlaps it. Time is the mean training time of one run (fold) on the machine that ran it.", ""]
+    notes = sorted({model.published.protocol for model in models if model.published and model.published.protocol})
+    if notes:
+        lines += ["Where the studies' protocols differ from ours:", ""] + [f"- {note}" for note in notes] + [""]
+    checks = [note for model in models for note in model.notes]
+    if checks:
+        lines += ["Predictions that disagree with metrics.json:", ""] + [f"- {note}" for note in checks] + [""]
+    lines += ["### Every run's test accuracy", "", runs_table(models), ""]
+    spread = spread_table(models)
+    if spread:
+        lines += ["### Seed variance and fold variance", "", spread, "",
+                  "Seed std: the spread over seeds on the same fold, pooled over folds. Fold std: the spread over "
+                  "folds of the seed-averaged accuracy.", ""]
+    lines += ["### Which differences are real", "", pairs_table(pairs), "",
+              "Val diff: first minus second CV validation accuracy, paired by fold, with the corrected "
+              "resampled t-test of Nadeau and Bengio (2003): the training sets of k folds overlap, so the "
+              "variance of the mean difference is taken as (1/k + n_val/n_train) s² instead of s²/k. Pairs "
+              "repeated over seeds on one fixed holdout use the plain paired t-test over seeds (no resampling "
+              "of the data, so no correction). Test: McNemar's exact test (binomial on the discordant images) "
+              "on the fold ensembles' test predictions. Holm's step-down correction runs over all tested pairs, "
+              "for each test separately. Models trained on different splits are not comparable and are not "
+              "tested.", ""]
+    if any(model.repeated for model in models):
+        lines += [REPEATED_NOTE, ""]
+    lines += _image("forest plot", figures.forest(models, figure_dir / "forest.png"), out)
+    lines += _image("difference matrix", figures.difference_matrix(models, pairs, figure_dir / "differences.png"),
+                    out)
+    return lines
+
+
+def build_report(directories: Sequence[Path], out: Path, collection: Collection | None = None,
+                 title: str = "Fashion-MNIST model comparison", intro: str = "", protocols: bool = False) -> Collection:
+    """Write the report of `directories`' runs into `out`; `protocols` adds the table of each model's training
+    protocol (epochs, batch, optimizer, ...) after the leaderboard, which a comparison across studies needs."""
+    collection = collection or collect(directories)
+    rows = leaderboard(collection)
+    write_csv_atomic(out / "leaderboard.csv", rows or [{"model": None}])
+    figure_dir = out / "figures"
+    by_label = {group.label: group for group in collection.groups}
+
+    lines = [f"# {title}", "", *([intro, ""] if intro else []),
+             "Runs below: " + ", ".join(run_link(directory, out) for directory in directories), "",
+             f"{len(collection.groups)} model configuration(s) from "
+             f"{sum(len(group.runs) for group in collection.groups)} completed run(s); "
+             f"{len(collection.failures) - len(collection.broken)} failed run(s)"
+             + (f"; {len(collection.broken)} run(s) with broken files, left out of every figure."
+                if collection.broken else "."), "",
+             "## Leaderboard (ranked by cross-validated accuracy)", "",
+             main_table(rows), "",
+             "Accuracies and macro precision / recall / F1 are means over a model's folds ± sample std (ddof=1); "
+             "validation is each fold's held-out part of the train set, test is the official 10k test set "
+             "(never used to choose anything). The ensemble averages the fold models' softmax probabilities. "
+             "Train accuracy is the running accuracy of the best epoch (as Keras reports it); train − val is in "
+             "percentage points. ms/step and images/s are the median training epoch's, without validation.", ""]
+    if protocols:
+        lines += protocol_section(collection, [row["model"] for row in rows])
+    lines += statistics_section(collection, rows, out, figure_dir)
+    lines += ["## Figures", "", "### Accuracy against size and training cost", ""]
+    lines += _image("accuracy vs params", figures.accuracy_against(
+        rows, "params_mean", "parameters", figure_dir / "accuracy_vs_params.png"), out)
+    lines += _image("accuracy vs training time", figures.accuracy_against(
+        rows, "train_seconds_mean", "training time per fold (s)", figure_dir / "accuracy_vs_train_time.png"), out)
+    lines += ["### Per-class F1", ""]
+    lines += _image("per-class F1", figures.per_class_f1(rows, figure_dir / "per_class_f1.png"), out)
+    lines += ["## Per model", ""]
+    for row in rows:
+        group = by_label[row["model"]]
+        name = figures.slug(group.label)
+        lines += [f"### {group.label}", ""]
+        if group.overrides:
+            lines += ["Overrides: `" + clip(" ".join(group.overrides)).replace("`", "'") + "`", ""]
+        lines += ["Runs: " + ", ".join(run_link(run.path, out) for run in group.runs), ""]
+        lines += ["Test set, per class (mean over fold models; recall = per-class accuracy):", "",
+                  per_class_table(row), ""]
+        lines += _image(f"{group.label} learning curves",
+                        figures.learning_curves(group, figure_dir / f"curves_{name}.png"), out)
+        lines += _image(f"{group.label} test confusion", figures.confusion(group, figure_dir / f"confusion_{name}.png"),
+                        out)
+    lines += ["## Failed runs", ""]
+    lines += [failures_table(collection, out) if collection.failures or collection.ignored else "None.", ""]
+    write_text_atomic(out / "report.md", "\n".join(lines))
+    return collection
+
+
+def nothing_valid(collection: Collection, directories: Sequence[Path]) -> str | None:
+    """The one-line error when there is nothing to report: no run at all, or only runs with broken files."""
+    if collection.groups or len(collection.failures) > len(collection.broken):
+        return None
+    where = clip(", ".join(map(str, directories)))
+    if not collection.broken:
+        return (f"no metrics.json below {where}. Fix: pass the dir of a finished run or sweep (python -m "
+                "fmnist.train / fmnist.cv write one per run).")
+    first = collection.broken[0]
+    reason = clip(first.error, 200).replace("\n", " ")
+    return (f"no valid run below {where}: {len(collection.broken)} run(s) with broken files, e.g. {clip(first.path)}: "
+            f"{reason}. Fix: pass the dirs of runs fmnist wrote, or repair or remove those files.")

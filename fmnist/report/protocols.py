@@ -1,0 +1,132 @@
+"""Each model's training protocol (epochs, batch, optimizer, schedule, augmentation, regularization), read from its
+runs' resolved_config.yaml, so a comparison across studies shows what differs beside the figures: a paired test
+on the same folds says which trained model is better, not which architecture.
+
+resolved_config.yaml is read as data (safe YAML, a bounded regular file inside the run); only plain values are
+shown, and a missing or unreadable file shows "–".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import yaml
+
+from fmnist.core.limits import clip
+from fmnist.core.run_files import RESOLVED_CONFIG_FILE, RunFileError, read_run_file
+from fmnist.report.collect import Collection, Run
+from fmnist.report.tables import markdown_table
+
+MISSING = "–"
+
+
+def _get(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _plain(value: Any) -> str:
+    """A number, string or boolean as text; anything else is not shown."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return clip(value, 60)
+    return "?"
+
+
+def _optimizer(config: dict[str, Any]) -> str:
+    target = _get(config, "optimizer._target_")
+    if not isinstance(target, str):
+        return MISSING
+    text = f"{_plain(target.rsplit('.', 1)[-1])} lr {_plain(_get(config, 'optimizer.lr'))}"
+    momentum = _get(config, "optimizer.momentum")
+    return text + (f" momentum {_plain(momentum)}" if momentum else "")
+
+
+MIXING = ("mix_probability", "switch_probability")  # settings of mixup / CutMix, meaningless while both are off
+
+
+def _augmentation(node: Any) -> str:
+    """The augmentations switched on ('flip, translate 2'), or 'none'."""
+    if not isinstance(node, dict):
+        return MISSING
+    mixing = any(node.get(key) for key in ("mixup_alpha", "cutmix_alpha"))
+    on = [key if value is True else f"{key} {_plain(value)}" for key, value in node.items()
+          if value not in (None, False, 0, 0.0, "none") and not isinstance(value, (dict, list))
+          and not str(key).startswith("_") and (mixing or key not in MIXING)]
+    return ", ".join(on) or "none"
+
+
+def _regularization(config: dict[str, Any]) -> str:
+    values = {}
+    for source in ("module", "regularization", "optimizer"):  # older runs kept some of them on the module
+        for key in ("weight_decay", "max_norm", "label_smoothing"):
+            value = _get(config, f"{source}.{key}")
+            if value not in (None, 0, 0.0) and not isinstance(value, (bool, dict, list)):
+                values[key] = value
+    return ", ".join(f"{key} {_plain(value)}" for key, value in values.items()) or "none"
+
+
+def _averaging(config: dict[str, Any]) -> str:
+    callbacks = _get(config, "callbacks")
+    if not isinstance(callbacks, dict):
+        return MISSING
+    found = [str(key) for key, value in callbacks.items() if value and any(
+        word in str(key) for word in ("ema", "swa", "averag", "early_stop"))]
+    return ", ".join(found) or "none"
+
+
+FIELDS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
+    ("epochs", lambda config: _plain(_get(config, "trainer.max_epochs"))),
+    ("batch", lambda config: _plain(_get(config, "data.batch_size"))),
+    ("optimizer", _optimizer),
+    ("scheduler", lambda config: _plain(_get(config, "scheduler.name"))),
+    ("augmentation", lambda config: _augmentation(_get(config, "augmentation"))),
+    ("regularization", _regularization),
+    ("averaging / stopping", _averaging),
+    ("test-time flip", lambda config: _plain(_get(config, "model.tta_flip") or False)),
+    ("train subset", lambda config: _plain(_get(config, "data.train_subset"))),
+)
+
+
+def run_protocol(run: Run) -> dict[str, str] | None:
+    """The protocol fields of one run, or None without a readable resolved_config.yaml."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        config = yaml.load(read_run_file(run.path / RESOLVED_CONFIG_FILE), Loader=loader)
+    except (RunFileError, OSError, yaml.YAMLError, RecursionError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    return {name: read(config) for name, read in FIELDS}
+
+
+def group_protocol(runs: Sequence[Run]) -> dict[str, str]:
+    """Each field's value over a model's runs; runs that disagree show every value."""
+    protocols = [found for found in map(run_protocol, runs) if found is not None]
+    merged = {}
+    for name, _ in FIELDS:
+        values = sorted({protocol[name] for protocol in protocols})
+        merged[name] = MISSING if not values else values[0] if len(values) == 1 else f"mixed: {' / '.join(values)}"
+    return merged
+
+
+def protocol_section(collection: Collection, order: Sequence[str]) -> list[str]:
+    """report.md's protocol table (models in leaderboard order) and the fields in which they differ."""
+    by_label = {group.label: group for group in collection.groups}
+    protocols = {label: group_protocol(by_label[label].runs) for label in order}
+    body = [[label, *(protocols[label][name] for name, _ in FIELDS)] for label in order]
+    differing = [name for name, _ in FIELDS if len({protocols[label][name] for label in order}) > 1]
+    verdict = (f"The protocols differ in: {', '.join(differing)}." if differing
+               else "Every model here was trained with the same protocol.")
+    return ["## Training protocols", "", markdown_table(("model", *(name for name, _ in FIELDS)), body), "",
+            f"{verdict} A paired test on the same folds says which trained model (architecture and protocol "
+            "together) is better, not which architecture is; a protocol difference is a rival explanation of every "
+            "difference below. From each run's resolved_config.yaml.", ""]
