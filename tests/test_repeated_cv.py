@@ -14,6 +14,8 @@ from scipy import stats as scipy_stats
 from fmnist.core.errors import ConfigError
 from fmnist.cv import fold_config, selected_splits
 from fmnist.report.__main__ import main as report_main
+from fmnist.report.collect import collect
+from fmnist.report.compare import model_stats
 from fmnist.report.stats import corrected_resampled_ttest
 from tests.helpers import compose, run_in_process
 from tests.helpers.fake_runs import write_predicted_run
@@ -72,6 +74,11 @@ def test_repeated_runs_pair_by_split_seed_and_fold(tmp_path: Path) -> None:
     assert float(rows[("cnn", "mlp")][3]) == pytest.approx(p, abs=0.0006)  # printed to 2 significant digits
     assert rows[("cnn", "rnn")][2] == "not comparable (different split seeds: 0, 1 against 0)"
     assert "| cnn | 1/0 |" in text  # the runs table names split seed/fold
+    # the model's own interval is corrected as its tests are: mean +- t(k r - 1) sqrt((1/(k r) + 1/(k - 1)) var)
+    cnn = next(model_stats(group) for group in collect([tmp_path / "runs" / "a"]).groups)
+    values = np.array([first[unit] for unit in units])
+    half = scipy_stats.t.ppf(0.975, df=5) * np.sqrt((1 / 6 + 1 / 2) * values.var(ddof=1))
+    assert (cnn.val.low, cnn.val.high) == pytest.approx((values.mean() - half, values.mean() + half))
 
 
 def test_cv_repeats_run_each_split_seed_in_its_own_folder(tmp_path: Path) -> None:

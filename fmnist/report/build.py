@@ -29,7 +29,8 @@ REPEATED_NOTE = (
     "Repeated k-fold (a model whose folds come from r split seeds, shown as split seed/fold): its pairs are "
     "matched by (split seed, fold), and the t-test is the corrected repeated k-fold t-test of Bouckaert and Frank "
     "(2004), t = mean(d) / sqrt((1/(k·r) + n_val/n_train) · var(d)) with k·r − 1 degrees of freedom over all k·r "
-    "paired differences; its ensemble averages all k·r fold models.")
+    "paired differences; its own validation interval takes the same correction; its ensemble averages all k·r fold "
+    "models.")
 
 
 def _image(title: str, path: Path | None, out: Path) -> list[str]:

@@ -181,7 +181,7 @@ def model_stats(group: Group) -> ModelStats:
     seconds = [item.get("train_seconds") for item in metrics if item.get("train_seconds") is not None]
     last = [float(run.history["val/acc"].iloc[-1]) for run in group.runs
             if run.history is not None and "val/acc" in run.history and len(run.history)]
-    return ModelStats(
+    model = ModelStats(
         group=group, split=split, unit_kind=unit_kind, val_by_unit=val_by_unit,
         val=stats.t_interval(val_values),
         val_std=float(np.std(val_values, ddof=1)) if len(val_values) > 1 else math.nan,
@@ -192,6 +192,10 @@ def model_stats(group: Group) -> ModelStats:
         published=PUBLISHED.get(group.model), train_seconds=float(np.mean(seconds)) if seconds else None,
         last_val=float(np.mean(last)) if len(last) == len(group.runs) else None, notes=notes,
         split_seeds=split_seeds)
+    if model.repeated:  # repeated k-fold: the k x r training sets overlap, so its interval is corrected like its tests
+        corrected = stats.corrected_resampled_ttest(val_values, _test_train_ratio(model))
+        model.val = stats.Interval(corrected.difference, corrected.low, corrected.high)
+    return model
 
 
 def _known(model: ModelStats) -> bool:
