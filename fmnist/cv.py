@@ -27,6 +27,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
 from fmnist.core.atomic import write_json_atomic
+from fmnist.core.checkpoints import LAST, last_checkpoint
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import ConfigError
@@ -46,7 +47,6 @@ from fmnist.data.folds import check_split_seed
 from fmnist.inference.ensemble import ensemble_test_metrics
 from fmnist.report.collect import metrics_problem
 from fmnist.train import RunInterrupted, fit_and_test
-from fmnist.training.checkpoints import LAST, last_checkpoint
 from fmnist.training.config_checks import check_train_config
 from fmnist.training.loggers import share_run_dir
 from fmnist.training.process import apply_process_settings

@@ -19,15 +19,15 @@ from fmnist.core.atomic import write_json_atomic
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.constants import CLASS_NAMES
+from fmnist.core.figures import confusion_heatmap, save_figure
 from fmnist.core.limits import run_limits
 from fmnist.core.run_files import CHECKPOINT_DIR, COMPLETED, METRICS_FILE, RunFileError, read_run_json
 from fmnist.inference.calibration import expected_calibration_error, reliability_diagram
 from fmnist.inference.checkpoint import LoadedModel, load_model
 from fmnist.inference.gallery import mistakes_gallery
 from fmnist.inference.predictor import classifier, inference_trainer, resolve_tta
-from fmnist.inference.reports import per_class_rows, save_figure, write_per_class
+from fmnist.inference.reports import per_class_rows, write_per_class
 from fmnist.inference.testset import run_datamodule
-from fmnist.training.figures import confusion_heatmap
 
 log = logging.getLogger("fmnist.eval")  # not __name__: run as __main__ by python -m
 FILES = {"confusion": "confusion.png", "per_class_csv": "per_class.csv", "per_class_md": "per_class.md",
@@ -119,7 +119,6 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     metrics = run_guarded(lambda: run_eval(cfg, run_dir))
     return float(metrics["test/acc"])
-
 
 
 def cli() -> None:

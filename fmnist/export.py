@@ -148,7 +148,6 @@ def main(cfg: DictConfig) -> None:
     run_guarded(lambda: run_export(cfg, run_dir))
 
 
-
 def cli() -> None:
     """The `fmnist-export` console script: `python -m fmnist.export`."""
     exit_unless_output_writable(sys.argv[1:])

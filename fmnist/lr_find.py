@@ -27,8 +27,8 @@ from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import ConfigError, FmnistError
 from fmnist.core.extras import apply_extras
+from fmnist.core.figures import save_figure
 from fmnist.core.run_files import RESOLVED_CONFIG_FILE
-from fmnist.inference.reports import save_figure
 from fmnist.training.builders import build_datamodule, build_module, build_trainer
 from fmnist.training.config_checks import check_train_config, require_int, require_number
 from fmnist.training.grouped import GroupedStepsModule

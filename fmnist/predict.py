@@ -79,7 +79,6 @@ def main(cfg: DictConfig) -> None:
     run_guarded(lambda: run_predict(cfg))
 
 
-
 def cli() -> None:
     """The `fmnist-predict` console script: `python -m fmnist.predict`."""
     exit_unless_output_writable(sys.argv[1:])

@@ -17,11 +17,11 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
+from fmnist.core.checkpoints import LAST
 from fmnist.core.cli import EXIT_USER_ERROR
 from fmnist.core.errors import FmnistError
 from fmnist.core.limits import clip
 from fmnist.core.run_files import CHECKPOINT_DIR, OVERRIDES_FILE, RunFileError, read_run_file
-from fmnist.training.checkpoints import LAST
 
 # Set by resume itself, from the command line, not from the file.
 REPLACED = ("ckpt_path=", "hydra.run.dir=")

@@ -22,6 +22,14 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from fmnist.core.atomic import write_json_atomic, write_text_atomic
+from fmnist.core.checkpoints import (
+    CheckpointError,
+    check_checkpoint_matches,
+    check_state_dict_fits,
+    last_checkpoint,
+    load_checkpoint,
+    resolve_ckpt_path,
+)
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import FmnistError, OutputWriteError
@@ -45,14 +53,6 @@ from fmnist.models.catalog import count_params
 from fmnist.training.builders import build_datamodule, build_module, build_trainer
 from fmnist.training.callbacks import EpochHistory, SpawnedProcessMetrics, StepTimer
 from fmnist.training.checkpoint_io import RestoreFinished
-from fmnist.training.checkpoints import (
-    CheckpointError,
-    check_checkpoint_matches,
-    check_state_dict_fits,
-    last_checkpoint,
-    load_checkpoint,
-    resolve_ckpt_path,
-)
 from fmnist.training.config_checks import check_train_config
 from fmnist.training.loggers import finish_loggers
 from fmnist.training.process import apply_process_settings

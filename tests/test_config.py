@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 
 from fmnist.core.config_dir import CONF_DIR
-from fmnist.data.batches import INPUT_KINDS
+from fmnist.core.constants import INPUT_KINDS
 from fmnist.training.builders import build_callbacks, build_datamodule, build_module, build_scheduler
 from tests.helpers import compose
 

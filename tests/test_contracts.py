@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmnist.core.metric_keys import class_column, class_metric_key, flatten_per_class, metric_safe
-from fmnist.models.tta import flip_averaged_logits
-from fmnist.training.checkpoints import (
+from fmnist.core.checkpoints import (
     CHECKPOINT_CONFIG_KEY,
     CheckpointError,
     last_checkpoint,
@@ -18,6 +16,8 @@ from fmnist.training.checkpoints import (
     resolve_ckpt_path,
     run_config,
 )
+from fmnist.core.metric_keys import class_column, class_metric_key, flatten_per_class, metric_safe
+from fmnist.models.tta import flip_averaged_logits
 
 
 def run_dir_with(tmp_path: Path, *names: str) -> Path:

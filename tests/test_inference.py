@@ -14,13 +14,13 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from fmnist.core.checkpoints import CHECKPOINT_CONFIG_KEY, CheckpointError
 from fmnist.core.cli import run_guarded
 from fmnist.core.constants import CLASS_NAMES
 from fmnist.inference.checkpoint import load_model
 from fmnist.inference.images import Conversion, open_rgb, read_inputs, to_fashion_mnist
 from fmnist.inference.testset import official_test_batches
 from fmnist.predict import COLUMNS
-from fmnist.training.checkpoints import CHECKPOINT_CONFIG_KEY, CheckpointError
 from tests.helpers import CliResult, TrainedRun, compose, fmnist_lines, run_cli, run_in_process
 
 SUMMARY_KEYS = ("test/acc", "test/precision", "test/recall", "test/f1")

@@ -39,7 +39,7 @@ def test_groups_hold_the_same_batches_in_the_same_order() -> None:
     labels = torch.arange(1000)
     transform = BatchTransform(0.0, 1.0, input_kind="rows")
     single = TensorBatches(images, labels, 64, transform, train=True, seed=3)
-    grouped = TensorBatches(images, labels, 64, transform, train=True, seed=3, batches_per_item=5)
+    grouped = TensorBatches(images, labels, 64, transform, train=True, seed=3, steps_per_execution=5)
     batches = [y for _, y in single]
     groups = [y for _, y in grouped]
     assert len(single) == 16 and len(grouped) == 4  # 16 batches (the last of 40 images) in groups 5, 5, 5, 1

@@ -158,8 +158,8 @@ def test_training_a_bad_user_model_config_exits_2_with_one_line(tmp_path: Path) 
 
 
 def test_the_users_checkpoint_is_rebuilt_through_the_same_registration(user_cv: tuple[Path, Path, Path]) -> None:
+    from fmnist.core.checkpoints import CheckpointError
     from fmnist.inference.checkpoint import load_model
-    from fmnist.training.checkpoints import CheckpointError
 
     run_dir, conf, _ = user_cv
     checkpoint = next((run_dir / "fold_0" / "checkpoints").glob("best-*.ckpt"))

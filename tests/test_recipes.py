@@ -34,11 +34,12 @@ def uint8_images(count: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.randint(0, 10, (count,), generator=generator)
 
 
-def batches(augmentation: Augmentation, batches_per_item: int = 1, train: bool = True,
+def batches(augmentation: Augmentation, steps_per_execution: int = 1, train: bool = True,
             channels_last: bool = True) -> tuple[TensorBatches, torch.Tensor]:
     images, labels = uint8_images()
     transform = BatchTransform(0.286, 0.353, "image", augmentation, channels_last)
-    return TensorBatches(images, labels, 32, transform, train=train, seed=3, batches_per_item=batches_per_item), images
+    return (TensorBatches(images, labels, 32, transform, train=train, seed=3, steps_per_execution=steps_per_execution),
+            images)
 
 
 # --- mixup and CutMix -------------------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ def test_mixing_off_is_the_pipeline_of_before_and_on_only_adds_the_mix() -> None
 def test_grouped_items_are_mixed_as_their_batches_one_by_one() -> None:
     both = Augmentation(flip=True, mixup_alpha=0.2, cutmix_alpha=1.0)
     single = list(batches(both)[0])
-    grouped = list(batches(both, batches_per_item=3)[0])
+    grouped = list(batches(both, steps_per_execution=3)[0])
     x_single, y_single = torch.cat([x for x, _ in single]), torch.cat([y for _, y in single])
     x_grouped, y_grouped = torch.cat([x for x, _ in grouped]), torch.cat([y for _, y in grouped])
     assert torch.equal(x_single, x_grouped) and torch.equal(y_single, y_grouped)

@@ -112,8 +112,8 @@ def test_predict_normalises_user_images_from_the_checkpoint_without_the_data(tin
 @pytest.mark.parametrize("state", [{"mean": float("nan"), "std": 0.35}, {"mean": 0.28, "std": 0.0},
                                    {"mean": "0.28", "std": 0.35}, {"std": 0.35}])
 def test_a_bad_stored_normalisation_is_refused(tiny_run, tmp_path, state) -> None:
+    from fmnist.core.checkpoints import DATAMODULE_STATE_KEY, CheckpointError
     from fmnist.inference.checkpoint import load_model
-    from fmnist.training.checkpoints import DATAMODULE_STATE_KEY, CheckpointError
 
     checkpoint = torch.load(tiny_run.ckpt, map_location="cpu", weights_only=True)
     checkpoint[DATAMODULE_STATE_KEY] = state

@@ -153,9 +153,6 @@ def accuracy_report(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -181,11 +178,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return report
 
 
-
 def cli() -> None:
     """The `fmnist-bench` console script: `python -m fmnist.bench` (user errors end in one line, exit 2)."""
     from fmnist.core.cli import run_guarded
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # the process's, not main's
+    for noisy in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     run_guarded(main)
 
 

@@ -16,3 +16,5 @@ NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SIZE = 28
 NUM_TRAIN = 60_000
 NUM_TEST = 10_000
+# How a model reads an image: `image` as (B, 1, 28, 28), `rows` as (B, 28, 28), one row per time step
+INPUT_KINDS = ("image", "rows")

@@ -71,6 +71,11 @@ def release_run_dir(run_dir: str | Path) -> None:
         os.close(handle)
 
 
+def held_run_dirs() -> set[Path]:
+    """The run dirs this process holds now (a job run in-process, as the tests do, gives its dirs up after)."""
+    return set(_held)
+
+
 def _holder(handle: int) -> str:
     with suppress(OSError):
         text = os.pread(handle, 200, 0).decode("utf-8", "replace").strip()

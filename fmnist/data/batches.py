@@ -10,8 +10,6 @@ import torch
 
 from fmnist.data.augment import Augmentation
 
-INPUT_KINDS = ("image", "rows")
-
 
 @dataclass(frozen=True)
 class BatchTransform:

@@ -10,11 +10,11 @@ import lightning as L
 import numpy as np
 import torch
 
+from fmnist.core.checkpoints import stored_normalisation
+from fmnist.core.constants import INPUT_KINDS
 from fmnist.core.errors import ConfigError
-from fmnist.core.limits import clip
-from fmnist.core.numbers import is_finite_number
 from fmnist.data.augment import Augmentation
-from fmnist.data.batches import INPUT_KINDS, BatchTransform, TensorBatches
+from fmnist.data.batches import BatchTransform, TensorBatches
 from fmnist.data.folds import holdout_first, stratified_fold, take_subset
 from fmnist.data.sources import SYSTEM_DATA_DIR, load_fashion_mnist, locate
 
@@ -152,10 +152,3 @@ class FashionMnistDataModule(L.LightningDataModule):
         images, labels = self._splits["test"]
         return TensorBatches(images, labels, self.eval_batch_size, self.transform)
 
-
-def stored_normalisation(state: Any) -> tuple[float, float]:
-    """A checkpoint's normalisation, checked as data: a finite mean and a finite, positive std."""
-    values = [state.get(key) if isinstance(state, dict) else None for key in ("mean", "std")]
-    if not all(is_finite_number(value) for value in values) or values[1] <= 0:
-        raise ValueError(f"its stored normalisation {clip(state, 120)!r} is not a finite mean and a positive std")
-    return float(values[0]), float(values[1])

@@ -21,11 +21,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, MODEL_NAME, Limits, clip
-from fmnist.data.batches import INPUT_KINDS
-from fmnist.data.datamodule import stored_normalisation
-from fmnist.models.catalog import ModelTooLarge, build_within, registered_model_config
-from fmnist.training.checkpoints import (
+from fmnist.core.checkpoints import (
     CHECKPOINT_CONFIG_KEY,
     DATAMODULE_STATE_KEY,
     HOW_TO_FIX,
@@ -34,7 +30,11 @@ from fmnist.training.checkpoints import (
     load_checkpoint,
     net_weights,
     resolve_ckpt_path,
+    stored_normalisation,
 )
+from fmnist.core.constants import INPUT_KINDS
+from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, MODEL_NAME, Limits, clip
+from fmnist.models.catalog import ModelTooLarge, build_within, registered_model_config
 
 # The split and batch keys of `data` that rebuild training's test loader; each an integer or null.
 DATA_KEYS = ("num_folds", "fold", "split_seed", "holdout_size", "train_subset", "batch_size", "eval_batch_size",

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from matplotlib.figure import Figure
 
-from fmnist.core.atomic import write_bytes_atomic, write_csv_atomic, write_text_atomic
+from fmnist.core.atomic import write_csv_atomic, write_text_atomic
 from fmnist.core.metric_keys import class_metric_key
 
 PER_CLASS_COLUMNS = ("class", "name", "support", "correct", "acc", "precision", "f1", "most_confused_with", "count")
-
-
-def save_figure(figure: Figure, path: Path, dpi: int = 120) -> None:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    plt.close(figure)
-    write_bytes_atomic(path, buffer.getvalue())
 
 
 def per_class_rows(metrics: Mapping[str, float], confusion: torch.Tensor,

@@ -29,10 +29,9 @@ from torch.nn.modules.module import (
 from torch.utils.flop_counter import FlopCounterMode
 
 from fmnist.core.config_dir import CONF_DIR
-from fmnist.core.constants import IMAGE_SIZE
+from fmnist.core.constants import IMAGE_SIZE, INPUT_KINDS
 from fmnist.core.errors import ConfigError, FmnistError
 from fmnist.core.limits import MAX_NAME_CHARS, MODEL_NAME
-from fmnist.data.batches import INPUT_KINDS
 
 MODEL_FAMILIES = ("cnn", "sequence")  # what a model config's `family` may say (reports group by it)
 # Every key a model config declares (conf/base/model.yaml gives the last three their defaults): a missing one

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,11 +18,10 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from fmnist.core.atomic import write_bytes_atomic  # noqa: E402
 from fmnist.core.constants import CLASS_NAMES  # noqa: E402
+from fmnist.core.figures import confusion_heatmap, save_figure  # noqa: E402
 from fmnist.core.metric_keys import class_column  # noqa: E402
 from fmnist.report.collect import Group  # noqa: E402
-from fmnist.training.figures import confusion_heatmap  # noqa: E402
 
 CURVES = (("acc", "accuracy"), ("loss", "cross-entropy loss"))
 
@@ -33,11 +31,8 @@ def slug(label: str) -> str:
 
 
 def save(figure: Figure, path: Path) -> Path:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
+    """The report's figures: 110 dpi, cropped to what is drawn."""
+    return save_figure(figure, path, dpi=110, bbox_inches="tight")
 
 
 def long_history(group: Group) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import torch
 from torchmetrics import Metric
 
 from fmnist.core.atomic import write_csv_atomic
-from fmnist.training.checkpoints import CheckpointError
+from fmnist.core.checkpoints import CheckpointError
 
 log = logging.getLogger("fmnist.train")  # EpochLine's lines read as the train command's own
 

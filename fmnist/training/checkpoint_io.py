@@ -10,8 +10,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from fmnist.core.atomic import atomic_writer
+from fmnist.core.checkpoints import check_layout, confine_callback_paths, is_bare_state_dict, read_checkpoint
 from fmnist.core.limits import DEFAULT_LIMITS, Limits
-from fmnist.training.checkpoints import check_layout, confine_callback_paths, is_bare_state_dict, read_checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

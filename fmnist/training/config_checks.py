@@ -7,7 +7,6 @@ from typing import Any
 from omegaconf import DictConfig
 
 from fmnist.core.errors import ConfigError
-from fmnist.data.batches import INPUT_KINDS
 from fmnist.data.folds import check_fold
 from fmnist.models.catalog import check_model_config
 
@@ -57,8 +56,6 @@ def check_train_config(cfg: DictConfig) -> None:
     """Fail fast with the key, the bad value and the fix."""
     check_data(cfg.data)
     check_model_config(cfg.model)
-    if cfg.model.input not in INPUT_KINDS:
-        raise ConfigError("model.input", f"{cfg.model.input!r} is not an input kind", f"use one of {INPUT_KINDS}")
     require_number("optimizer.lr", cfg.optimizer.lr, 0.0, None, "use a positive learning rate, e.g. 1e-3",
                    low_inclusive=False)
     require_int("trainer.max_epochs", cfg.trainer.max_epochs, 1, "train for at least one epoch")

@@ -7,7 +7,6 @@ run's settings, its final figures and its test confusion figure once the test is
 from __future__ import annotations
 
 import importlib
-import io
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,10 +18,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig
 
-from fmnist.core.atomic import write_bytes_atomic
 from fmnist.core.errors import ConfigError
+from fmnist.core.figures import confusion_heatmap, save_figure
 from fmnist.core.metric_keys import run_scalars
-from fmnist.training.figures import confusion_heatmap
 
 log = logging.getLogger("fmnist.loggers")
 LOGGERS_EXTRA_HINT = "pip install -e '.[loggers]' (installs mlflow and wandb), or use logger=tensorboard"
@@ -82,14 +80,7 @@ def build_loggers(logger_cfg: DictConfig | None) -> Logger | list[Logger] | bool
 
 def write_confusion_figure(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str,
                            path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    figure = confusion_heatmap(torch.tensor(matrix), class_names, title)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
+    return save_figure(confusion_heatmap(torch.tensor(matrix), class_names, title), path)
 
 
 def finish_loggers(trainer: L.Trainer, hparams: dict[str, Any], metrics: Mapping[str, Any], run_dir: Path,

@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
 
+from fmnist.core.checkpoints import CHECKPOINT_CONFIG_KEY
 from fmnist.core.constants import CLASS_NAMES
 from fmnist.core.errors import FmnistError
+from fmnist.core.figures import confusion_heatmap
 from fmnist.core.metric_keys import flatten_per_class, metric_safe
 from fmnist.models.tta import flip_averaged_logits
-from fmnist.training.checkpoints import CHECKPOINT_CONFIG_KEY
 from fmnist.training.constraints import apply_max_norm
-from fmnist.training.figures import confusion_heatmap
 from fmnist.training.metrics import confusion_matrix, per_class_metrics, summary_metrics
 from fmnist.training.tally import EpochTally
 

@@ -79,11 +79,11 @@ def run_dirs_released() -> Iterator[None]:
     """Let go of the run dirs a job in this process held (as a command's process does when it ends)."""
     from fmnist.core import run_lock
 
-    held = set(run_lock._held)
+    held = run_lock.held_run_dirs()
     try:
         yield
     finally:
-        for directory in set(run_lock._held) - held:
+        for directory in run_lock.held_run_dirs() - held:
             run_lock.release_run_dir(directory)
 
 

@@ -1,8 +1,12 @@
-"""Figures logged to TensorBoard; matplotlib runs headless (Agg) so training works without a display."""
+"""Figures shared by training (TensorBoard), eval, lr_find and the report; matplotlib runs headless (Agg), so
+none of them needs a display."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -11,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from fmnist.core.atomic import write_bytes_atomic  # noqa: E402
 
 
 def confusion_heatmap(matrix: torch.Tensor, class_names: Sequence[str], title: str) -> Figure:
@@ -23,3 +29,12 @@ def confusion_heatmap(matrix: torch.Tensor, class_names: Sequence[str], title: s
     axes.set_title(title)
     figure.tight_layout()
     return figure
+
+
+def save_figure(figure: Figure, path: Path, dpi: int = 120, **savefig: Any) -> Path:
+    """The figure as a PNG, written atomically, and closed (pyplot keeps every open figure alive)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, **savefig)
+    plt.close(figure)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path

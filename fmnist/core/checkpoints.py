@@ -17,6 +17,7 @@ from packaging.version import InvalidVersion, Version
 
 from fmnist.core.errors import FmnistError
 from fmnist.core.limits import DEFAULT_LIMITS, Limits, clip
+from fmnist.core.numbers import is_finite_number
 from fmnist.core.run_files import CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_FILE, RunFileError, read_run_json
 
 CHECKPOINT_CONFIG_KEY = "fmnist_config"  # the resolved run config, stored by ClassifierModule.on_save_checkpoint
@@ -267,3 +268,11 @@ def check_state_dict_fits(checkpoint: dict[str, Any], module: torch.nn.Module, p
     if extra:
         raise CheckpointError(f"ckpt_path {clip(path)} holds {clip(extra[0], 80)} (and {len(extra) - 1} more tensors) "
                               "that this model does not have; it was written by a different architecture.")
+
+
+def stored_normalisation(state: Any) -> tuple[float, float]:
+    """A checkpoint's normalisation, checked as data: a finite mean and a finite, positive std."""
+    values = [state.get(key) if isinstance(state, dict) else None for key in ("mean", "std")]
+    if not all(is_finite_number(value) for value in values) or values[1] <= 0:
+        raise ValueError(f"its stored normalisation {clip(state, 120)!r} is not a finite mean and a positive std")
+    return float(values[0]), float(values[1])
