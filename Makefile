@@ -32,9 +32,10 @@ system-data:
 train: data
 	$(BIN)/python -m fmnist.train $(ARGS)
 
-# Lint first, so CI (.ci/run runs `make test` alone) fails on what ruff finds too.
+# Lint first, so CI (.ci/run runs `make test` alone) fails on what ruff finds too. pytest-xdist: one worker per
+# core (two on a 2-core machine, at most 4), one torch thread each.
 test: lint data
-	$(BIN)/python -m pytest -q $(ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --maxprocesses 4 $(ARGS)
 
 test-slow: data
 	$(BIN)/python -m pytest -q -m slow $(ARGS)

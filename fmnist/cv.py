@@ -31,10 +31,10 @@ from fmnist.core.checkpoints import LAST, last_checkpoint
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import ConfigError
-from fmnist.core.extras import apply_extras, percent, print_summary
+from fmnist.core.extras import apply_extras, print_summary
 from fmnist.core.job_failures import describe, write_failure
 from fmnist.core.metric_keys import run_scalars
-from fmnist.core.numbers import is_finite_number, mean_and_std
+from fmnist.core.numbers import is_finite_number, mean_and_std, percent
 from fmnist.core.run_files import (
     COMPLETED,
     METRICS_FILE,
@@ -253,11 +253,10 @@ def main(cfg: DictConfig) -> float:
 def print_cv_summary(cfg: DictConfig, summary: dict[str, Any], run_dir: Path) -> None:
     """Mean +- std over folds of val and test accuracy and macro F1, the fold ensemble's test figures, time."""
     def spread(key: str) -> str:
-        mean, std = summary["mean"].get(key), summary["std"].get(key)
-        return "–" if mean is None else f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}%" if std is not None else "%")
+        return percent(summary["mean"].get(key), summary["std"].get(key), "%")
 
     ensemble = summary.get("ensemble", {})
-    rows = [(name, spread(f"val/{key}"), spread(f"test/{key}"), percent(ensemble.get(f"test/{key}")))
+    rows = [(name, spread(f"val/{key}"), spread(f"test/{key}"), percent(ensemble.get(f"test/{key}"), unit="%"))
             for name, key in (("accuracy", "acc"), ("macro F1", "f1"))]
     seconds = sum(value for value in summary["per_fold"].get("train_seconds", []) if value is not None)
     notes = [f"training: {seconds:.1f} s over {len(summary['folds'])} folds",

@@ -33,8 +33,9 @@ from fmnist.core.checkpoints import (
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import FmnistError, OutputWriteError
-from fmnist.core.extras import apply_extras, percent, print_summary
+from fmnist.core.extras import apply_extras, print_summary
 from fmnist.core.limits import clip, run_limits
+from fmnist.core.numbers import percent
 from fmnist.core.run_files import (
     AVERAGED_CHECKPOINT,
     CHECKPOINT_DIR,
@@ -300,7 +301,7 @@ def main(cfg: DictConfig) -> float:
 
 def print_train_summary(cfg: DictConfig, metrics: dict[str, Any], run_dir: Path) -> None:
     """The end of a run at a glance: val and test accuracy and macro F1, time, where the results are."""
-    rows = [(name, percent(metrics.get(f"val/{key}")), percent(metrics.get(f"test/{key}")))
+    rows = [(name, percent(metrics.get(f"val/{key}"), unit="%"), percent(metrics.get(f"test/{key}"), unit="%"))
             for name, key in (("accuracy", "acc"), ("macro F1", "f1"))]
     notes = [f"training: {metrics['train_seconds']:.1f} s, epochs: {metrics['epochs']}, best epoch (from 0): "
              f"{metrics['best_epoch']}", f"results: {run_dir} ({METRICS_FILE})"]

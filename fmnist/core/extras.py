@@ -128,7 +128,3 @@ def print_summary(cfg: DictConfig, title: str, header: Sequence[str], rows: Sequ
     console.print(table)
     for note in notes:
         console.print(note, soft_wrap=True, highlight=False, markup=False)
-
-
-def percent(value: Any) -> str:
-    return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "–"

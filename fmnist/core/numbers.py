@@ -23,8 +23,8 @@ def mean_and_std(values: Iterable[float | None]) -> tuple[float | None, float | 
 
 
 def percent(share: Any, std: float | None = None, unit: str = "") -> str:
-    """A share as percent with two decimals ('91.23', with unit='%': '91.23%'), ± the std in points when given;
-    '–' for a missing or non-finite value. The one formatting of accuracies for tables and console summaries."""
+    """A share as percent with two decimals ('91.23'), ± the std in points when given ('91.23 ± 0.22'), then the
+    unit ('%' for the console); '–' for a missing or non-finite value. The one formatting of accuracies."""
     if not is_finite_number(share):
         return "–"
-    return f"{100 * share:.2f}{unit}" + (f" ± {100 * std:.2f}" if std is not None else "")
+    return f"{100 * share:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "") + unit

@@ -11,7 +11,7 @@ from typing import Any
 from fmnist.core.constants import CLASS_NAMES
 from fmnist.core.limits import clip
 from fmnist.core.metric_keys import class_column, class_metric_key
-from fmnist.core.numbers import is_finite_number, mean_and_std
+from fmnist.core.numbers import is_finite_number, mean_and_std, percent
 from fmnist.report.collect import Collection, Group
 
 # Averaged over a group's runs (folds); each also gets a sample standard deviation (ddof=1).
@@ -55,12 +55,6 @@ def leaderboard(collection: Collection) -> list[dict[str, Any]]:
     """Ranked by cross-validated accuracy: the test set is reported, never used to rank."""
     rows = [group_row(group) for group in collection.groups]
     return sorted(rows, key=lambda row: -(row["val_acc_mean"] if row["val_acc_mean"] is not None else -1.0))
-
-
-def percent(mean: float | None, std: float | None = None) -> str:
-    if mean is None:
-        return "–"
-    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
 
 
 def number(value: float | None, digits: int = 0) -> str:
