@@ -1,7 +1,4 @@
-"""Run dirs written by hand, as fit_and_test leaves them, for the report's tests (no training).
-
-The same helpers as tests/test_report.py's (which another file owns); that file can import them from here.
-"""
+"""Run dirs written by hand, as fit_and_test leaves them, for the report's tests (no training)."""
 
 from __future__ import annotations
 
@@ -57,6 +54,11 @@ def write_predicted_run(directory: Path, model: str, fold: int, num_folds: int, 
                                                              replace=False)
     predicted[wrong] = (labels[wrong] + 1) % 10
     write_predictions(directory / "test_predictions.npz", np.eye(10, dtype=np.float32)[predicted], labels)
+
+
+def write_failed(directory: Path, model: str, error: str) -> None:
+    directory.mkdir(parents=True)
+    (directory / "metrics.json").write_text(json.dumps({"model": model, "status": "failed", "error": error}))
 
 
 def leaderboard(out: Path) -> list[dict[str, str]]:
