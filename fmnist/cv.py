@@ -99,7 +99,6 @@ def selected_splits(cfg: DictConfig) -> list[int]:
     base = cfg.data.split_seed
     if not isinstance(base, int) or isinstance(base, bool):
         raise ConfigError("data.split_seed", f"{base!r} is not an integer", "use e.g. data.split_seed=0")
-    check_split_seed(base + repeats - 1)
     return [check_split_seed(base + repeat) for repeat in range(repeats)]
 
 

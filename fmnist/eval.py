@@ -54,7 +54,7 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """`trainer.test` of the checkpoint's ClassifierModule on its run's test set; every figure is the test stage's."""
     started = time.perf_counter()
     trainer = inference_trainer(str(cfg.device))
-    model = load_model(cfg.ckpt_path, "cpu", run_limits(cfg))
+    model = load_model(cfg.ckpt_path, run_limits(cfg))
     tta = resolve_tta(str(cfg.eval.tta), model.config)
     trained_with_flips = model.config.get("augmentation", {}).get("flip", False) or model.config.model.get(
         "tta_flip", False)

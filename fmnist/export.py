@@ -95,7 +95,7 @@ def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     kind = str(cfg.format)
     if kind not in EXPORTERS:
         raise ConfigError("format", f"'{kind}' is not an export format", f"use one of {sorted(EXPORTERS)}")
-    model = load_model(cfg.ckpt_path, "cpu", run_limits(cfg))
+    model = load_model(cfg.ckpt_path, run_limits(cfg))
     # the name was checked to be a bare config name (inference/checkpoint.py), so the default stays in the run dir
     output = Path(str(cfg.output)) if cfg.output else run_dir / f"{model.name}{SUFFIXES[kind]}"
     refuse_special_target(output)

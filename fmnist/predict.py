@@ -49,7 +49,7 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     output = Path(str(cfg.output))
     refuse_special_target(output)  # before any work: a symlink or device node is never replaced
     trainer = inference_trainer(str(cfg.device))
-    model = load_model(cfg.ckpt_path, "cpu", run_limits(cfg))
+    model = load_model(cfg.ckpt_path, run_limits(cfg))
     module = classifier(model, resolve_tta(str(cfg.tta), model.config))
     source = str(cfg.input)
     labels, skipped = None, []

@@ -13,7 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
@@ -21,7 +20,7 @@ from fmnist.core.checkpoints import LAST
 from fmnist.core.cli import EXIT_USER_ERROR
 from fmnist.core.errors import FmnistError
 from fmnist.core.limits import clip
-from fmnist.core.run_files import CHECKPOINT_DIR, OVERRIDES_FILE, RunFileError, read_run_file
+from fmnist.core.run_files import CHECKPOINT_DIR, OVERRIDES_FILE, RunFileError, read_run_yaml
 
 # Set by resume itself, from the command line, not from the file.
 REPLACED = ("ckpt_path=", "hydra.run.dir=")
@@ -45,14 +44,10 @@ def read_overrides(run_dir: Path) -> list[str]:
         raise ResumeError(f"{clip(overrides_file)} not found, so {clip(run_dir)} is not an fmnist run dir. "
                           f"Fix: pass the folder that holds the run's .hydra/ and {CHECKPOINT_DIR}/.")
     try:
-        overrides = yaml.safe_load(read_run_file(overrides_file)) or []
+        overrides = read_run_yaml(overrides_file) or []
     except RunFileError as exc:
         raise ResumeError(f"{clip(overrides_file)} {exc}. Fix: restart the run with python -m fmnist.train and your "
                           "own overrides.") from None
-    except (yaml.YAMLError, RecursionError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ResumeError(f"{clip(overrides_file)} is not a plain YAML list ({clip(reason, 160)}). Fix: restart the "
-                          "run with python -m fmnist.train and your own overrides.") from None
     if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
         raise ResumeError(f"{clip(overrides_file)} must be a list of override strings, such as - model=lstm. Fix: "
                           "restart the run with python -m fmnist.train and your own overrides.")

@@ -1,8 +1,5 @@
-"""Shared fixtures: the real data loaded once, and one short real training run that many tests read.
-
-The helpers themselves live in tests/helpers (test modules import them from there); the names below stay importable
-from tests.conftest for test files written before that package existed.
-"""
+"""Shared fixtures: the real data loaded once, and one short real training run that many tests read (the helpers
+themselves live in tests/helpers)."""
 
 from __future__ import annotations
 
@@ -11,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from fmnist.data.sources import FashionMnist, load_fashion_mnist
-from tests.helpers import DATA_DIR, REPO, CliResult, TrainedRun, compose, run_cli, train_in_process
-
-__all__ = ["DATA_DIR", "REPO", "CliResult", "compose_config", "run_module"]
+from tests.helpers import DATA_DIR, CliResult, TrainedRun, run_cli, train_in_process
 
 # The shared run: conv_maxpool, one epoch on 3,000 images, validated on two batches, tested on the whole test set
 # (eval must reproduce its test figures exactly; predict writes a row per test image).
@@ -39,13 +34,3 @@ def train_cli(tmp_path: Path):
 
     return run
 
-
-# --- the names older test files import from here ------------------------------------------------------------------
-
-def compose_config(config: str, *overrides: str):
-    """compose() without a run dir: for configs that are only composed."""
-    return compose(config, *overrides)
-
-
-def run_module(module: str, *overrides: str, run_dir: Path, timeout: float = 600) -> CliResult:
-    return run_cli(module, *overrides, run_dir=run_dir, timeout=timeout)

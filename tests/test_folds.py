@@ -9,7 +9,7 @@ import torch
 from fmnist.core.errors import ConfigError
 from fmnist.data.datamodule import FashionMnistDataModule
 from fmnist.data.folds import holdout_first, stratified_fold, take_subset
-from tests.conftest import DATA_DIR
+from tests.helpers import DATA_DIR
 
 
 def test_folds_are_disjoint_cover_and_are_stratified(fashion) -> None:

@@ -365,8 +365,8 @@ def test_resume_replays_what_could_choose_code_only_when_given_again(override: s
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
-    ("- !!python/object/apply:os.system ['touch MARKER']\n", "is not a plain YAML list (could not determine a constr"),
-    ("- [unclosed\n", "is not a plain YAML list"),
+    ("- !!python/object/apply:os.system ['touch MARKER']\n", "is not safe YAML (could not determine a constr"),
+    ("- [unclosed\n", "is not safe YAML (while parsing"),
     ("model: lstm\n", "must be a list of override strings"),
     ("- 3\n- model=lstm\n", "must be a list of override strings"),
     ("- 'model=[lstm'\n", "is not a command-line override"),

@@ -109,6 +109,8 @@ def test_the_users_model_is_listed_beside_the_built_in_ones(tmp_path: Path, monk
     assert models_main(["--json", "conv_maxpool", "tiny_user_net", "--searchpath", str(conf)]) == 0
     assert [info["name"] for info in json.loads(capsys.readouterr().out)] == ["conv_maxpool", "tiny_user_net"]
     assert "tiny_user_net" in model_names(searchpath=[f"file://{conf}"]) and "tiny_user_net" not in model_names()
+    assert models_main(["tiny_user_net", f"hydra.searchpath=[file://{conf}"]) == 2  # Hydra's parser refuses it
+    assert capsys.readouterr().err.startswith(f"fmnist: error: hydra.searchpath=[file://{conf}: not a Hydra override")
 
 
 @pytest.mark.parametrize(("change", "expected"), [

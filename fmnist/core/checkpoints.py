@@ -16,7 +16,7 @@ import torch
 from packaging.version import InvalidVersion, Version
 
 from fmnist.core.errors import FmnistError
-from fmnist.core.limits import DEFAULT_LIMITS, Limits, clip
+from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, MODEL_NAME, Limits, clip
 from fmnist.core.numbers import is_finite_number
 from fmnist.core.run_files import CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_FILE, RunFileError, read_run_json
 
@@ -25,8 +25,10 @@ NET_PREFIX = "net."  # ClassifierModule holds the backbone as `self.net`
 COMPILED_PREFIX = "_orig_mod."  # torch.compile wraps the backbone; its weights carry this extra prefix
 LAST = "last"  # ckpt_path=last: continue the run dir's newest checkpoint, in place
 BEST_GLOB = "best-*.ckpt"  # ModelCheckpoint's best-epochNNN.ckpt (conf/callbacks/default.yaml)
-# Lightning saves the datamodule's state_dict (its normalisation) under the datamodule's class name
-DATAMODULE_STATE_KEY = "FashionMnistDataModule"
+# fmnist's data module: what eval and predict build (never a class a file names); Lightning saves its state_dict
+# (the normalisation) in every checkpoint under its class name
+DATAMODULE_TARGET = "fmnist.data.datamodule.FashionMnistDataModule"
+DATAMODULE_STATE_KEY = DATAMODULE_TARGET.rsplit(".", 1)[1]
 LIGHTNING_VERSION_KEY = "pytorch-lightning_version"  # Lightning migrates checkpoints by this version
 PATH_STATE_KEYS = {"dirpath", "best_model_path", "kth_best_model_path", "last_model_path", "best_k_models"}
 SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=-]{0,99}")  # a bare file name: no separator, no '..'
@@ -222,12 +224,17 @@ def _rebased(recorded: Any, folder: Path) -> str:
 
 
 def run_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """The training run's config stored in the checkpoint: what rebuilds its model, and names it."""
+    """The training run's config stored in the checkpoint, with a `model` mapping whose name is a model config's
+    name (the catalog entry it is rebuilt from); one line saying fmnist did not write it otherwise."""
     stored = checkpoint.get(CHECKPOINT_CONFIG_KEY)
     model = stored.get("model") if isinstance(stored, dict) else None
-    if not isinstance(model, dict) or "name" not in model:
-        raise CheckpointError(f"ckpt_path {path}: a Lightning checkpoint, but not written by fmnist (it has no "
+    if not isinstance(model, dict):
+        raise CheckpointError(f"ckpt_path {clip(path)}: a Lightning checkpoint, but not written by fmnist (it has no "
                               f"'{CHECKPOINT_CONFIG_KEY}' run config to rebuild the model from). {HOW_TO_FIX}.")
+    name = model.get("name")
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise CheckpointError(f"ckpt_path {clip(path)}: its model name {clip(name, 80)!r} is not a model config name "
+                              f"(letters, digits, _ and -, at most {MAX_NAME_CHARS} characters). {HOW_TO_FIX}.")
     return stored
 
 
@@ -244,7 +251,7 @@ def net_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def check_checkpoint_matches(path: str | Path, model_name: str, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Refuse a checkpoint of another architecture before its weights fail to load halfway."""
     checkpoint = load_checkpoint(path, limits)
-    saved = clip(run_config(checkpoint, path)["model"]["name"], 120)
+    saved = run_config(checkpoint, path)["model"]["name"]
     if saved != model_name:
         raise CheckpointError(f"ckpt_path {clip(path)} belongs to model '{saved}', but this run builds "
                               f"'{model_name}'. Fix: add model={saved} (and that run's other overrides), or pick a "

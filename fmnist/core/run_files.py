@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from fmnist.core.atomic import write_bytes_atomic
 from fmnist.core.constants import NUM_CLASSES, NUM_TEST
@@ -82,6 +83,16 @@ def read_run_json(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise RunFileError(f"holds a JSON {type(payload).__name__}, expected an object")
     return payload
+
+
+def read_run_yaml(path: Path) -> Any:
+    """A run file holding YAML, read with the safe loader (a Python tag is an error, never an object);
+    RunFileError otherwise."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(read_run_file(path), Loader=loader)
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        raise RunFileError(f"is not safe YAML ({clip(str(exc).splitlines()[0] if str(exc) else exc, 120)})") from None
 
 
 def _number(text: str) -> float:

@@ -151,4 +151,3 @@ class FashionMnistDataModule(L.LightningDataModule):
         """The 10k test set: only `trainer.test` asks for it, nothing selects on it."""
         images, labels = self._splits["test"]
         return TensorBatches(images, labels, self.eval_batch_size, self.transform)
-

@@ -15,31 +15,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.errors import HydraException
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from fmnist.core.checkpoints import (
-    CHECKPOINT_CONFIG_KEY,
     DATAMODULE_STATE_KEY,
+    DATAMODULE_TARGET,
     HOW_TO_FIX,
     NET_PREFIX,
     CheckpointError,
     load_checkpoint,
     net_weights,
     resolve_ckpt_path,
+    run_config,
     stored_normalisation,
 )
 from fmnist.core.constants import INPUT_KINDS
-from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, MODEL_NAME, Limits, clip
+from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, Limits, clip
 from fmnist.models.catalog import ModelTooLarge, build_within, registered_model_config
 
 # The split and batch keys of `data` that rebuild training's test loader; each an integer or null.
 DATA_KEYS = ("num_folds", "fold", "split_seed", "holdout_size", "train_subset", "batch_size", "eval_batch_size",
              "steps_per_execution")
-DATAMODULE_TARGET = "fmnist.data.datamodule.FashionMnistDataModule"
 MAX_LIST_ITEMS = 64  # a list argument (widths, blocks) longer than this is no model of this catalog
 MODULES_PER_TENSOR = 8  # building may create at most this many submodules per tensor the file holds (+ slack)
 
@@ -88,17 +87,9 @@ def _mapping(value: Any, path: Path, where: str) -> dict[str, Any]:
 
 
 def _stored_model(checkpoint: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The run config's `model` node and the whole stored config, or one line saying fmnist did not write it."""
-    stored = checkpoint.get(CHECKPOINT_CONFIG_KEY)
-    if not isinstance(stored, dict) or not isinstance(stored.get("model"), dict):
-        raise _refuse(path, f"a Lightning checkpoint, but not written by fmnist (it has no '{CHECKPOINT_CONFIG_KEY}'"
-                            " run config to rebuild the model from)")
-    model = stored["model"]
-    name = model.get("name")
-    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
-        raise _refuse(path, f"its model name {clip(name, 80)!r} is not a model config name (letters, digits, _ and -,"
-                            f" at most {MAX_NAME_CHARS} characters)")
-    return model, stored
+    """The run config's `model` node and the whole stored config (core.checkpoints.run_config checks both)."""
+    stored = run_config(checkpoint, path)
+    return stored["model"], stored
 
 
 def _catalog_entry(name: str, path: Path) -> DictConfig:
@@ -197,8 +188,9 @@ def rebuilt_config(entry: DictConfig, stored_model: dict[str, Any], stored: dict
     return OmegaConf.create(config)
 
 
-def load_model(value: Any, device: str | torch.device = "cpu", limits: Limits = DEFAULT_LIMITS) -> LoadedModel:
-    """Build the catalog's backbone for the checkpoint's model name and load its `net.` weights; eval mode."""
+def load_model(value: Any, limits: Limits = DEFAULT_LIMITS) -> LoadedModel:
+    """Build the catalog's backbone for the checkpoint's model name and load its `net.` weights, on the CPU in
+    eval mode (the inference Trainer moves it to its device)."""
     path = resolve_ckpt_path(value, required=True)
     checkpoint = load_checkpoint(path, limits)
     weights = net_weights(checkpoint["state_dict"])
@@ -214,7 +206,7 @@ def load_model(value: Any, device: str | torch.device = "cpu", limits: Limits = 
     except RuntimeError as exc:
         raise _refuse(path, f"its weights do not fit model {config.model.name} as its config describes it "
                             f"({clip(str(exc).splitlines()[0], 200)})", "Fix: pick a checkpoint fmnist wrote") from None
-    net.to(device).eval().requires_grad_(False)
+    net.eval().requires_grad_(False)
     epoch = checkpoint.get("epoch")
     normalisation = None
     if DATAMODULE_STATE_KEY in checkpoint:  # absent from checkpoints written before fmnist saved it

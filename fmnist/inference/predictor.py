@@ -60,4 +60,3 @@ def classifier(model: LoadedModel, tta: str) -> ClassifierModule:
 def image_loader(images: torch.Tensor, transform: BatchTransform, batch_size: int) -> DataLoader:
     """uint8 images (N, 28, 28) as normalised model input, in order, a batch at a time."""
     return DataLoader(images, batch_size, collate_fn=lambda batch: transform(torch.stack(batch), False, None))
-

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
 from fmnist.core.cli import EXIT_USER_ERROR
@@ -23,11 +24,13 @@ SEARCHPATH = "hydra.searchpath="
 
 
 def parse_searchpath(value: str) -> list[str]:
-    """The entries of `hydra.searchpath=[a,b]` (or a single `hydra.searchpath=a`)."""
-    inner = value.removeprefix(SEARCHPATH).strip()
-    if inner.startswith("[") and inner.endswith("]"):
-        inner = inner[1:-1]
-    return [entry.strip().strip("'\"") for entry in inner.split(",") if entry.strip()]
+    """The entries of `hydra.searchpath=[a,b]` (or a single `hydra.searchpath=a`), parsed by Hydra's own parser."""
+    try:
+        parsed = OverridesParser.create().parse_overrides([value])[0].value()
+    except HydraException as exc:
+        raise FmnistError(f"{value}: not a Hydra override ({str(exc).splitlines()[0]}). Fix: write it as on a train "
+                          "command line, e.g. hydra.searchpath=[file://my_conf]") from None
+    return [str(entry) for entry in (parsed if isinstance(parsed, list) else [parsed])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     names = []
     for item in args.names:
         if item.startswith(SEARCHPATH):
-            searchpath += parse_searchpath(item)
+            try:
+                searchpath += parse_searchpath(item)
+            except FmnistError as exc:
+                print(f"fmnist: error: {exc}", file=sys.stderr)
+                return EXIT_USER_ERROR
         elif "=" in item:
             print(f"fmnist: error: {item}: only hydra.searchpath=[...] is taken as an override here. Fix: pass "
                   "model names, --searchpath DIR or hydra.searchpath=[file://DIR]", file=sys.stderr)

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from fmnist.core.constants import NUM_CLASSES
 from fmnist.core.errors import DataError
@@ -47,8 +46,8 @@ from fmnist.core.run_files import (
     RunFileError,
     read_history_columns,
     read_predictions,
-    read_run_file,
     read_run_json,
+    read_run_yaml,
 )
 
 log = logging.getLogger(__name__)
@@ -195,12 +194,7 @@ def group_overrides(directory: Path, top: Path | None = None) -> tuple[str, ...]
     root = run_root(directory, top)
     if root is None:
         return ()
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        overrides = yaml.load(read_run_file(root / OVERRIDES_FILE), Loader=loader)
-    except (yaml.YAMLError, RecursionError, ValueError) as exc:
-        reason = clip(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 120)
-        raise RunFileError(f"is not safe YAML ({reason})") from None
+    overrides = read_run_yaml(root / OVERRIDES_FILE)
     if overrides is None:
         return ()
     if not isinstance(overrides, list):

@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import yaml
-
 from fmnist.core.limits import clip
-from fmnist.core.run_files import RESOLVED_CONFIG_FILE, RunFileError, read_run_file
+from fmnist.core.run_files import RESOLVED_CONFIG_FILE, RunFileError, read_run_yaml
 from fmnist.report.collect import Collection, Run
 from fmnist.report.tables import markdown_table
 
@@ -98,10 +96,9 @@ FIELDS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
 
 def run_protocol(run: Run) -> dict[str, str] | None:
     """The protocol fields of one run, or None without a readable resolved_config.yaml."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        config = yaml.load(read_run_file(run.path / RESOLVED_CONFIG_FILE), Loader=loader)
-    except (RunFileError, OSError, yaml.YAMLError, RecursionError, ValueError):
+        config = read_run_yaml(run.path / RESOLVED_CONFIG_FILE)
+    except RunFileError:
         return None
     if not isinstance(config, dict):
         return None

@@ -33,7 +33,7 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 @dataclass(frozen=True)
 class SchedulerSpec:
     """How to build and step a learning-rate schedule (conf/scheduler/); `total_steps_kwarg` receives the run's
-    step count. A spec without a factory is a constant learning rate."""
+    step count. scheduler=none instantiates one without a factory, which build_scheduler turns into None."""
 
     factory: Callable[..., Any] | None = None
     name: str = "none"
@@ -227,7 +227,7 @@ class ClassifierModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters(), **({} if self.lr is None else {"lr": self.lr}))
         spec = self.scheduler_spec
-        if spec is None or spec.factory is None:
+        if spec is None:
             return optimizer
         kwargs = {spec.total_steps_kwarg: self.planned_optimizer_steps()} if spec.total_steps_kwarg else {}
         scheduler = {"scheduler": spec.factory(optimizer, **kwargs), "interval": spec.interval}

@@ -8,7 +8,6 @@ marked `cli` that are about the process itself (exit codes, signals, what it pri
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import json
 import os
@@ -47,13 +46,10 @@ def _entry(command: str) -> Callable[[DictConfig, Path], Any]:
     if command == "cv":
         return import_module("fmnist.cv").cross_validate
     if command == "eval":
-        module = import_module("fmnist.eval")
-        return getattr(module, "run_eval", None) or module.evaluate
+        return import_module("fmnist.eval").run_eval
     if command == "predict":
         run_predict = import_module("fmnist.predict").run_predict
-        if len(inspect.signature(run_predict).parameters) == 1:  # run_predict(cfg): the output is cfg.output
-            return lambda cfg, run_dir: run_predict(cfg)
-        return run_predict
+        return lambda cfg, run_dir: run_predict(cfg)  # it writes cfg.output
     if command == "export":
         return import_module("fmnist.export").run_export
     if command == "lr_find":
