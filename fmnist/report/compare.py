@@ -215,7 +215,7 @@ def _test_train_ratio(model: ModelStats) -> float:
 
 
 def unit_text(unit: int | tuple, repeated: bool) -> str:
-    """A fold as '3', or with repeated k-fold as 'split seed 1 fold 3' ('1/3' in lists); a seed as '2'."""
+    """A fold as '3', or with repeated k-fold as '1/3' (split seed 1, fold 3); a seed as '2'."""
     if not isinstance(unit, tuple):
         return str(unit)
     split_seed, fold = unit
