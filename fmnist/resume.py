@@ -20,6 +20,7 @@ from fmnist.core.checkpoints import LAST
 from fmnist.core.cli import EXIT_USER_ERROR
 from fmnist.core.errors import FmnistError
 from fmnist.core.limits import clip
+from fmnist.core.output_dirs import UnsafeOutputDirError, check_output_dir
 from fmnist.core.run_files import CHECKPOINT_DIR, OVERRIDES_FILE, RunFileError, read_run_yaml
 
 # Set by resume itself, from the command line, not from the file.
@@ -68,6 +69,10 @@ def read_overrides(run_dir: Path) -> list[str]:
 def resume_command(run_dir: Path, extra: list[str] | None = None) -> list[str]:
     """The train command that continues `run_dir`; `extra` overrides (the user's own) come last and win."""
     extra = list(extra or [])
+    try:
+        check_output_dir(run_dir)  # before its files are read: a link planted in a copied run dir is refused
+    except UnsafeOutputDirError as exc:
+        raise ResumeError(str(exc)) from None
     saved = read_overrides(run_dir)
     unconfirmed = [item for item in saved if _needs_consent(item) and item not in extra]
     if unconfirmed:

@@ -228,6 +228,11 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     epochs = len(rows) if rows else trainer.current_epoch
 
     checkpoint = prepare_final_checkpoint(trainer, run_dir)
+    if checkpoint is None and resume_from is not None and not restored.trained:
+        raise CheckpointError(f"ckpt_path {clip(resume_from)} has already reached trainer.max_epochs="
+                              f"{trainer.max_epochs}: nothing left to train, and no checkpoint of this run to test. "
+                              "Fix: raise trainer.max_epochs to train on, or test it with python -m fmnist.eval "
+                              f"ckpt_path={clip(resume_from)}.")
     best = checkpoint or ""
     val = _scalars(trainer.validate(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False,
                                     weights_only=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from fmnist.core.errors import WRITE_ERRNOS, FmnistError, write_fix
 
 T = TypeVar("T")
 EXIT_USER_ERROR = 2
+PATH_ERRNOS = frozenset({errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG})
 log = logging.getLogger("fmnist")
 
 
@@ -48,6 +50,8 @@ def user_message(error: BaseException) -> str | None:
         return str(error)
     if isinstance(error, OSError) and (error.filename is not None or error.errno in WRITE_ERRNOS):
         where = error.filename if error.filename is not None else "an output file"
+        if error.errno in PATH_ERRNOS:  # not the disk refusing a write: the path itself is wrong
+            return f"{where}: {error.strerror or error}. Fix: check that path (missing, a broken link or a loop?)."
         return f"{where}: {error.strerror or error}. Fix: {write_fix(error.errno)}."
     return None
 

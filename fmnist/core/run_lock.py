@@ -11,12 +11,14 @@ import fcntl
 import logging
 import os
 import socket
+import stat
 import time
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
 from fmnist.core.errors import FmnistError, OutputWriteError
+from fmnist.core.output_dirs import LINK_FIX, UnsafeOutputDirError, check_output_dir
 from fmnist.core.run_files import RUN_LOCK_FILE
 
 log = logging.getLogger("fmnist")
@@ -38,11 +40,16 @@ def hold_run_dir(run_dir: str | Path) -> None:
     if directory in _held:
         return
     path = directory / RUN_LOCK_FILE
+    check_output_dir(run_dir)  # a link planted in a copied run dir (the lock itself, say) is never written through
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by exec'd children (PEP 446)
+        # not inherited by exec'd children (PEP 446); never through a link, never blocking on a FIFO
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:
         raise OutputWriteError.from_os_error(path, exc) from exc
+    if not stat.S_ISREG(os.fstat(handle).st_mode) or os.fstat(handle).st_nlink > 1:
+        os.close(handle)  # a FIFO or device, or a hard link that would truncate a file elsewhere
+        raise UnsafeOutputDirError(f"{path} is not a plain file of its own, so fmnist does not write it. {LINK_FIX}")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,31 +199,55 @@ def read_image_files(paths: list[Path], conversion: Conversion, names: list[str]
     return InputSet(names=kept, images=torch.from_numpy(images), skipped=skipped)
 
 
-def _image_files(folder: Path, conversion: Conversion, limits: Limits) -> list[Path]:
-    """The folder's image files (not sub-folders), sorted; counting stops past `limits.max_images`, so a folder
-    of millions of entries is refused without listing them all."""
-    files = []
+def _image_files(folder: Path, conversion: Conversion, limits: Limits) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The folder's image files (not sub-folders), sorted, and the entries named like images that are not readable
+    files (a dangling link, a link loop, a FIFO, ...), each with its reason: they are skipped, never opened.
+    Counting stops past `limits.max_images`, so a folder of millions of entries is refused without listing them."""
+    files, skipped = [], []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if Path(entry.name).suffix.lower() in conversion.extensions and entry.is_file():
-                files.append(folder / entry.name)
-                if len(files) > limits.max_images:
-                    raise DataError(f"input {clip(folder)}: more than {limits.max_images:,} image files, the cap "
-                                    f"limits.max_images={limits.max_images}. Fix: split the folder, or raise the "
-                                    "cap with limits.max_images=N.")
-    return sorted(files)
+            if Path(entry.name).suffix.lower() not in conversion.extensions:
+                continue
+            try:
+                mode = entry.stat().st_mode  # follows a link: a link to an image is read like the image
+            except OSError as exc:
+                skipped.append((entry.name, f"{clip(entry.name)}: skipped ({exc.strerror or exc})"))
+                continue
+            if stat.S_ISDIR(mode):
+                continue
+            if not stat.S_ISREG(mode):
+                skipped.append((entry.name, f"{clip(entry.name)}: skipped (not a regular file)"))
+                continue
+            files.append(folder / entry.name)
+            if len(files) > limits.max_images:
+                raise DataError(f"input {clip(folder)}: more than {limits.max_images:,} image files, the cap "
+                                f"limits.max_images={limits.max_images}. Fix: split the folder, or raise the "
+                                "cap with limits.max_images=N.")
+    return sorted(files), sorted(skipped)
 
 
 def read_inputs(path: Path, conversion: Conversion, limits: Limits = DEFAULT_LIMITS) -> InputSet:
-    """A folder of images, one image file, or an IDX images file; `limits` (the config group) caps their cost."""
+    """A folder of images, one image file, or an IDX images file; `limits` (the config group) caps their cost.
+    A system error on the input is named as an input problem, never as one of the outputs."""
+    try:
+        return _read_inputs(path, conversion, limits)
+    except OSError as exc:
+        raise DataError(f"input {clip(path)}: cannot be read ({exc.strerror or exc}). Fix: check that it exists and "
+                        "is readable, or pass another input (test, a folder, an image, an IDX file).") from None
+
+
+def _read_inputs(path: Path, conversion: Conversion, limits: Limits) -> InputSet:
     if not path.exists():
         raise DataError(f"input {path}: no such file or folder. Fix: input=test, a folder of PNG/JPEG files, "
                         "one image file, or an IDX images file.")
     if path.is_dir():
-        files = _image_files(path, conversion, limits)
-        if not files:
+        files, unusable = _image_files(path, conversion, limits)
+        if not files and not unusable:
             raise DataError(f"input {path}: no {'/'.join(conversion.extensions)} files in this folder.")
         found = read_image_files(files, conversion, [p.name for p in files], limits)
+        for _, reason in unusable:
+            log.warning("skipped %s", reason)
+        found.skipped[:0] = unusable
     elif _is_idx(path):
         return read_idx_images(path, limits)
     else:  # one file: unreadable is the error itself

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fmnist.core.cli import EXIT_USER_ERROR
+from fmnist.core.errors import FmnistError
 from fmnist.report.build import build_report, nothing_valid
 from fmnist.report.collect import collect
 
@@ -38,7 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if message:
         print(f"fmnist: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
-    build_report(args.dirs, out, collection, protocols=True)
+    try:
+        build_report(args.dirs, out, collection, protocols=True)
+    except FmnistError as exc:
+        print(f"fmnist: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     print(f"report: {out / 'report.md'} ({len(collection.groups)} models, {len(collection.failures)} failed runs, "
           f"{len(collection.broken)} of them with broken files)")
     return 0

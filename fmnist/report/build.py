@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fmnist.core.atomic import write_csv_atomic, write_text_atomic
+from fmnist.core.output_dirs import check_output_dir
 from fmnist.core.limits import clip
 from fmnist.report import figures
 from fmnist.report.collect import Collection, collect
@@ -90,7 +91,9 @@ def statistics_section(collection: Collection, rows: list[dict], out: Path, figu
 def build_report(directories: Sequence[Path], out: Path, collection: Collection | None = None,
                  title: str = "Fashion-MNIST model comparison", intro: str = "", protocols: bool = False) -> Collection:
     """Write the report of `directories`' runs into `out`; `protocols` adds the table of each model's training
-    protocol (epochs, batch, optimizer, ...) after the leaderboard, which a comparison across studies needs."""
+    protocol (epochs, batch, optimizer, ...) after the leaderboard, which a comparison across studies needs.
+    `out` is checked first: an existing report folder that is or holds a link is refused, nothing written."""
+    check_output_dir(out)
     collection = collection or collect(directories)
     rows = leaderboard(collection)
     write_csv_atomic(out / "leaderboard.csv", rows or [{"model": None}])

@@ -67,6 +67,10 @@ class RestoreFinished(L.Callback):
 
     def __init__(self) -> None:
         self.done = False
+        self.trained = False  # an epoch started: false when ckpt_path had already reached max_epochs
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.trained = True
 
     def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.done = True

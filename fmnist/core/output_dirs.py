@@ -1,0 +1,106 @@
+"""A run dir, sweep dir or report folder that already exists is checked before anything is written into it.
+
+Such a folder may have been copied from a colleague or a cluster (docs/security.md). A symbolic link planted in
+it would make a writer that opens files in place (Hydra's .hydra/*.yaml and job log, Lightning's loggers, the run
+lock) write into the file the link names, wherever that is; a FIFO there would block a writer forever. So fmnist
+refuses, with one line, any folder it is about to write into that holds a link or a special file anywhere in it,
+before Hydra, Lightning or fmnist writes a byte: the Hydra callback below runs before Hydra's own job set-up,
+and `hold_run_dir` checks again for the run dirs that code outside a Hydra run (cv's folds, tests) writes.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from fmnist.core.cli import EXIT_USER_ERROR
+from fmnist.core.errors import FmnistError
+from fmnist.core.limits import clip
+
+MAX_ENTRIES = 200_000  # entries walked in one folder: a run dir holds dozens, a study's sweep dir thousands
+LINK_FIX = "Fix: delete it, copy the folder without links (cp -rL), or write elsewhere (hydra.run.dir=...)."
+
+
+class UnsafeOutputDirError(FmnistError):
+    """An existing output folder that holds a link or a special file, so writing into it could write elsewhere."""
+
+
+def _kind(mode: int) -> str | None:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return None
+    return "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device or special file"
+
+
+def _describe(path: Path, kind: str) -> str:
+    if kind != "a symbolic link":
+        return kind
+    try:
+        return f"a symbolic link to {clip(os.readlink(path), 160)}"
+    except OSError:
+        return kind
+
+
+def check_output_dir(folder: str | Path) -> None:
+    """Raise UnsafeOutputDirError if `folder`, or anything under it, is a link or a special file; a missing
+    folder is fine (it will be new). The folder itself may not be a link either: name the folder it points to."""
+    root = Path(folder)
+    try:
+        mode = root.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UnsafeOutputDirError(f"cannot inspect {clip(root)} ({exc.strerror or exc}). {LINK_FIX}") from None
+    kind = _kind(mode)
+    if kind is not None:
+        raise UnsafeOutputDirError(f"{clip(root)} is {_describe(root, kind)}, and fmnist writes only into plain "
+                                   f"folders. Fix: name the folder itself, or write elsewhere (hydra.run.dir=...).")
+    pending, seen = [root], 0
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > MAX_ENTRIES:
+                        raise UnsafeOutputDirError(
+                            f"{clip(root)} holds more than {MAX_ENTRIES:,} entries, too many to check before "
+                            "writing into it. Fix: write elsewhere (hydra.run.dir=... / hydra.sweep.dir=...).")
+                    kind = _kind(entry.stat(follow_symlinks=False).st_mode)
+                    if kind is not None:
+                        inside = Path(entry.path).relative_to(root)
+                        raise UnsafeOutputDirError(
+                            f"{clip(root)} holds {_describe(Path(entry.path), kind)} at {clip(inside)}; fmnist never "
+                            f"writes through links or into special files, so nothing was written. {LINK_FIX}")
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(Path(entry.path))
+        except OSError as exc:
+            raise UnsafeOutputDirError(f"cannot inspect {clip(directory)} ({exc.strerror or exc}), so nothing was "
+                                       f"written into {clip(root)}. {LINK_FIX}") from None
+
+
+class CheckOutputDirs(Callback):
+    """Hydra callback: check the run dir (single run) or sweep dir (-m) before Hydra creates its .hydra/ record
+    and job log there. A refused folder ends the command with fmnist's one line and exit 2."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, key: str) -> None:
+        folder = OmegaConf.select(config, key)
+        try:
+            check_output_dir(str(folder))
+        except UnsafeOutputDirError as exc:
+            print(f"fmnist: error: {exc}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
