@@ -25,7 +25,7 @@ from fmnist.core.run_files import CHECKPOINT_DIR, COMPLETED, METRICS_FILE, RunFi
 from fmnist.inference.calibration import expected_calibration_error, reliability_diagram
 from fmnist.inference.checkpoint import LoadedModel, load_model
 from fmnist.inference.gallery import mistakes_gallery
-from fmnist.inference.predictor import classifier, inference_trainer, resolve_tta
+from fmnist.inference.predictor import classifier, inference_trainer, resolve_precision, resolve_tta
 from fmnist.inference.reports import per_class_rows, write_per_class
 from fmnist.inference.testset import run_datamodule
 
@@ -53,8 +53,8 @@ def training_test_acc(model: LoadedModel) -> float | None:
 def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """`trainer.test` of the checkpoint's ClassifierModule on its run's test set; every figure is the test stage's."""
     started = time.perf_counter()
-    trainer = inference_trainer(str(cfg.device))
     model = load_model(cfg.ckpt_path, run_limits(cfg))
+    trainer = inference_trainer(str(cfg.device), resolve_precision(str(cfg.precision), model.config))
     tta = resolve_tta(str(cfg.eval.tta), model.config)
     trained_with_flips = model.config.get("augmentation", {}).get("flip", False) or model.config.model.get(
         "tta_flip", False)

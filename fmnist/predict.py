@@ -21,7 +21,13 @@ from fmnist.core.constants import CLASS_NAMES, NUM_CLASSES
 from fmnist.core.limits import run_limits
 from fmnist.inference.checkpoint import load_model
 from fmnist.inference.images import Conversion, read_inputs
-from fmnist.inference.predictor import classifier, image_loader, inference_trainer, resolve_tta
+from fmnist.inference.predictor import (
+    classifier,
+    image_loader,
+    inference_trainer,
+    resolve_precision,
+    resolve_tta,
+)
 from fmnist.inference.testset import official_test_batches, test_transform
 
 log = logging.getLogger("fmnist.predict")  # not __name__: run as __main__ by python -m
@@ -48,8 +54,8 @@ def prediction_rows(names: list[str], probabilities: torch.Tensor, decimals: int
 def run_predict(cfg: DictConfig) -> dict[str, Any]:
     output = Path(str(cfg.output))
     refuse_special_target(output)  # before any work: a symlink or device node is never replaced
-    trainer = inference_trainer(str(cfg.device))
     model = load_model(cfg.ckpt_path, run_limits(cfg))
+    trainer = inference_trainer(str(cfg.device), resolve_precision(str(cfg.precision), model.config))
     module = classifier(model, resolve_tta(str(cfg.tta), model.config))
     source = str(cfg.input)
     labels, skipped = None, []

@@ -23,7 +23,7 @@ from fmnist.bench.data_pipeline import pipeline_report
 from fmnist.bench.overhead import Budget, Case, measure_case, resident_datamodule
 from fmnist.bench.report import PIPELINE_TARGET, machine, print_report, ratio_target, write_report
 from fmnist.bench.study import finished_study, study_report
-from fmnist.bench.switches import switch_report
+from fmnist.bench.switches import SWITCHES, VALIDATION_SWITCH, switch_report
 from fmnist.bench.time_to_accuracy import EXPERIMENT, time_to_accuracy
 
 DEFAULT_MODELS = ("conv_maxpool", "drop_norm_l2", "lstm", "rnn", "fast_cnn")
@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--switches", nargs="*", metavar="EXPERIMENT", default=None,
                         help="instead of the speed table: time each per-fit speed switch (fused Adam, torch.compile, "
                         "channels-last, validation batch) against its recipe, e.g. --switches study_a_conv_maxpool")
+    parser.add_argument("--only", nargs="+", choices=[*SWITCHES, VALIDATION_SWITCH], default=None, metavar="SWITCH",
+                        help="with --switches: time only these, e.g. --only 'bf16 autocast'")
     parser.add_argument("--steps", type=int, default=256, help="optimizer steps per timed fit for --switches")
     parser.add_argument("--study", default=None, metavar="STUDY",
                         help="instead of the speed table: the study (conf/study/) run sequentially and in parallel, "
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             probe = probe_trainer(compose_run(list(args.overrides), Path(scratch)))
             report = {"machine": machine(probe.strategy.root_device), "switches": switch_report(
                 args.switches or list(SWITCH_EXPERIMENTS), list(args.overrides), probe, Path(scratch),
-                steps=args.steps, warmup=args.warmup, repeats=args.repeats)}
+                steps=args.steps, warmup=args.warmup, repeats=args.repeats, only=args.only)}
         else:
             report = speed_report(args, Path(scratch))
     write_report(args.output, report)

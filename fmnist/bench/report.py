@@ -35,6 +35,16 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_native_bf16() -> bool | None:
+    """Whether the CPU computes in bf16 itself (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo): without it, bf16
+    autocast converts in software and is slower than fp32. None where the flags cannot be read (not Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return None
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
 def machine(device: torch.device) -> dict[str, Any]:
     """What the figures were measured on; the load average tells whether the CPU was shared."""
     info: dict[str, Any] = {
@@ -43,6 +53,7 @@ def machine(device: torch.device) -> dict[str, Any]:
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "cpu_native_bf16": cpu_native_bf16(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -50,6 +61,21 @@ def machine(device: torch.device) -> dict[str, Any]:
     if hasattr(os, "getloadavg"):
         info["load_average_at_start"] = list(os.getloadavg())
     return info
+
+
+def bf16_note(report: dict[str, Any]) -> str | None:
+    """The line a bf16 timing on the CPU needs: whether this CPU computes in bf16 natively."""
+    timed = any(row.get("switch") == "bf16 autocast" for row in report.get("switches") or [])
+    info = report["machine"]
+    if not timed or not info["device"].startswith("cpu"):
+        return None
+    native = info.get("cpu_native_bf16")
+    if native is None:
+        return "bf16 on the CPU: whether it computes in bf16 natively is unknown here (no /proc/cpuinfo)."
+    if native:
+        return "bf16 on the CPU: this CPU computes in bf16 natively (avx512_bf16 or amx_bf16)."
+    return ("bf16 on the CPU: this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16), so bf16 autocast is "
+            "converted in software and slower than fp32 here; keep trainer.precision=32-true.")
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -124,6 +150,8 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
     for section, render in (("switches", switches_markdown), ("study", study_markdown)):
         if report.get(section):
             console.print(Markdown(render(report[section])))
+    if bf16_note(report):
+        console.print(bf16_note(report))
     for skipped in report.get("skipped", []):
         console.print(f"skipped {skipped['model']}: {skipped['reason']}")
 
@@ -152,7 +180,7 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     if report.get("training"):
         parts.append(training_markdown(report["training"]))
     if report.get("switches"):
-        parts.append(switches_markdown(report["switches"]))
+        parts.append(switches_markdown(report["switches"]) + (f"\n{bf16_note(report)}\n" if bf16_note(report) else ""))
     if report.get("study"):
         parts.append(study_markdown(report["study"]))
     if parts:

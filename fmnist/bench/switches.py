@@ -1,9 +1,10 @@
 """Each per-fit speed switch timed side by side with what it replaces, on a study recipe (`--switches`).
 
 The switches are public API and opt-in: fused Adam (instead of the default foreach step), `torch.compile`
-(its compile time counted in the first fit's seconds), channels-last weights and batches, and the inference
-batch size of validation. A switch is worth turning on only where its ratio is well below 1 and its results stay
-within float noise of the default's (docs/speed.md).
+(its compile time counted in the first fit's seconds), channels-last weights and batches, bf16 autocast through
+Lightning's precision plugin (`trainer.precision=bf16-mixed`: fast only where the CPU or GPU computes in bf16
+natively, which the report says), and the inference batch size of validation. A switch is worth turning on only
+where its ratio is well below 1 and its results stay within float noise of the default's (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ SWITCHES: dict[str, tuple[str, ...]] = {
     "fused Adam": ("optimizer.foreach=false", "+optimizer.fused=true"),
     "torch.compile": ("model.compile=true",),
     "channels-last": ("model.channels_last=true",),
+    "bf16 autocast": ("trainer.precision=bf16-mixed",),
 }
+VALIDATION_SWITCH = "eval batch"  # the validation batch sizes below, selected by this name in `only`
 EVAL_BATCH_SIZES = (256, 1024, 4096)  # validation's inference batch (data.eval_batch_size, default 1024)
 log = logging.getLogger("fmnist.bench")
 
@@ -55,16 +58,17 @@ def validation_seconds(cfg: DictConfig, probe: L.Trainer, eval_batch_size: int, 
 
 
 def switch_report(experiments: list[str], overrides: list[str], probe: L.Trainer, work_dir: Path, *,
-                  steps: int, warmup: int, repeats: int) -> list[dict[str, Any]]:
-    """Per recipe and switch: baseline and switched ms/step alternating `repeats` times, their median ratio,
-    and the first fit's seconds of each (where torch.compile's compile time shows)."""
+                  steps: int, warmup: int, repeats: int, only: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per recipe and switch (all, or those named in `only`): baseline and switched ms/step alternating `repeats`
+    times, their median ratio, and the first fit's seconds of each (where torch.compile's compile time shows)."""
+    chosen = {name: switch for name, switch in SWITCHES.items() if only is None or name in only}
     rows = []
     for experiment in experiments:
         base_overrides = [f"experiment={experiment}", "data.num_folds=5", "logger=none", *overrides]
         base = compose_run(base_overrides, work_dir / experiment)
         per_group = int(base.data.steps_per_execution)
         group_steps = max(per_group, steps // per_group * per_group)
-        for name, switch in SWITCHES.items():
+        for name, switch in chosen.items():
             switched = compose_run([*base_overrides, *switch], work_dir / experiment)
             timings: dict[str, list[tuple[float, float]]] = {"baseline": [], "switched": []}
             for repeat in range(repeats):  # A B A B ...: drift hits both alike
@@ -83,6 +87,8 @@ def switch_report(experiments: list[str], overrides: list[str], probe: L.Trainer
                      row["baseline_ms_per_step"], row["switched_ms_per_step"], row["ratio"]["median"],
                      row["baseline_first_fit_seconds"], row["switched_first_fit_seconds"])
             rows.append(row)
+        if only is not None and VALIDATION_SWITCH not in only:
+            continue
         seconds = {size: validation_seconds(base, probe, size, work_dir / experiment / f"val{size}")
                    for size in EVAL_BATCH_SIZES}
         default = seconds[int(base.data.eval_batch_size)] if int(base.data.eval_batch_size) in seconds else None

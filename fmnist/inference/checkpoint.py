@@ -39,6 +39,8 @@ from fmnist.models.catalog import ModelTooLarge, build_within, registered_model_
 # The split and batch keys of `data` that rebuild training's test loader; each an integer or null.
 DATA_KEYS = ("num_folds", "fold", "split_seed", "holdout_size", "train_subset", "batch_size", "eval_batch_size",
              "steps_per_execution")
+# The precisions a checkpoint may say its run trained and tested with (trainer.precision); 32-true if it says none.
+PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed", "64-true")
 MAX_LIST_ITEMS = 64  # a list argument (widths, blocks) longer than this is no model of this catalog
 MODULES_PER_TENSOR = 8  # building may create at most this many submodules per tensor the file holds (+ slack)
 
@@ -176,6 +178,9 @@ def rebuilt_config(entry: DictConfig, stored_model: dict[str, Any], stored: dict
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise _refuse(path, f"its seed is {clip(seed, 80)!r}, not an integer or null")
     augmentation = _mapping(stored.get("augmentation", {}), path, "augmentation")
+    precision = _mapping(stored.get("trainer", {}), path, "trainer").get("precision", "32-true")
+    if precision not in PRECISIONS:
+        raise _refuse(path, f"its trainer.precision is {clip(precision, 80)!r}, not one of {PRECISIONS}")
     config = {
         "model": {"name": str(entry.name), "family": str(entry.family), "input": str(entry.input),
                   "tta_flip": _flag(stored_model, "tta_flip", path, "model"), "channels_last": False,
@@ -184,6 +189,7 @@ def rebuilt_config(entry: DictConfig, stored_model: dict[str, Any], stored: dict
         "data": {"_target_": DATAMODULE_TARGET, "input_kind": str(entry.input), **_data_settings(stored, path)},
         "augmentation": {"flip": _flag(augmentation, "flip", path, "augmentation")},
         "seed": seed,
+        "trainer": {"precision": precision},
     }
     return OmegaConf.create(config)
 

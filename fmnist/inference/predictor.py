@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from fmnist.core.errors import ConfigError
 from fmnist.core.extras import ignore_known_warnings
 from fmnist.data.batches import BatchTransform
-from fmnist.inference.checkpoint import LoadedModel
+from fmnist.inference.checkpoint import PRECISIONS, LoadedModel
 from fmnist.training.module import ClassifierModule
 
 TTA_MODES = ("auto", "none", "flip")
@@ -44,12 +44,22 @@ def trainer_devices(name: str) -> tuple[str, int | list[int]]:
     return device.type, 1 if device.index is None else [device.index]
 
 
-def inference_trainer(device: str) -> L.Trainer:
+def resolve_precision(precision: str, run_config: DictConfig) -> str:
+    """'auto' tests at the precision the training run tested with (its checked trainer.precision), so eval
+    reproduces its figures and a bf16 run is predicted as it was measured."""
+    if precision == "auto":
+        return str(run_config.get("trainer", {}).get("precision", "32-true"))
+    if precision not in PRECISIONS:
+        raise ConfigError("precision", f"'{precision}' is not a precision", f"use auto or one of {PRECISIONS}")
+    return precision
+
+
+def inference_trainer(device: str, precision: str = "32-true") -> L.Trainer:
     """One test or predict pass: no logger, checkpoints or model summary; a progress bar only at a terminal."""
     accelerator, devices = trainer_devices(device)
     ignore_known_warnings()
-    return L.Trainer(accelerator=accelerator, devices=devices, logger=False, enable_checkpointing=False,
-                     enable_model_summary=False, enable_progress_bar=sys.stdout.isatty())
+    return L.Trainer(accelerator=accelerator, devices=devices, precision=precision, logger=False,
+                     enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=sys.stdout.isatty())
 
 
 def classifier(model: LoadedModel, tta: str) -> ClassifierModule:
