@@ -4,8 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 ARGS ?=
-# Every optional feature is installed so the tests exercise it (sweeps, ONNX export, SLURM launcher, MLflow and W&B).
-EXTRAS ?= dev,sweep,export,cluster,loggers
+# Every optional feature is installed so the tests exercise it (sweeps and their dashboard, ONNX export, SLURM launcher,
+# MLflow and W&B).
+EXTRAS ?= dev,sweep,dashboard,export,cluster,loggers
 
 .PHONY: install data system-data train test test-slow lint results clean
 

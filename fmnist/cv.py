@@ -30,8 +30,8 @@ from fmnist.core.atomic import write_json_atomic
 from fmnist.core.checkpoints import LAST, last_checkpoint
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.console import apply_extras, print_summary
 from fmnist.core.errors import ConfigError
-from fmnist.core.extras import apply_extras, print_summary
 from fmnist.core.job_failures import describe, write_failure
 from fmnist.core.metric_keys import run_scalars
 from fmnist.core.numbers import is_finite_number, mean_and_std, percent
@@ -39,6 +39,7 @@ from fmnist.core.run_files import (
     COMPLETED,
     METRICS_FILE,
     PREDICTIONS_FILE,
+    PRUNED,
     SUMMARY_FILE,
     RunFileError,
     read_run_json,
@@ -46,6 +47,7 @@ from fmnist.core.run_files import (
 from fmnist.data.folds import check_split_seed
 from fmnist.inference.ensemble import ensemble_test_metrics
 from fmnist.report.collect import metrics_problem
+from fmnist.search.trial import CALLBACK_NAME, JobTrial, RunPruned, record_pruned, trial_spec
 from fmnist.train import RunInterrupted, fit_and_test
 from fmnist.training.config_checks import check_train_config
 from fmnist.training.loggers import share_run_dir
@@ -118,6 +120,8 @@ def fold_config(cfg: DictConfig, fold: int, run_dir: Path, split_seed: int | Non
         share_run_dir(fold_cfg.get("logger"))
         fold_cfg.paths.output_dir = str(shared / f"fold_{fold}")
         fold_cfg.ckpt_path = LAST  # an interrupted fold continues from its own last.ckpt, a new one starts fresh
+        if fold_cfg.get("callbacks") and CALLBACK_NAME in fold_cfg.callbacks:
+            del fold_cfg.callbacks[CALLBACK_NAME]  # a search's trial hears the mean over folds, not each fold's epochs
     return fold_cfg
 
 
@@ -185,9 +189,25 @@ def cross_validate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     folds = selected_folds(cfg)
     splits = selected_splits(cfg)
     units = [(split_seed, fold) for split_seed in splits for fold in folds]
-    results = [run_fold(cfg, fold, run_dir, split_seed) for split_seed, fold in units]
+    spec = trial_spec(cfg)
+    trial = JobTrial(spec) if spec is not None else None  # a search's trial: pruned on its running mean
+    results: list[dict[str, Any]] = []
+    pruned: RunPruned | None = None
+    for split_seed, fold in units:
+        results.append(run_fold(cfg, fold, run_dir, split_seed))
+        if trial is not None:
+            try:  # the mean of the folds so far, after each fold: a bad configuration stops after its first
+                trial.report(sum(float(result["val/acc"]) for result in results) / len(results), len(results) - 1)
+            except RunPruned as stop:
+                pruned = stop
+                break
+    units = units[:len(results)]
     repeated = [split_seed for split_seed, _ in units] if len(splits) > 1 else None
-    summary = build_summary(run_dir, [fold for _, fold in units], results, cfg.cv.ensemble, repeated)
+    summary = build_summary(run_dir, [fold for _, fold in units], results, cfg.cv.ensemble and pruned is None,
+                            repeated)
+    if pruned is not None:
+        summary["status"] = PRUNED
+        record_pruned(cfg, run_dir, pruned, unit="fold")  # metrics.json "pruned" in the CV run dir, for reports
     if cfg.cv.write_summary:
         write_json_atomic(run_dir / SUMMARY_FILE, summary)
     log.info("%s: %d-fold CV%s val/acc %.4f +- %.4f%s; %s", cfg.model.name, len(folds),

@@ -25,8 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from fmnist.core.atomic import write_json_atomic, write_text_atomic
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.console import apply_extras
 from fmnist.core.errors import ConfigError, FmnistError
-from fmnist.core.extras import apply_extras
 from fmnist.core.figures import save_figure
 from fmnist.core.run_files import RESOLVED_CONFIG_FILE
 from fmnist.training.builders import build_datamodule, build_module, build_trainer

@@ -17,7 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
 from fmnist.core.checkpoints import LAST
-from fmnist.core.cli import EXIT_USER_ERROR
+from fmnist.core.cli import user_error
 from fmnist.core.errors import FmnistError
 from fmnist.core.limits import clip
 from fmnist.core.output_dirs import UnsafeOutputDirError, check_output_dir
@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         command = resume_command(Path(args[0]), args[1:])
     except ResumeError as exc:
-        print(f"fmnist: error: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_USER_ERROR) from None
+        raise SystemExit(user_error(str(exc))) from None
     os.execv(command[0], command)
 
 

@@ -32,8 +32,8 @@ from fmnist.core.checkpoints import (
 )
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.console import apply_extras, print_summary
 from fmnist.core.errors import FmnistError, OutputWriteError
-from fmnist.core.extras import apply_extras, print_summary
 from fmnist.core.limits import clip, run_limits
 from fmnist.core.numbers import percent
 from fmnist.core.run_files import (
@@ -44,6 +44,7 @@ from fmnist.core.run_files import (
     INTERRUPTED,
     METRICS_FILE,
     PREDICTIONS_FILE,
+    PRUNED,
     RESOLVED_CONFIG_FILE,
     RunFileError,
     read_history_rows,
@@ -51,9 +52,9 @@ from fmnist.core.run_files import (
 )
 from fmnist.core.run_lock import explicit_run_dir, hold_run_dir
 from fmnist.models.catalog import count_params
+from fmnist.search.trial import RunPruned, record_pruned
 from fmnist.training.builders import build_datamodule, build_module, build_trainer
-from fmnist.training.callbacks import EpochHistory, SpawnedProcessMetrics, StepTimer
-from fmnist.training.checkpoint_io import RestoreFinished
+from fmnist.training.callbacks import EpochHistory, RestoreFinished, SpawnedProcessMetrics, StepTimer
 from fmnist.training.config_checks import check_train_config
 from fmnist.training.loggers import finish_loggers
 from fmnist.training.process import apply_process_settings
@@ -171,6 +172,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         hold_run_dir(run_dir)
     try:
         return _fit_and_test(cfg, run_dir)
+    except RunPruned as pruned:  # a search's pruner stopped this trial: a normal end (exit 0), not a failure
+        return record_pruned(cfg, run_dir, pruned)
     except BaseException as exc:
         signum = stopping_signal(exc)
         if signum is None:
@@ -299,7 +302,7 @@ def main(cfg: DictConfig) -> float:
                   f"\"{INTERRUPTED}\"); continue it from its last checkpoint: python -m fmnist.resume {run_dir}",
                   file=sys.stderr)
         raise
-    if rank_zero_only.rank == 0:
+    if rank_zero_only.rank == 0 and metrics["status"] != PRUNED:
         print_train_summary(cfg, metrics, run_dir)
     return float(metrics["val/acc"])
 

@@ -1,4 +1,4 @@
-"""What a run does around its job (fmnist/core/extras.py, cfg.extras): the config tree, tags, the per-epoch lines
+"""What a run does around its job (fmnist/core/console.py, cfg.extras): the config tree, tags, the per-epoch lines
 off a terminal, the summary table, and the warning filters."""
 
 from __future__ import annotations

@@ -15,8 +15,7 @@ import pytest
 from fmnist.core.cli import run_guarded
 from fmnist.core.errors import ConfigError
 from fmnist.cv import fold_config
-from fmnist.training.builders import build_logger
-from fmnist.training.loggers import logger_nodes
+from fmnist.training.loggers import build_loggers, logger_nodes
 from tests.helpers import compose, read_metrics, run_cli, run_in_process
 
 EXTRA = "optional extra: pip install -e '.[loggers]'"
@@ -105,8 +104,8 @@ def test_logger_wandb_runs_offline_into_the_run_dir(tmp_path: Path) -> None:
 
 def test_many_is_a_list_and_folds_share_each_store(tmp_path: Path) -> None:
     cfg = compose("train", "logger=many", "logger.mlflow=null", output_dir=tmp_path)
-    assert [type(logger).__name__ for logger in build_logger(cfg)] == ["TensorBoardLogger", "CSVLogger"]
-    assert build_logger(compose("train", "logger=none")) is False
+    assert [type(logger).__name__ for logger in build_loggers(cfg.logger)] == ["TensorBoardLogger", "CSVLogger"]
+    assert build_loggers(compose("train", "logger=none").logger) is False
     fold_cfg = fold_config(compose("cv", "logger=many"), 1, tmp_path)
     tensorboard, csv, mlflow_node = logger_nodes(fold_cfg.logger)
     assert tensorboard.save_dir == csv.save_dir == str(tmp_path) and tensorboard.version == "fold_1"
@@ -118,9 +117,9 @@ def test_missing_wandb_names_the_extra(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now fails, as where it is not installed
     cfg = compose("train", "logger=wandb", output_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"WandbLogger needs the wandb package.*pip install -e '\.\[loggers\]'"):
-        build_logger(cfg)
+        build_loggers(cfg.logger)
     with pytest.raises(SystemExit) as exited:  # what the commands print: one line, exit 2
-        run_guarded(lambda: build_logger(cfg))
+        run_guarded(lambda: build_loggers(cfg.logger))
     assert exited.value.code == 2
     assert capsys.readouterr().err == ("fmnist: error: logger: WandbLogger needs the wandb package, which is not "
                                        "installed. Fix: pip install -e '.[loggers]' (installs mlflow and wandb), "

@@ -35,6 +35,11 @@ NOTEBOOK = textwrap.dedent("""
 """)
 
 
+# Hydra's plugin scan (pkgutil over the hydra_plugins namespace), as `hydra/sweeper=optuna` needs it
+DISCOVER_SWEEPERS = ("from hydra.core.plugins import Plugins; from hydra.plugins.sweeper import Sweeper; "
+                     "print([f'{c.__module__}.{c.__name__}' for c in Plugins.instance().discover(Sweeper)])")
+
+
 def check(*command: str | Path, **kwargs) -> str:
     """Run a command that must succeed; its output, or its error in the assertion."""
     done = subprocess.run([str(part) for part in command], capture_output=True, text=True, timeout=600, **kwargs)
@@ -70,9 +75,14 @@ def test_the_wheel_ships_the_configs_and_trains_from_any_folder(tmp_path: Path) 
     check(sys.executable, "-m", "pip", "wheel", source, "--no-deps", "-q", "-w", tmp_path / "wheel")
     (wheel,) = (tmp_path / "wheel").glob("fmnist-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
-    expected = {f"fmnist/{path.relative_to(source / 'fmnist').as_posix()}" for path in source.glob("fmnist/**/*.py")}
+    plugins = source / "fmnist" / "search" / "hydra_plugins"  # mapped to the hydra_plugins namespace
+    expected = {f"fmnist/{path.relative_to(source / 'fmnist').as_posix()}" for path in source.glob("fmnist/**/*.py")
+                if not path.is_relative_to(plugins)}
     expected |= {f"fmnist/{path.relative_to(source).as_posix()}" for path in source.glob("conf/**/*.yaml")}
+    expected |= {f"hydra_plugins/{path.relative_to(plugins).as_posix()}" for path in plugins.glob("**/*.py")}
     assert expected - shipped == set()  # a new subpackage must join [tool.setuptools] packages
+    assert "hydra_plugins/fmnist_optuna_sweeper/optuna_sweeper.py" in shipped
+    assert "hydra_plugins/__init__.py" not in shipped  # a namespace shared with every other Hydra plugin
 
     # A fresh venv with the wheel alone; torch and the other dependencies come from this venv's site-packages
     # through a .pth line, which does not run that folder's own .pth files (the editable install's finder).
@@ -88,6 +98,8 @@ def test_the_wheel_ships_the_configs_and_trains_from_any_folder(tmp_path: Path) 
     where = check(python, "-c", "import fmnist, fmnist.core.config_dir as c; print(fmnist.__file__); print(c.CONF_DIR)",
                   cwd=tmp_path, env=env).split()
     assert all(Path(path).is_relative_to(fresh / "fmnist") for path in where), where
+    sweepers = check(python, "-c", DISCOVER_SWEEPERS, cwd=tmp_path, env=env)
+    assert "hydra_plugins.fmnist_optuna_sweeper.optuna_sweeper.OptunaSweeper" in sweepers  # Hydra's own scan finds it
 
     run_dir = tmp_path / "run"
     check(python, "-m", "fmnist.train", "data.train_subset=512", "trainer.max_epochs=1", "logger=csv",
@@ -111,3 +123,11 @@ def test_every_command_is_a_console_script_beside_its_module() -> None:
         command = name.removeprefix("fmnist-").replace("-", "_")
         assert module_name in (f"fmnist.{command}", f"fmnist.{command}.__main__"), name
         assert callable(getattr(importlib.import_module(module_name), function)), target
+
+
+@pytest.mark.cli
+def test_hydra_discovers_the_optuna_sweeper_in_the_editable_install(tmp_path: Path) -> None:
+    """From a folder outside the checkout, so only the install (its editable finder) can make it visible."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    sweepers = check(sys.executable, "-c", DISCOVER_SWEEPERS, cwd=tmp_path, env=env)
+    assert "hydra_plugins.fmnist_optuna_sweeper.optuna_sweeper.OptunaSweeper" in sweepers

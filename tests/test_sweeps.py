@@ -15,7 +15,8 @@ from tests.helpers import CliResult, run_cli
 TINY = ("data.train_subset=500", "trainer.max_epochs=1", "data.num_folds=10", "data.batch_size=100", "logger=csv",
         "++trainer.limit_val_batches=2", "++trainer.limit_test_batches=2")
 needs_sweep_extra = pytest.mark.skipif(
-    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None
+    importlib.util.find_spec("hydra_plugins.fmnist_optuna_sweeper") is None
+    or importlib.util.find_spec("optuna") is None
     or importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,
     reason="the sweep extra is not installed: pip install -e '.[sweep]'",
 )
@@ -82,17 +83,41 @@ def test_optuna_sweep_of_two_trials_optimises_val_acc_and_reports(tmp_path: Path
     assert all("optimizer.lr=" in label for label in labels)
 
 
+@pytest.mark.cli
+@needs_sweep_extra
+def test_pruned_trials_end_normally_and_the_report_lists_them_apart(tmp_path: Path) -> None:
+    """A pruner that stops every trial after its first epoch (val/acc below 0.99): exit 0, PRUNED in the study,
+    "pruned" in each run dir, and the report's search section and pruned list (not failed)."""
+    pruner = "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.99}"
+    result = sweep(tmp_path / "sweep", *optuna_search(tmp_path), "hydra.sweeper.n_trials=2", pruner,
+                   "trainer.max_epochs=3")
+    assert result.returncode == 0, result.output[-3000:]
+    import optuna
+
+    study = optuna.load_study(study_name="conv_maxpool_train", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    assert all(trial.intermediate_values.keys() == {0} for trial in study.trials)  # stopped after epoch 0
+    jobs = job_metrics(tmp_path / "sweep")
+    assert sorted(jobs) == ["0", "1"] and all(job["status"] == "pruned" and job["epochs"] == 1 for job in jobs.values())
+    assert report_main([str(tmp_path / "sweep")]) == 0
+    report = (tmp_path / "sweep" / "report" / "report.md").read_text()
+    assert "## Search" in report and "| 0 | 2 | 0 | 0 | 2 |" in report  # complete, pruned, failed, running, total
+    pruned = report[report.index("## Pruned runs"):report.index("## Failed runs")]
+    assert pruned.count("pruned by the search's pruner after epoch 0") == 2
+    assert report[report.index("## Failed runs"):].strip().endswith("None.")
+
+
 @pytest.mark.slow
 @pytest.mark.cli
 @needs_sweep_extra
 def test_optuna_study_continues_from_sqlite(tmp_path: Path) -> None:
-    for name, trials in (("first", 1), ("again", 1)):
+    for name, trials in (("first", 1), ("again", 2)):
         result = sweep(tmp_path / name, *optuna_search(tmp_path), f"hydra.sweeper.n_trials={trials}")
         assert result.returncode == 0, result.output[-3000:]
     import optuna
 
     study = optuna.load_study(study_name="conv_maxpool_train", storage=f"sqlite:///{tmp_path / 'study.db'}")
-    assert len([trial for trial in study.trials if trial.state.is_finished()]) == 2
+    assert len([trial for trial in study.trials if trial.state.is_finished()]) == 2  # n_trials is the study's total
     assert study.trials[0].params != study.trials[1].params  # the second run proposed a new point
 
 

@@ -8,8 +8,6 @@ timing separates them: `bare / plain` is the floor, `fmnist / bare` is fmnist's 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -19,8 +17,7 @@ from torch import nn
 from fmnist.bench.framework import StepWindow
 from fmnist.bench.timing import Timing
 from fmnist.data.batches import TensorBatches
-
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+from fmnist.training.module import OptimizerFactory
 
 
 class BareModule(L.LightningModule):

@@ -8,15 +8,14 @@ price of everything fmnist adds: Lightning's loop, hooks, metrics, logging and c
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fmnist.bench.timing import Timing, clocks
-
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+from fmnist.training.module import OptimizerFactory
 
 
 def autocast_for(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:

@@ -8,12 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+from fmnist.training.devices import synchronize
 
 
 def clock(device: torch.device) -> float:

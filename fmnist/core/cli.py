@@ -25,6 +25,12 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def user_error(message: str, status: int = EXIT_USER_ERROR) -> int:
+    """Print the one line every command gives a user mistake (`fmnist: error: ... Fix: ...`); return `status`."""
+    print(f"fmnist: error: {message}", file=sys.stderr)
+    return status
+
+
 def run_guarded(task: Callable[[], T]) -> T:
     """Run a task; a user error, or the system refusing a file, ends a single run with one line and exit 2.
 
@@ -40,8 +46,7 @@ def run_guarded(task: Callable[[], T]) -> T:
         if _in_multirun():
             log.error("%s", message)
             raise
-        print(f"fmnist: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USER_ERROR) from None
+        raise SystemExit(user_error(message)) from None
 
 
 def user_message(error: BaseException) -> str | None:
@@ -79,7 +84,6 @@ def exit_unless_output_writable(argv: Sequence[str]) -> None:
     for folder in folders:
         reason = _writable(folder)
         if reason:
-            print(f"fmnist: error: cannot write the output directory {folder} ({reason}). Fix: choose a writable "
-                  "place with hydra.run.dir=... (hydra.sweep.dir=... for -m), or run from a writable folder.",
-                  file=sys.stderr)
-            raise SystemExit(EXIT_USER_ERROR)
+            raise SystemExit(user_error(f"cannot write the output directory {folder} ({reason}). Fix: choose a "
+                                        "writable place with hydra.run.dir=... (hydra.sweep.dir=... for -m), or run "
+                                        "from a writable folder."))

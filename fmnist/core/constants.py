@@ -14,7 +14,6 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SIZE = 28
-NUM_TRAIN = 60_000
 NUM_TEST = 10_000
 # How a model reads an image: `image` as (B, 1, 28, 28), `rows` as (B, 28, 28), one row per time step
 INPUT_KINDS = ("image", "rows")

@@ -1,10 +1,11 @@
-"""Small number helpers shared by the CV summary and the report, so both read run files the same way."""
+"""Small number helpers shared by the CV summary and the report, so both read run files the same way, and the one
+Markdown table writer of the report and eval."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -28,3 +29,13 @@ def percent(share: Any, std: float | None = None, unit: str = "") -> str:
     if not is_finite_number(share):
         return "–"
     return f"{100 * share:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "") + unit
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub Markdown table; a cell's '|' is escaped and its line breaks become spaces."""
+    def cell(text: Any) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
+    return "\n".join(lines)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from fmnist.core.cli import EXIT_USER_ERROR
+from fmnist.core.cli import user_error
 from fmnist.core.errors import FmnistError
 from fmnist.core.limits import clip
 
@@ -102,5 +101,4 @@ class CheckOutputDirs(Callback):
         try:
             check_output_dir(str(folder))
         except UnsafeOutputDirError as exc:
-            print(f"fmnist: error: {exc}", file=sys.stderr)
-            raise SystemExit(EXIT_USER_ERROR) from None
+            raise SystemExit(user_error(str(exc))) from None

@@ -39,6 +39,7 @@ RUN_LOCK_FILE = ".run.lock"  # flock-ed by the live run that writes the dir (cor
 COMPLETED = "completed"
 FAILED = "failed"
 INTERRUPTED = "interrupted"  # stopped by SIGTERM or SIGINT; its last.ckpt continues it (fmnist.resume)
+PRUNED = "pruned"  # stopped early by a hyperparameter search's pruner (fmnist.search.trial); not a failure
 
 
 class RunFileError(Exception):

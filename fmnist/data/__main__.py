@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fmnist.core.cli import user_error
 from fmnist.core.errors import DataError
 from fmnist.data.sources import SYSTEM_DATA_DIR, candidate_folders, find_complete_folder, load_fashion_mnist
 
@@ -27,8 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = load_fashion_mnist(args.data_dir, download=not args.no_download)
     except DataError as exc:
-        print(f"fmnist: error: {exc}", file=sys.stderr)
-        return 1
+        return user_error(str(exc), 1)
     print(f"fmnist: Fashion-MNIST OK in {data.source} "
           f"({len(data.train_labels)} train, {len(data.test_labels)} test, checksums verified)")
     return 0

@@ -37,16 +37,6 @@ def shift_and_mirror(x: torch.Tensor, pixels: int, flip: bool, generator: torch.
     return source.reshape(batch, -1).gather(1, index).view(batch, height, width)
 
 
-def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror a random half of the batch left-right. x: (B, H, W)."""
-    return shift_and_mirror(x, 0, True, generator)
-
-
-def random_translate(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
-    """Shift each image by up to `pixels` in x and y, filling with background (0). x: (B, H, W)."""
-    return shift_and_mirror(x, pixels, False, generator)
-
-
 def random_erase(x: torch.Tensor, probability: float, generator: torch.Generator,
                  min_side: int = 4, max_side: int = 14) -> torch.Tensor:
     """Zero one random rectangle in a random share of the images (random erasing, Zhong et al.)."""

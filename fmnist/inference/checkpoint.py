@@ -88,12 +88,6 @@ def _mapping(value: Any, path: Path, where: str) -> dict[str, Any]:
     return value
 
 
-def _stored_model(checkpoint: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The run config's `model` node and the whole stored config (core.checkpoints.run_config checks both)."""
-    stored = run_config(checkpoint, path)
-    return stored["model"], stored
-
-
 def _catalog_entry(name: str, path: Path) -> DictConfig:
     """The trusted model config of that name; the file only names it."""
     try:
@@ -202,7 +196,8 @@ def load_model(value: Any, limits: Limits = DEFAULT_LIMITS) -> LoadedModel:
     weights = net_weights(checkpoint["state_dict"])
     if not weights:
         raise _refuse(path, f"its state_dict has no '{NET_PREFIX}*' weights")
-    stored_model, stored = _stored_model(checkpoint, path)
+    stored = run_config(checkpoint, path)
+    stored_model = stored["model"]
     entry = _catalog_entry(stored_model["name"], path)
     cls, arguments = _net_arguments(stored_model, entry, path)
     config = rebuilt_config(entry, stored_model, stored, arguments, path)

@@ -10,8 +10,8 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from fmnist.core.console import ignore_known_warnings
 from fmnist.core.errors import ConfigError
-from fmnist.core.extras import ignore_known_warnings
 from fmnist.data.batches import BatchTransform
 from fmnist.inference.checkpoint import PRECISIONS, LoadedModel
 from fmnist.training.module import ClassifierModule

@@ -10,6 +10,7 @@ import torch
 
 from fmnist.core.atomic import write_csv_atomic, write_text_atomic
 from fmnist.core.metric_keys import class_metric_key
+from fmnist.core.numbers import markdown_table
 
 PER_CLASS_COLUMNS = ("class", "name", "support", "correct", "acc", "precision", "f1", "most_confused_with", "count")
 
@@ -37,12 +38,7 @@ def per_class_rows(metrics: Mapping[str, float], confusion: torch.Tensor,
     return rows
 
 
-def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def write_per_class(rows: Sequence[dict[str, Any]], csv_path: Path, markdown_path: Path) -> None:
     write_csv_atomic(csv_path, rows)
-    write_text_atomic(markdown_path, markdown_table(rows, PER_CLASS_COLUMNS))
+    table = markdown_table(PER_CLASS_COLUMNS, [[row[column] for column in PER_CLASS_COLUMNS] for row in rows])
+    write_text_atomic(markdown_path, table + "\n")

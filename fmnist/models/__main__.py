@@ -16,7 +16,7 @@ from pathlib import Path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
-from fmnist.core.cli import EXIT_USER_ERROR
+from fmnist.core.cli import user_error
 from fmnist.core.errors import FmnistError
 from fmnist.models.catalog import catalog, format_table, model_names
 
@@ -49,30 +49,25 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 searchpath += parse_searchpath(item)
             except FmnistError as exc:
-                print(f"fmnist: error: {exc}", file=sys.stderr)
-                return EXIT_USER_ERROR
+                return user_error(str(exc))
         elif "=" in item:
-            print(f"fmnist: error: {item}: only hydra.searchpath=[...] is taken as an override here. Fix: pass "
-                  "model names, --searchpath DIR or hydra.searchpath=[file://DIR]", file=sys.stderr)
-            return EXIT_USER_ERROR
+            return user_error(f"{item}: only hydra.searchpath=[...] is taken as an override here. Fix: pass "
+                              "model names, --searchpath DIR or hydra.searchpath=[file://DIR]")
         else:
             names.append(item)
     missing = [str(directory) for directory in args.searchpath if not (directory / "model").is_dir()]
     if missing:
-        print(f"fmnist: error: no model/ folder in {', '.join(missing)}. Fix: pass the config folder that holds "
-              "model/<name>.yaml", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return user_error(f"no model/ folder in {', '.join(missing)}. Fix: pass the config folder that holds "
+                          "model/<name>.yaml")
     try:
         known = model_names(searchpath=searchpath)
         unknown = sorted(set(names) - set(known))
         if unknown:
-            print(f"fmnist: error: no model config {', '.join(unknown)}. Fix: choose from {', '.join(known)}, or "
-                  "add your config folder with hydra.searchpath=[file://DIR]", file=sys.stderr)
-            return EXIT_USER_ERROR
+            return user_error(f"no model config {', '.join(unknown)}. Fix: choose from {', '.join(known)}, or "
+                              "add your config folder with hydra.searchpath=[file://DIR]")
         infos = catalog(names or None, searchpath=searchpath)
     except (FmnistError, HydraException) as exc:
-        print(f"fmnist: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return user_error(str(exc).splitlines()[0])
     if args.json:
         print(json.dumps([info.as_dict() for info in infos], indent=2))
     else:

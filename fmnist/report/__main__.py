@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fmnist.core.cli import EXIT_USER_ERROR
+from fmnist.core.cli import user_error
 from fmnist.core.errors import FmnistError
 from fmnist.report.build import build_report, nothing_valid
 from fmnist.report.collect import collect
@@ -30,20 +30,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     missing = [str(directory) for directory in args.dirs if not directory.is_dir()]
     if missing:
-        print(f"fmnist: error: not a directory: {', '.join(missing)}. Fix: pass run or sweep dirs, e.g. "
-              "multirun/<date>/<time>", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return user_error(f"not a directory: {', '.join(missing)}. Fix: pass run or sweep dirs, e.g. "
+                          "multirun/<date>/<time>")
     out = args.out or default_out(args.dirs)
     collection = collect(args.dirs)
     message = nothing_valid(collection, args.dirs)
     if message:
-        print(f"fmnist: error: {message}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return user_error(message)
     try:
         build_report(args.dirs, out, collection, protocols=True)
     except FmnistError as exc:
-        print(f"fmnist: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return user_error(str(exc))
     print(f"report: {out / 'report.md'} ({len(collection.groups)} models, {len(collection.failures)} failed runs, "
           f"{len(collection.broken)} of them with broken files)")
     return 0

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fmnist.core.atomic import write_csv_atomic, write_text_atomic
-from fmnist.core.output_dirs import check_output_dir
 from fmnist.core.limits import clip
+from fmnist.core.output_dirs import check_output_dir
 from fmnist.report import figures
 from fmnist.report.collect import Collection, collect
 from fmnist.report.compare import model_stats, pairwise
 from fmnist.report.protocols import protocol_section
+from fmnist.report.search import search_section
 from fmnist.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from fmnist.report.tables import (
     failures_table,
@@ -20,6 +21,7 @@ from fmnist.report.tables import (
     main_table,
     pairs_table,
     per_class_table,
+    pruned_table,
     run_link,
     runs_table,
     spread_table,
@@ -60,6 +62,8 @@ def statistics_section(collection: Collection, rows: list[dict], out: Path, figu
              "\"intervals meet\" says whether ours (val: the t-interval; test: the t-interval over the fold "
              "models) overlaps it. Time is the mean training time of one run (fold) on the machine that ran it.", ""]
     notes = sorted({model.published.protocol for model in models if model.published and model.published.protocol})
+    notes += [f"{model.group.label}: {model.published.note}" for model in models
+              if model.published and model.published.note]
     if notes:
         lines += ["Where the studies' protocols differ from ours:", ""] + [f"- {note}" for note in notes] + [""]
     checks = [note for model in models for note in model.notes]
@@ -105,6 +109,7 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
              f"{len(collection.groups)} model configuration(s) from "
              f"{sum(len(group.runs) for group in collection.groups)} completed run(s); "
              f"{len(collection.failures) - len(collection.broken)} failed run(s)"
+             + (f"; {len(collection.pruned)} run(s) pruned by a search" if collection.pruned else "")
              + (f"; {len(collection.broken)} run(s) with broken files, left out of every figure."
                 if collection.broken else "."), "",
              "## Leaderboard (ranked by cross-validated accuracy)", "",
@@ -121,7 +126,8 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
     lines += _image("accuracy vs params", figures.accuracy_against(
         rows, "params_mean", "parameters", figure_dir / "accuracy_vs_params.png"), out)
     lines += _image("accuracy vs training time", figures.accuracy_against(
-        rows, "train_seconds_mean", "training time per fold (s)", figure_dir / "accuracy_vs_train_time.png"), out)
+        rows, "train_seconds_mean", "training time per fold (s)", figure_dir / "accuracy_vs_train_time.png",
+        plain_ticks=True), out)
     lines += ["### Per-class F1", ""]
     lines += _image("per-class F1", figures.per_class_f1(rows, figure_dir / "per_class_f1.png"), out)
     lines += ["## Per model", ""]
@@ -138,6 +144,10 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
                         figures.learning_curves(group, figure_dir / f"curves_{name}.png"), out)
         lines += _image(f"{group.label} test confusion", figures.confusion(group, figure_dir / f"confusion_{name}.png"),
                         out)
+    lines += search_section(directories, out, figure_dir)
+    if collection.pruned:
+        lines += ["## Pruned runs", "", "Stopped early by the search's pruner (neither completed nor failed; left "
+                  "out of every figure above):", "", pruned_table(collection, out), ""]
     lines += ["## Failed runs", ""]
     lines += [failures_table(collection, out) if collection.failures or collection.ignored else "None.", ""]
     write_text_atomic(out / "report.md", "\n".join(lines))
@@ -146,7 +156,7 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
 
 def nothing_valid(collection: Collection, directories: Sequence[Path]) -> str | None:
     """The one-line error when there is nothing to report: no run at all, or only runs with broken files."""
-    if collection.groups or len(collection.failures) > len(collection.broken):
+    if collection.groups or collection.pruned or len(collection.failures) > len(collection.broken):
         return None
     where = clip(", ".join(map(str, directories)))
     if not collection.broken:

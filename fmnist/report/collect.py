@@ -42,6 +42,7 @@ from fmnist.core.run_files import (
     METRICS_FILE,
     OVERRIDES_FILE,
     PREDICTIONS_FILE,
+    PRUNED,
     SUMMARY_FILE,
     RunFileError,
     read_history_columns,
@@ -55,7 +56,8 @@ log = logging.getLogger(__name__)
 # Overrides that do not change what is trained: where output goes, which fold, how to resume; and the seed, so
 # that repeats over seeds form one group (the report separates seed from fold variance).
 IGNORED_OVERRIDE_PREFIXES = ("data.fold=", "seed=", "hydra.", "hydra/", "ckpt_path=", "logger=", "cv.folds=",
-                             "paths.", "data.data_dir=", "data.system_dir=", "hparams_search=")
+                             "paths.", "data.data_dir=", "data.system_dir=", "hparams_search=",
+                             "++search.trial=", "++callbacks.search_trial=")  # a search's trial (fmnist.search)
 HISTORY_COLUMNS = ("epoch", "train/acc", "val/acc", "train/loss", "val/loss")  # what figures and compare use
 SHARE = re.compile(r"(train|val|test)/(class_)?(acc|precision|recall|f1)(/.*)?")  # fractions in [0, 1]
 NON_NEGATIVE = ("params", "epochs", "ms_per_step", "images_per_second", "train_seconds")
@@ -97,6 +99,7 @@ class Collection:
     groups: list[Group]
     failures: list[Failure]
     ignored: list[tuple[Path, str]] = field(default_factory=list)  # optional files left out, and why
+    pruned: list[Failure] = field(default_factory=list)  # stopped early by a search's pruner: not failures
 
     @property
     def broken(self) -> list[Failure]:
@@ -280,6 +283,7 @@ def collect(directories: Iterable[str | Path]) -> Collection:
     directories = [Path(directory) for directory in directories]
     groups: dict[tuple[str, tuple[str, ...]], Group] = {}
     failures: list[Failure] = []
+    pruned: list[Failure] = []
     ignored: list[tuple[Path, str]] = []
     for path, top in _below(directories, METRICS_FILE):
         run_dir, metrics = path.parent, None
@@ -288,8 +292,8 @@ def collect(directories: Iterable[str | Path]) -> Collection:
             if metrics.get("status") != COMPLETED:
                 model = metrics.get("model")
                 error = metrics.get("error", metrics.get("status", "?"))
-                failures.append(Failure(run_dir, clip(model if isinstance(model, str) else "?", MAX_NAME_CHARS),
-                                        clip(error)))
+                shown = clip(model if isinstance(model, str) else "?", MAX_NAME_CHARS)
+                (pruned if metrics.get("status") == PRUNED else failures).append(Failure(run_dir, shown, clip(error)))
                 continue
             problem = metrics_problem(metrics)
             if problem is not None:
@@ -322,4 +326,5 @@ def collect(directories: Iterable[str | Path]) -> Collection:
             groups[key].ensembles.append(summary["ensemble"])
     ordered = sorted(groups.values(), key=lambda group: (group.model, group.overrides))
     _label(ordered)
-    return Collection(ordered, sorted(failures, key=lambda failure: str(failure.path)), ignored)
+    return Collection(ordered, sorted(failures, key=lambda failure: str(failure.path)), ignored,
+                      sorted(pruned, key=lambda run: str(run.path)))

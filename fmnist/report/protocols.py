@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fmnist.core.limits import clip
+from fmnist.core.numbers import markdown_table
 from fmnist.core.run_files import RESOLVED_CONFIG_FILE, RunFileError, read_run_yaml
 from fmnist.report.collect import Collection, Run
-from fmnist.report.tables import markdown_table
 
 MISSING = "–"
 

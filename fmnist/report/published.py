@@ -18,8 +18,9 @@ class Published:
     split: str  # "val" or "test": what `value` measured
     text: str  # the figure as the study states it
     images: int  # how many images the figure was measured on (its own sampling error)
-    protocol: str = ""
+    protocol: str = ""  # the study's protocol, shared by its models
     test_value: float | None = None  # the study's test figure too, where `value` is a validation figure
+    note: str = ""  # where this model's own protocol differs further
 
 
 STUDY_A = ("Study A (PyTorch): Adam, batch 16 (RNN/LSTM 64), no augmentation, validation = 1 of 10 folds of the "
@@ -37,10 +38,10 @@ PUBLISHED: dict[str, Published] = {
     "small_conv": Published("A", 0.9062, "val", "val 90.62, test 89.11", 6_000, STUDY_A, 0.8911),
     "drop_norm_l2": Published("A", 0.9283, "val", "val 92.83, test 91.14", 6_000, STUDY_A, 0.9114),
     "drop_norm_conv": Published("A", 0.9242, "val", "val 92.42", 6_000, STUDY_A),
-    "rnn": Published("A", 0.8252, "val", "5-fold mean val 82.52", 70_000,
-                     STUDY_A + " Its RNN/LSTM folds pooled train and test."),
-    "lstm": Published("A", 0.8993, "val", "5-fold mean val 89.93 (best 90.55)", 70_000,
-                      STUDY_A + " Its RNN/LSTM folds pooled train and test; its code ran H=64, we run H=100."),
+    "rnn": Published("A", 0.8252, "val", "5-fold mean val 82.52", 70_000, STUDY_A,
+                     note="study A's RNN/LSTM folds pooled train and test."),
+    "lstm": Published("A", 0.8993, "val", "5-fold mean val 89.93 (best 90.55)", 70_000, STUDY_A,
+                      note="study A's RNN/LSTM folds pooled train and test; its code ran H=64, we run H=100."),
     "lstm186": Published("B", 0.9024, "val", "val peak 90.24, final 89.96", 5_000, STUDY_B),
     "lstm2_784_186": Published("B", 0.9110, "val", "val peak 91.10, final 90.50-91.02", 5_000, STUDY_B),
     "cnn_geron": Published("B", 0.9130, "val", "val peak 91.30, final 90.94", 5_000, STUDY_B),

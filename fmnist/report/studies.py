@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fmnist.core.atomic import write_text_atomic
-from fmnist.core.cli import EXIT_USER_ERROR
+from fmnist.core.cli import user_error
 from fmnist.core.errors import DataError
 from fmnist.core.limits import clip
 from fmnist.core.run_files import (
@@ -118,21 +118,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.archive is not None:
         if not args.archive.is_dir():
-            print(f"fmnist: error: not a directory: {args.archive}. Fix: pass the run root, e.g. multirun/studies",
-                  file=sys.stderr)
-            return EXIT_USER_ERROR
+            return user_error(f"not a directory: {args.archive}. Fix: pass the run root, e.g. multirun/studies")
         print(f"archived {archive(args.archive, args.results)} files from {args.archive} to {args.results}")
     if not args.results.is_dir() or not study_dirs(args.results):
-        print(f"fmnist: error: no study runs below {args.results}. Fix: run the studies (docs/results/README.md "
-              "gives the commands) and archive them with --archive multirun/studies", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return user_error(f"no study runs below {args.results}. Fix: run the studies (docs/results/README.md "
+                          "gives the commands) and archive them with --archive multirun/studies")
     collections = {directory: collect([directory]) for directory in study_dirs(args.results)}
     message = nothing_valid(Collection([group for found in collections.values() for group in found.groups],
                                        [failure for found in collections.values() for failure in found.failures]),
                             [args.results])
     if message:
-        print(f"fmnist: error: {message}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return user_error(message)
     for directory, collection in collections.items():
         build_report([directory], directory / "report", collection,
                      title=f"{study_title(directory.name)} at its own budget",

@@ -11,7 +11,7 @@ from typing import Any
 from fmnist.core.constants import CLASS_NAMES
 from fmnist.core.limits import clip
 from fmnist.core.metric_keys import class_column, class_metric_key
-from fmnist.core.numbers import is_finite_number, mean_and_std, percent
+from fmnist.core.numbers import is_finite_number, markdown_table, mean_and_std, percent
 from fmnist.report.collect import Collection, Group
 
 # Averaged over a group's runs (folds); each also gets a sample standard deviation (ddof=1).
@@ -66,15 +66,6 @@ def count(number_of: int, unit: str) -> str:
     return f"{number_of} {unit}{'' if number_of == 1 else 's'}"
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 MAIN_HEADERS = ("model", "folds", "val acc % (CV mean ± std)", "train acc %", "train − val (pp)",
                 "test acc % (fold models)", "test acc % (ensemble)", "macro precision %", "macro recall %",
                 "macro F1 %", "params", "ms/step", "images/s", "train time (s)", "epochs")
@@ -112,6 +103,11 @@ def failures_table(collection: Collection, out: Path) -> str:
     body += [[run_link(path.parent, out), "", f"ignored {path.name}: {clip(reason)}"]
              for path, reason in collection.ignored]
     return markdown_table(("run", "model", "error"), body)
+
+
+def pruned_table(collection: Collection, out: Path) -> str:
+    body = [[run_link(run.path, out), clip(run.model), clip(run.error)] for run in collection.pruned]
+    return markdown_table(("run", "model", "why"), body)
 
 
 def interval_text(interval: Any, digits: int = 2) -> str:

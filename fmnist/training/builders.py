@@ -10,7 +10,6 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
-from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -82,11 +81,6 @@ def build_module(cfg: DictConfig, net: nn.Module | None = None) -> ClassifierMod
     return module
 
 
-def build_logger(cfg: DictConfig) -> Logger | list[Logger] | bool:
-    """`cfg.logger`: one logger config, or a mapping of named ones (a list for Lightning); False for logger=none."""
-    return build_loggers(cfg.logger)
-
-
 def build_callbacks(cfg: DictConfig, has_logger: bool, interactive: bool) -> list[L.Callback]:
     callbacks = [instantiate(spec) for spec in (cfg.callbacks or {}).values() if spec]
     keep = []
@@ -101,7 +95,7 @@ def build_callbacks(cfg: DictConfig, has_logger: bool, interactive: bool) -> lis
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     """`cfg.trainer` as Lightning documents it; the progress bar and model summary default to on at a terminal."""
-    logger = build_logger(cfg)
+    logger = build_loggers(cfg.logger)
     interactive = sys.stdout.isatty()
     callbacks = build_callbacks(cfg, has_logger=bool(logger), interactive=interactive)
     arguments = OmegaConf.to_container(cfg.trainer, resolve=True)

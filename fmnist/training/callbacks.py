@@ -14,13 +14,9 @@ from torchmetrics import Metric
 
 from fmnist.core.atomic import write_csv_atomic
 from fmnist.core.checkpoints import CheckpointError
+from fmnist.training.devices import synchronize
 
 log = logging.getLogger("fmnist.train")  # EpochLine's lines read as the train command's own
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class StepTimer(L.Callback):
@@ -45,7 +41,7 @@ class StepTimer(L.Callback):
         self._logged = False
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        _synchronize(pl_module.device)
+        synchronize(pl_module.device)
         self._images, self._steps, self._first_step = 0, 0, trainer.global_step
         self._clock_running, self._logged = True, False
         self._start = time.perf_counter()
@@ -69,7 +65,7 @@ class StepTimer(L.Callback):
     def _stop_clock(self, pl_module: L.LightningModule) -> None:
         if not self._clock_running or self._steps == 0:
             return
-        _synchronize(pl_module.device)
+        synchronize(pl_module.device)
         seconds = time.perf_counter() - self._start
         self._clock_running = False
         self.epoch_ms_per_step.append(1000.0 * seconds / self._steps)
@@ -187,3 +183,22 @@ class SpawnedProcessMetrics(L.Callback):
         matrix = getattr(pl_module, "last_confusion", {}).get("test")
         if matrix is not None:
             trainer.callback_metrics[self.KEY] = matrix
+
+
+class RestoreFinished(L.Callback):
+    """Notes when Lightning has restored everything from `ckpt_path` (weights, callbacks, optimizers, schedulers,
+    loops): it does all of that before the sanity check or the first epoch, so an error raised earlier comes from
+    the checkpoint's contents, and fit_and_test names the file instead of showing Lightning's traceback."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.trained = False  # an epoch started: false when ckpt_path had already reached max_epochs
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.trained = True
+
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.done = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.done = True

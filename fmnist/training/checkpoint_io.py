@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -58,22 +57,3 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def _is_own(self, path: Path) -> bool:
         return path.parent.resolve() == self.checkpoint_dir.resolve() or path.resolve() in self._written
-
-
-class RestoreFinished(L.Callback):
-    """Notes when Lightning has restored everything from `ckpt_path` (weights, callbacks, optimizers, schedulers,
-    loops): it does all of that before the sanity check or the first epoch, so an error raised earlier comes from
-    the checkpoint's contents, and fit_and_test names the file instead of showing Lightning's traceback."""
-
-    def __init__(self) -> None:
-        self.done = False
-        self.trained = False  # an epoch started: false when ckpt_path had already reached max_epochs
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.trained = True
-
-    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.done = True
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.done = True

@@ -1,6 +1,12 @@
-"""The GPU each job of a parallel local sweep owns (conf/trainer/gpu_per_job.yaml)."""
+"""Devices: the GPU each job of a parallel local sweep owns (conf/trainer/gpu_per_job.yaml), and the sync that
+makes a clock read honest on an asynchronous device."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported when called, as in job_gpu: the config's _target_ resolution stays light
+    import torch
 
 
 def job_gpu(job_number: int | None = None, gpu_count: int | None = None) -> list[int]:
@@ -15,3 +21,13 @@ def job_gpu(job_number: int | None = None, gpu_count: int | None = None) -> list
 
         gpu_count = torch.cuda.device_count()
     return [job_number % max(1, gpu_count)]
+
+
+def synchronize(device: torch.device) -> None:  # noqa: F821 - torch is imported lazily, like job_gpu's
+    """Wait for the device's queued work, so a clock read after it measures that work (CUDA and MPS run async)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

@@ -1,0 +1,63 @@
+"""Open the study's storage from the one string a user writes (hydra.sweeper.storage), in the sweeper and in jobs.
+
+An SQLAlchemy URL opens Optuna's RDB storage (SQLite on one machine, PostgreSQL or MySQL across nodes); a path
+without a scheme opens Optuna's journal file storage, which needs no database server and works on a shared file
+system (SLURM). A relative SQLite path is made absolute, so jobs started elsewhere (submitit) open the same file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fmnist.core.errors import ConfigError
+from fmnist.core.limits import clip
+
+STORAGE_KEY = "hydra.sweeper.storage"
+SQLITE = "sqlite:///"
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def absolute_storage(storage: Any) -> str:
+    """The storage string with its file path made absolute (against the working directory); ConfigError if it is
+    not a string a study can live in."""
+    if not isinstance(storage, str) or not storage.strip():
+        raise ConfigError(STORAGE_KEY, f"{storage!r} is not a storage; trials report to the study from their own "
+                          "processes, so it must be shared", "use e.g. storage=sqlite:///multirun/optuna.db, or a "
+                          "journal file path such as multirun/optuna.journal")
+    if storage.startswith(SQLITE):
+        path = storage[len(SQLITE):]
+        if path and path != ":memory:" and not path.startswith("/"):
+            return SQLITE + str(Path(path).absolute())
+        if path in ("", ":memory:"):
+            raise ConfigError(STORAGE_KEY, f"{storage} is an in-memory database that jobs cannot share",
+                              "use a file: storage=sqlite:///multirun/optuna.db")
+        return storage
+    if "://" in storage:
+        return storage
+    if storage.endswith(SQLITE_SUFFIXES):
+        raise ConfigError(STORAGE_KEY, f"{storage} has no scheme, so it would be a journal file, but its name says "
+                          "SQLite", f"write storage=sqlite:///{storage} (or rename it *.journal for a journal file)")
+    return str(Path(storage).absolute())
+
+
+def open_storage(storage: str) -> Any:
+    """Optuna's storage for an absolute_storage string; ConfigError naming the storage and the cause if it cannot
+    be opened (a missing driver, a folder that cannot be created, a database that refuses the connection)."""
+    import optuna
+
+    try:
+        if "://" in storage:
+            if storage.startswith(SQLITE):
+                Path(storage[len(SQLITE):]).parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.RDBStorage(storage)
+        Path(storage).parent.mkdir(parents=True, exist_ok=True)
+        backend = optuna.storages.journal.JournalFileBackend(
+            storage, lock_obj=optuna.storages.journal.JournalFileOpenLock(storage))
+        return optuna.storages.JournalStorage(backend)
+    except Exception as exc:  # SQLAlchemy's, a driver's and the OS's errors differ by backend; all mean "cannot open"
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(STORAGE_KEY, f"{clip(storage, 200)} cannot be opened ({clip(first, 200)})",
+                          "check the URL, its driver and that the folder is writable, e.g. "
+                          "storage=sqlite:///multirun/optuna.db") from None
+

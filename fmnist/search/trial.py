@@ -1,0 +1,159 @@
+"""The job's side of a search: the trial it runs (`search.trial` in its config, set by the sweeper), the Lightning
+callback that reports val/acc to it every epoch and stops a pruned run, and the Hydra callback that tells the
+study the job's result the moment the job ends.
+
+Only Optuna's public API: the job reopens the study from the same storage, finds its trial by number and rebuilds
+it (`optuna.trial.Trial(study, trial_id)`); the pruner is not stored in the study, so the job is given the same one.
+Optuna is imported inside the functions: fmnist.train imports RunPruned without the `sweep` extra.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
+from lightning.pytorch.trainer.states import TrainerFn
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("fmnist.search")
+
+TRIAL_KEY = "search.trial"  # the job config's node: study, storage, number, pruner, monitor
+CALLBACK_NAME = "search_trial"  # its key under `callbacks` (the per-epoch reporter), which fmnist.cv leaves out
+
+
+class RunPruned(Exception):
+    """The study's pruner stopped this run at `step` (an epoch, or a fold under fmnist.cv) with `value` reported."""
+
+    def __init__(self, number: int, step: int, value: float) -> None:
+        super().__init__(f"trial {number} pruned at step {step} (reported {value:.4f})")
+        self.number, self.step, self.value = number, step, value
+
+    def __reduce__(self) -> tuple[type, tuple[int, int, float]]:
+        return type(self), (self.number, self.step, self.value)
+
+
+def trial_spec(cfg: DictConfig) -> DictConfig | None:
+    """The job's `search.trial` node, or None outside a search."""
+    spec = OmegaConf.select(cfg, TRIAL_KEY, default=None)
+    return spec if spec else None
+
+
+class JobTrial:
+    """One trial of a study, reopened in the job from its spec (study, storage, number, pruner)."""
+
+    def __init__(self, spec: Mapping[str, Any] | DictConfig) -> None:
+        import optuna
+
+        from fmnist.search.storage import open_storage
+
+        spec = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else dict(spec)
+        self.number = int(spec["number"])
+        self.monitor = str(spec.get("monitor") or "val/acc")
+        storage = open_storage(str(spec["storage"]))
+        pruner = instantiate(spec["pruner"]) if spec.get("pruner") else optuna.pruners.NopPruner()
+        self.study = optuna.load_study(study_name=str(spec["study"]), storage=storage, pruner=pruner)
+        study_id = storage.get_study_id_from_name(str(spec["study"]))
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, self.number)
+        self.trial = optuna.trial.Trial(self.study, trial_id)
+        self._storage, self._trial_id = storage, trial_id
+
+    @property
+    def finished(self) -> bool:
+        return self._storage.get_trial(self._trial_id).state.is_finished()
+
+    def report(self, value: float, step: int) -> None:
+        """Report `value` at `step`; if the pruner says so, record the trial PRUNED and raise RunPruned.
+
+        Several objectives cannot be pruned in Optuna, so such a trial only runs to its end.
+        """
+        import optuna
+
+        if len(self.study.directions) > 1 or not math.isfinite(value):
+            return
+        self.trial.report(value, step)
+        if self.trial.should_prune():
+            self.study.tell(self.number, state=optuna.trial.TrialState.PRUNED)
+            log.info("trial %d pruned at step %d: %s %.4f", self.number, step, self.monitor, value)
+            raise RunPruned(self.number, step, value)
+
+    def tell(self, result: Any, failed: bool = False) -> None:
+        """Record the job's result (its task function's return value: one number, or one per objective) unless the
+        trial already finished (pruned); a missing or non-finite value records it FAIL."""
+        import optuna
+
+        if self.finished:
+            return
+        values = list(result) if isinstance(result, (list, tuple)) else [result]
+        numbers = [float(value) for value in values if isinstance(value, (int, float)) and math.isfinite(value)]
+        if failed or len(numbers) != len(values) or len(numbers) != len(self.study.directions):
+            self.study.tell(self.number, state=optuna.trial.TrialState.FAIL)
+        else:
+            self.study.tell(self.number, numbers if len(numbers) > 1 else numbers[0])
+
+
+class ReportToTrial(L.Callback):
+    """Report the monitored validation metric (val/acc) to the job's trial after each validation, and stop the run
+    when the study's pruner says so (fmnist.train catches RunPruned: status "pruned", exit 0)."""
+
+    def __init__(self, trial: Mapping[str, Any] | DictConfig) -> None:
+        self.spec = trial
+        self._trial: JobTrial | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # fit's validations only: not the sanity check, nor the validate pass fmnist runs on the best checkpoint
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero:
+            return
+        if self._trial is None:
+            self._trial = JobTrial(self.spec)
+        value = trainer.callback_metrics.get(self._trial.monitor)
+        if value is not None:
+            self._trial.report(float(value), trainer.current_epoch)
+
+
+class TellTrialAtJobEnd(Callback):
+    """Hydra callback (conf/hydra/sweeper/optuna.yaml): in the job's own process, tell the study the job's value,
+    or FAIL if it raised, as soon as it ends, so a search that is killed loses no finished trial."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        spec = trial_spec(config)
+        if spec is None:
+            return
+        try:
+            trial = JobTrial(spec)
+            if job_return.status == JobStatus.COMPLETED:
+                trial.tell(job_return.return_value)
+            else:
+                trial.tell(None, failed=True)
+        except Exception as exc:  # the sweeper tells what is still running when the batch returns
+            log.warning("could not record trial %s's result in its study (%s); the sweeper records it",
+                        spec.get("number"), exc)
+
+
+
+def record_pruned(cfg: DictConfig, run_dir: Path, pruned: RunPruned, unit: str = "epoch") -> dict[str, Any]:
+    """metrics.json of a run the pruner stopped: status "pruned", its last reported val/acc and epochs; returned, so
+    the command ends normally (exit 0) and reports list it apart from completed and failed runs."""
+    from fmnist.core.atomic import write_json_atomic
+    from fmnist.core.run_files import METRICS_FILE, PRUNED
+
+    metrics = {
+        "model": OmegaConf.select(cfg, "model.name"),
+        "fold": OmegaConf.select(cfg, "data.fold"),
+        "num_folds": OmegaConf.select(cfg, "data.num_folds"),
+        "seed": OmegaConf.select(cfg, "seed"),
+        "tags": list(OmegaConf.select(cfg, "tags") or []),
+        "epochs": pruned.step + 1,
+        "val/acc": pruned.value,
+        "trial": pruned.number,
+        "status": PRUNED,
+        "error": f"pruned by the search's pruner after {unit} {pruned.step} (val/acc {pruned.value:.4f})",
+    }
+    write_json_atomic(run_dir / METRICS_FILE, metrics)
+    return metrics
