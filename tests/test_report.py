@@ -181,6 +181,28 @@ def test_studies_command_archives_runs_and_regenerates_reports_and_tables(tmp_pa
     assert readme.read_text() == text
 
 
+def test_a_comparison_folder_is_paired_with_the_study_runs_it_names(tmp_path: Path) -> None:
+    """docs/results/bf16_vs_fp32 holds study A's small_conv in bf16 only; its report pairs it by fold with the
+    fp32 runs committed in study_a (named in fmnist.report.studies, not by a file in the folder)."""
+    from fmnist.report.studies import main as studies_main
+
+    results = tmp_path / "results"
+    for fold in range(3):
+        write_predicted_run(results / "study_a" / "small_conv" / f"fold_{fold}", "small_conv", fold, 5, 0.90, 0.89)
+        write_predicted_run(results / "bf16_vs_fp32" / "small_conv" / f"fold_{fold}", "small_conv", fold, 5,
+                            0.89 + fold / 1000, 0.88)
+    for folder, overrides in (("study_a", []), ("bf16_vs_fp32", ["trainer.precision=bf16-mixed"])):
+        (results / folder / "small_conv" / ".hydra").mkdir()
+        (results / folder / "small_conv" / ".hydra" / "overrides.yaml").write_text(
+            yaml.safe_dump(["experiment=study_a_small_conv", *overrides]))
+    assert studies_main([str(results), "--tables"]) == 0
+    report = (results / "bf16_vs_fp32" / "report" / "report.md").read_text()
+    assert report.startswith("# bf16 autocast against fp32")
+    assert "| small_conv | small_conv (trainer.precision=bf16-mixed) | +0.90 [" in report  # paired by fold
+    study_a = (results / "study_a" / "report" / "report.md").read_text()
+    assert "bf16" not in study_a  # the study's own report is unchanged by the comparison
+
+
 def test_a_model_with_some_folds_missing_is_not_paired_and_names_the_folds(tmp_path: Path) -> None:
     for fold in range(3):
         write_predicted_run(tmp_path / "a" / f"fold_{fold}", "cnn", fold, 5, 0.90 + fold / 100, 0.90)

@@ -1,6 +1,6 @@
-"""Each model's training protocol (epochs, batch, optimizer, schedule, augmentation, regularization), read from its
-runs' resolved_config.yaml, so a comparison across studies shows what differs beside the figures: a paired test
-on the same folds says which trained model is better, not which architecture.
+"""Each model's training protocol (epochs, batch, optimizer, schedule, augmentation, regularization, precision), read
+from its runs' resolved_config.yaml, so a comparison across studies shows what differs beside the figures: a paired
+test on the same folds says which trained model is better, not which architecture.
 
 resolved_config.yaml is read as data (safe YAML, a bounded regular file inside the run); only plain values are
 shown, and a missing or unreadable file shows "–".
@@ -91,6 +91,7 @@ FIELDS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("averaging / stopping", _averaging),
     ("test-time flip", lambda config: _plain(_get(config, "model.tta_flip") or False)),
     ("train subset", lambda config: _plain(_get(config, "data.train_subset"))),
+    ("precision", lambda config: _plain(_get(config, "trainer.precision") or "32-true")),
 )
 
 
