@@ -27,6 +27,7 @@ from fmnist.core.limits import MAX_RUN_FILE_BYTES, clip
 
 METRICS_FILE = "metrics.json"  # one run's figures (fit_and_test, eval)
 RUN_INFO_FILE = "run_info.json"  # versions, commit and torch threads of the run (training/provenance.py)
+COMPARISON_FILE = "comparison.json"  # an equal-budget tuned comparison's settings and per-model results (fmnist.tune)
 SUMMARY_FILE = "cv_summary.json"  # a cross-validation's per-fold figures and fold ensemble
 HISTORY_FILE = "history.csv"  # one row per epoch
 PREDICTIONS_FILE = "test_predictions.npz"  # per test image: true label, predicted class, ten probabilities

@@ -93,9 +93,11 @@ def statistics_section(collection: Collection, rows: list[dict], out: Path, figu
 
 
 def build_report(directories: Sequence[Path], out: Path, collection: Collection | None = None,
-                 title: str = "Fashion-MNIST model comparison", intro: str = "", protocols: bool = False) -> Collection:
+                 title: str = "Fashion-MNIST model comparison", intro: str = "", protocols: bool = False,
+                 sections: Sequence[str] = ()) -> Collection:
     """Write the report of `directories`' runs into `out`; `protocols` adds the table of each model's training
-    protocol (epochs, batch, optimizer, ...) after the leaderboard, which a comparison across studies needs.
+    protocol (epochs, batch, optimizer, ...) after the leaderboard, which a comparison across studies needs;
+    `sections` (Markdown lines, e.g. fmnist.tune's tuning section) follow the statistics.
     `out` is checked first: an existing report folder that is or holds a link is refused, nothing written."""
     check_output_dir(out)
     collection = collection or collect(directories)
@@ -122,6 +124,7 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
     if protocols:
         lines += protocol_section(collection, [row["model"] for row in rows])
     lines += statistics_section(collection, rows, out, figure_dir)
+    lines += sections
     lines += ["## Figures", "", "### Accuracy against size and training cost", ""]
     lines += _image("accuracy vs params", figures.accuracy_against(
         rows, "params_mean", "parameters", figure_dir / "accuracy_vs_params.png"), out)

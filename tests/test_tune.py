@@ -1,0 +1,99 @@
+"""`python -m fmnist.tune`: an equal-budget search per model, then the best and the default configuration
+cross-validated on folds the search never validated on, and a report with the tuning section."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fmnist.core.cli import run_guarded
+from fmnist.core.errors import ConfigError
+from fmnist.tune import check_settings, open_comparison_study, record_comparison
+from tests.helpers import compose, fmnist_lines, run_cli
+
+needs_optuna = pytest.mark.skipif(importlib.util.find_spec("optuna") is None,
+                                  reason="the sweep extra is not installed: pip install -e '.[sweep]'")
+TINY = '["data.train_subset=600","data.batch_size=100","logger=csv","++trainer.limit_val_batches=2",' \
+       '"++trainer.limit_test_batches=2"]'
+COMMAND = ("models=[conv_maxpool,rnn]", "budget.n_trials=2", "budget.max_epochs=1", "evaluation.folds=[0,1]",
+           f"overrides={TINY}")
+
+
+@pytest.mark.cli
+@needs_optuna
+def test_two_models_tuned_with_one_budget_and_judged_on_held_out_folds(tmp_path: Path) -> None:
+    run_dir = tmp_path / "comparison"
+    result = run_cli("fmnist.tune", *COMMAND, run_dir=run_dir)
+    assert result.returncode == 0, result.output[-3000:]
+    record = json.loads((run_dir / "comparison.json").read_text())
+    for model in ("conv_maxpool", "rnn"):
+        entry = record["models"][model]
+        assert entry["trials"] == {"complete": 2, "pruned": 0, "failed": 0}
+        searched = [json.loads(path.read_text())
+                    for path in sorted((run_dir / model / "search").glob("*/metrics.json"))]
+        assert len(searched) == 2 and {(run["split_seed"], run["fold"]) for run in searched} == {(0, 0)}
+        assert entry["search_best"] == pytest.approx(max(run["val/acc"] for run in searched))  # val, never test
+        for kind in ("tuned", "default"):
+            folds = [json.loads((run_dir / model / kind / f"fold_{k}" / "metrics.json").read_text()) for k in (0, 1)]
+            assert {(run["split_seed"], run["fold"]) for run in folds} == {(1, 0), (1, 1)}  # held out from search
+        tuned = yaml.safe_load((run_dir / model / "tuned" / ".hydra" / "overrides.yaml").read_text())
+        assert all(f"{key}=" in " ".join(tuned) for key in entry["best_params"])
+    report = (run_dir / "report" / "report.md").read_text()
+    assert "## Tuning: the same budget for every model" in report and "### Which differences are real" in report
+    assert "| conv_maxpool | rnn |" in report or "| rnn | conv_maxpool |" in report  # the tuned models, paired
+    rows = [line for line in report.splitlines()
+            if line.startswith(("| conv_maxpool | 2 / 0 / 0", "| rnn | 2 / 0 / 0"))]
+    assert len(rows) == 2  # each model's budget, tuned and default CV and gain
+
+    again = run_cli("fmnist.tune", *COMMAND, run_dir=run_dir)  # done: nothing trains again, nothing is overwritten
+    assert again.returncode == 0, again.output[-3000:]
+    assert sorted(path.name for path in (run_dir / "rnn" / "search").iterdir() if path.name.isdigit()) == ["0", "1"]
+    assert json.loads((run_dir / "comparison.json").read_text())["models"]["rnn"]["trials"]["complete"] == 2
+
+
+def test_a_model_without_a_search_space_is_one_line(tmp_path: Path, capsys) -> None:
+    cfg = compose("tune", "models=[conv_maxpool,resnet]", output_dir=tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        run_guarded(lambda: check_settings(cfg))
+    assert exited.value.code == 2
+    lines = fmnist_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "resnet has no search space (conf/search_space/resnet.yaml)" in lines[0]
+
+
+@pytest.mark.parametrize(("override", "says"), [("budget.n_trials=0", "budget.n_trials: 0 is not a positive"),
+                                                ("budget.pruner=sometimes", "not a pruner option"),
+                                                ("evaluation.split_seed=0", "the search's split seed")])
+def test_bad_settings_are_refused(override: str, says: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=says):
+        check_settings(compose("tune", override, output_dir=tmp_path))
+
+
+def test_another_budget_in_the_same_comparison_is_refused_and_nothing_is_lost(tmp_path: Path) -> None:
+    settings = check_settings(compose("tune", output_dir=tmp_path))
+    record_comparison(tmp_path, settings, ["conv_maxpool"])
+    before = (tmp_path / "comparison.json").read_text()
+    other = check_settings(compose("tune", "budget.n_trials=4", output_dir=tmp_path))
+    with pytest.raises(ConfigError, match="holds a comparison with other settings"):
+        record_comparison(tmp_path, other, ["lstm"])
+    assert (tmp_path / "comparison.json").read_text() == before
+    record_comparison(tmp_path, settings, ["lstm"])  # the same budget: a model may join
+    assert sorted(json.loads((tmp_path / "comparison.json").read_text())["models"]) == ["conv_maxpool", "lstm"]
+
+
+@needs_optuna
+def test_a_study_of_another_comparison_is_refused(tmp_path: Path) -> None:
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    open_comparison_study(storage, "tune_lstm", "comparison A")
+    with pytest.raises(ConfigError, match="belongs to comparison A"):
+        open_comparison_study(storage, "tune_lstm", "comparison B")
+    by_hand = optuna.create_study(study_name="tune_rnn", storage=storage, direction="maximize")
+    by_hand.add_trial(optuna.trial.create_trial(value=0.5))
+    with pytest.raises(ConfigError, match="belongs to another search"):
+        open_comparison_study(storage, "tune_rnn", "comparison A")
+    assert len(optuna.load_study(study_name="tune_rnn", storage=storage).trials) == 1
