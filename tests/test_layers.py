@@ -15,7 +15,8 @@ from tests.helpers import REPO
 
 PACKAGE = REPO / "fmnist"
 # sub-package -> the sub-packages it must never import, at module level or inside a function
-COMMANDS = {"train", "cv", "eval", "predict", "export", "resume"}  # the top level: nothing below imports them
+# the commands, at the top level: nothing below imports them
+COMMANDS = {"train", "cv", "eval", "predict", "export", "resume", "lr_find", "tune"}
 FORBIDDEN = {
     "core": {"models", "data", "training", "inference", "report", "bench", *COMMANDS},
     "models": {"data", "training", "inference", "report", "bench", *COMMANDS},
@@ -23,6 +24,7 @@ FORBIDDEN = {
     "training": {"inference", "report", "bench", *COMMANDS},
     "inference": {"report", "bench", *COMMANDS},
     "report": {"training", "inference", "bench", *COMMANDS},
+    "search": {"inference", "report", "bench", *COMMANDS},  # the sweeper and its job side; reports read studies
 }
 LIGHTNING_FREE = ["fmnist.report.__main__", "fmnist.report.studies", "fmnist.core.checkpoints", "fmnist.core.figures",
                   "fmnist.inference.checkpoint", "fmnist.core.metric_keys", "fmnist.models.tta", "fmnist.core.atomic"]

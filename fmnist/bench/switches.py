@@ -64,10 +64,13 @@ def switch_report(experiments: list[str], overrides: list[str], probe: L.Trainer
     chosen = {name: switch for name, switch in SWITCHES.items() if only is None or name in only}
     rows = []
     for experiment in experiments:
-        # a timed fit runs no validation, which a plateau schedule (study C's) monitors: the schedule is left out,
-        # its one step an epoch costs nothing measurable
-        base_overrides = [f"experiment={experiment}", "data.num_folds=5", "logger=none", "scheduler=none", *overrides]
+        base_overrides = [f"experiment={experiment}", "data.num_folds=5", "logger=none", *overrides]
         base = compose_run(base_overrides, work_dir / experiment)
+        if str(base.scheduler.monitor or "").startswith("val/"):
+            # a timed fit runs no validation, which a plateau schedule (study C's) monitors: it reads the training
+            # loss instead, one step an epoch either way
+            base_overrides.append("scheduler.monitor=train/loss")
+            base = compose_run(base_overrides, work_dir / experiment)
         per_group = int(base.data.steps_per_execution)
         group_steps = max(per_group, steps // per_group * per_group)
         for name, switch in chosen.items():

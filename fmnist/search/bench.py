@@ -2,7 +2,8 @@
 
 Each arm runs `python -m fmnist.train -m hparams_search=conv_maxpool_optuna` with the same sampler seed and a short
 budget (a train subset, a few epochs), in its own study and sweep dir under --out, and the table gives its wall
-time, its trials' states and its best val/acc. A measurement to run by hand, not a timed test.
+time, the epochs its trials trained (what pruning saves, whatever else the machine runs), its trials' states and its
+best val/acc. A measurement to run by hand, not a timed test.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from fmnist.core.run_files import RunFileError, read_run_json
 
 
 def arm(out: Path, name: str, pruner: str | None, args: argparse.Namespace) -> dict[str, object]:
@@ -28,8 +31,16 @@ def arm(out: Path, name: str, pruner: str | None, args: argparse.Namespace) -> d
     seconds = time.perf_counter() - started
     study = optuna.load_study(study_name="conv_maxpool_train", storage=storage)
     states = [trial.state.name for trial in study.trials]
-    return {"arm": name, "seconds": seconds, "best": study.best_value, "complete": states.count("COMPLETE"),
-            "pruned": states.count("PRUNED"), "failed": states.count("FAIL"), "command": " ".join(command[1:])}
+    epochs = 0  # what pruning saves whatever else the machine runs: epochs trained, from each job's metrics.json
+    for path in sorted((out / name).glob("*/metrics.json")):
+        try:
+            value = read_run_json(path).get("epochs")
+        except RunFileError:
+            continue
+        epochs += value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return {"arm": name, "seconds": seconds, "epochs": epochs, "best": study.best_value,
+            "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
+            "command": " ".join(command[1:])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,11 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = [arm(args.out, "no_pruner", None, args), arm(args.out, args.pruner, args.pruner, args)]
-    print("| arm | wall time (s) | best val acc | complete | pruned | failed |")
-    print("|---|---|---|---|---|---|")
+    print("| arm | wall time (s) | epochs trained | best val acc | complete | pruned | failed |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['arm']} | {row['seconds']:.0f} | {100 * float(row['best']):.2f}% | {row['complete']} | "
-              f"{row['pruned']} | {row['failed']} |")
+        print(f"| {row['arm']} | {row['seconds']:.0f} | {row['epochs']} | {100 * float(row['best']):.2f}% | "
+              f"{row['complete']} | {row['pruned']} | {row['failed']} |")
     return 0
 
 
