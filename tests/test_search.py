@@ -226,3 +226,29 @@ def test_optuna_dashboard_serves_the_study_over_http(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_report_opens_a_study_named_by_a_run_dir_only_inside_the_reported_folders_and_read_only(
+        tmp_path: Path) -> None:
+    """A copied run dir names its storage as data: outside the reported folders (and the working directory) it is
+    never opened; inside, SQLite is opened with mode=ro, so a file that is no Optuna study stays as it was."""
+    import hashlib
+
+    from fmnist.report.search import _local_storage
+
+    inside = tmp_path / "runs" / "study.db"
+    inside.parent.mkdir()
+    optuna.create_study(study_name="s", storage=f"sqlite:///{inside}").add_trial(optuna.trial.create_trial(value=1.0))
+    before = hashlib.sha256(inside.read_bytes()).hexdigest()
+    opened = _local_storage(f"sqlite:///{inside}", [tmp_path / "runs"])
+    assert len(optuna.load_study(study_name="s", storage=opened).trials) == 1
+    assert hashlib.sha256(inside.read_bytes()).hexdigest() == before
+    elsewhere = tmp_path / "elsewhere" / "app.sqlite"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"")
+    assert _local_storage(f"sqlite:///{elsewhere}", [tmp_path / "runs"]) is None  # outside: not opened
+    with pytest.raises(Exception):  # noqa: B017 - SQLAlchemy's error for a file that is no study, read-only
+        _local_storage(f"sqlite:///{elsewhere}", [tmp_path / "elsewhere"])
+    assert elsewhere.read_bytes() == b""  # no Optuna table written into it
+    (tmp_path / "runs" / "link.db").symlink_to(inside)
+    assert _local_storage(f"sqlite:///{tmp_path / 'runs' / 'link.db'}", [tmp_path / "runs"]) is None

@@ -3,8 +3,9 @@ complete, pruned and failed trials, the optimisation history and parameter impor
 figures), and the best trial as the command that reproduces it, with a warning that its figure is optimistic.
 
 A study is found from its jobs' `search.trial` override (.hydra/overrides.yaml, read as data). Run dirs may come
-from anyone (docs/security.md), so only a storage that is a local file is opened: an SQLite file or a journal
-file that exists; a database URL a run dir names is never connected to. Without the `sweep` extra the section is
+from anyone (docs/security.md), so only a storage that is a local file inside the reported folders or the working
+directory is opened, read-only: an SQLite file or a journal file that exists; a database URL a run dir names is
+never connected to. Without the `sweep` extra the section is
 left out.
 """
 
@@ -55,14 +56,24 @@ def _trial_jobs(directories: Sequence[Path]) -> dict[tuple[str, str], dict[int, 
     return studies
 
 
-def _local_storage(storage: str) -> Any:
-    """The storage if it is an existing local file (SQLite or journal), else None."""
-    from fmnist.search.storage import SQLITE, open_storage
+def _local_storage(storage: str, roots: Sequence[Path]) -> Any:
+    """The storage, opened read-only, if it is a regular local file (SQLite or journal) inside one of `roots` (the
+    report's directories and the working directory); else None. A run dir from elsewhere names its storage as data:
+    a file outside those folders is never opened, and an SQLite file is opened with mode=ro, so reading a study
+    never writes Optuna's tables or version row into it."""
+    import optuna
+
+    from fmnist.search.storage import SQLITE
 
     path = Path(storage[len(SQLITE):]) if storage.startswith(SQLITE) else None if "://" in storage else Path(storage)
-    if path is None or not path.is_file():
+    if path is None or path.is_symlink() or not path.is_file():
         return None
-    return open_storage(storage)
+    resolved = path.resolve()
+    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
+        return None
+    if storage.startswith(SQLITE):
+        return optuna.storages.RDBStorage(f"{SQLITE}file:{resolved}?mode=ro&uri=true")
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(resolved)))
 
 
 def reproduce_command(run_dir: Path, overrides: list[str], model: str | None) -> str:
@@ -94,7 +105,7 @@ def _figure(plot: Any, study: Any, path: Path) -> Path | None:
     return save_figure(figure, path)
 
 
-def study_lines(name: str, storage: str, jobs: dict[int, tuple[Path, list[str]]], out: Path,
+def study_lines(name: str, storage: str, opened: Any, jobs: dict[int, tuple[Path, list[str]]], out: Path,
                 figure_dir: Path) -> list[str]:
     import optuna
     from optuna.trial import TrialState
@@ -102,7 +113,7 @@ def study_lines(name: str, storage: str, jobs: dict[int, tuple[Path, list[str]]]
 
     lines = [f"### Study {name}", "", f"Storage: `{clip(storage)}` (`optuna-dashboard {shlex.quote(storage)}` "
              "browses it).", ""]
-    study = optuna.load_study(study_name=name, storage=_local_storage(storage))
+    study = optuna.load_study(study_name=name, storage=opened)
     trials = study.get_trials(deepcopy=False)
     counts = {state: sum(trial.state == state for trial in trials) for state in TrialState}
     lines += [markdown_table(("complete", "pruned", "failed", "running", "total"),
@@ -150,11 +161,13 @@ def search_section(directories: Sequence[Path], out: Path, figure_dir: Path) -> 
     lines = ["## Search", ""]
     for (name, storage), jobs in sorted(studies.items()):
         try:
-            if _local_storage(storage) is None:
-                lines += [f"### Study {name}", "", f"Its storage `{clip(storage)}` is not a local file here; "
-                          "open it with optuna-dashboard.", ""]
+            opened = _local_storage(storage, [*directories, Path.cwd()])
+            if opened is None:
+                lines += [f"### Study {name}", "", f"Its storage `{clip(storage)}` is not a local file inside the "
+                          "reported folders or the working directory, so it is not opened; browse it with "
+                          "optuna-dashboard if you trust it.", ""]
                 continue
-            lines += study_lines(name, storage, jobs, out, figure_dir)
+            lines += study_lines(name, storage, opened, jobs, out, figure_dir)
         except Exception as exc:  # a study that cannot be read leaves the rest of the report intact
             lines += [f"### Study {name}", "", f"Cannot be read ({clip(exc)}).", ""]
     return lines
