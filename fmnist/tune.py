@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,7 +30,7 @@ from fmnist.core.limits import MODEL_NAME, clip
 from fmnist.core.run_files import COMPARISON_FILE, SUMMARY_FILE, RunFileError, read_run_json
 from fmnist.report.build import build_report
 from fmnist.report.tuning import tuning_section
-from fmnist.search.space import override_value
+from fmnist.search.space import build_search_space, override_value
 
 log = logging.getLogger("fmnist.tune")  # not __name__: run as __main__ by python -m
 COMPARISON_ATTR = "fmnist:comparison"  # a study's user attribute: the comparison (run dir and settings) it serves
@@ -81,9 +83,10 @@ def record_comparison(run_dir: Path, settings: dict[str, Any], models: list[str]
             raise ConfigError("budget", f"{run_dir} holds a comparison with other settings "
                               f"({clip(record.get('settings'), 200)})", "rerun with the same settings, or start a new "
                               "comparison in another hydra.run.dir")
-    for model in models:
-        record["models"].setdefault(model, {"model": model, "tuned_dir": f"{model}/tuned",
-                                            "default_dir": f"{model}/default"})
+    for model in models:  # the folders come from the (checked) model name, never from the file
+        entry = record["models"].get(model)
+        record["models"][model] = {**(entry if isinstance(entry, dict) else {}), "model": model,
+                                   "tuned_dir": f"{model}/tuned", "default_dir": f"{model}/default"}
     write_json_atomic(path, record)
     return record
 
@@ -142,6 +145,32 @@ def search_model(cfg: DictConfig, model: str, run_dir: Path, storage: str, key: 
             "best_params": dict(best.params) if best else {}}
 
 
+def checked_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The best trial's parameters, each a key of the model's own search space (conf/search_space, trusted) with a
+    value inside its distribution: a study file is data, and its keys become command-line overrides."""
+    from optuna.distributions import CategoricalDistribution
+
+    overrides = ["hparams_search=equal_budget", f"+search_space={model}"]
+    if GlobalHydra.instance().is_initialized():  # inside the tune command's own Hydra app: its config path
+        composed = compose("train", overrides=overrides, return_hydra_config=True)
+    else:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            composed = compose("train", overrides=overrides, return_hydra_config=True)
+    space = build_search_space(OmegaConf.to_container(composed.hydra.sweeper.params), []).distributions
+    for key, value in params.items():
+        distribution = space.get(key)
+        if isinstance(distribution, CategoricalDistribution):
+            inside = value in distribution.choices
+        else:
+            inside = (distribution is not None and isinstance(value, (int, float)) and not isinstance(value, bool)
+                      and distribution.low <= value <= distribution.high)
+        if not inside:
+            raise FmnistError(f"the study of {model} holds a best trial with {clip(key, 80)}={clip(value, 80)}, "
+                              f"outside conf/search_space/{model}.yaml. Fix: start the comparison in a new run dir "
+                              "(or with storage=null).")
+    return params
+
+
 def cross_validate_model(cfg: DictConfig, model: str, folder: Path, params: dict[str, Any]) -> float:
     """fmnist.cv of the model with `params` on the evaluation partition; return its training seconds."""
     evaluation = cfg.evaluation
@@ -167,7 +196,8 @@ def run_comparison(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     for model in models:
         entry = record["models"][model]
         entry.update(search_model(cfg, model, run_dir, storage, key))
-        tuned = cross_validate_model(cfg, model, run_dir / entry["tuned_dir"], entry["best_params"])
+        best = checked_params(model, entry["best_params"])
+        tuned = cross_validate_model(cfg, model, run_dir / entry["tuned_dir"], best)
         default = cross_validate_model(cfg, model, run_dir / entry["default_dir"], {})
         entry["cpu_seconds"] = entry["search_seconds"] + tuned + default
         write_json_atomic(run_dir / COMPARISON_FILE, record)

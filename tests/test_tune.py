@@ -97,3 +97,23 @@ def test_a_study_of_another_comparison_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="belongs to another search"):
         open_comparison_study(storage, "tune_rnn", "comparison A")
     assert len(optuna.load_study(study_name="tune_rnn", storage=storage).trials) == 1
+
+
+def test_a_copied_comparison_cannot_choose_folders_or_overrides(tmp_path: Path) -> None:
+    """comparison.json and the study are data: the folders come from the model name, and a best trial's key or
+    value outside the model's own search space (conf/search_space) never becomes an override."""
+    from fmnist.core.errors import FmnistError
+    from fmnist.tune import checked_params
+
+    settings = check_settings(compose("tune", output_dir=tmp_path))
+    (tmp_path / "comparison.json").write_text(json.dumps({"settings": settings, "models": {
+        "lstm": {"tuned_dir": "../../elsewhere", "default_dir": "/etc"}}}))
+    record = record_comparison(tmp_path, settings, ["lstm"])
+    assert (record["models"]["lstm"]["tuned_dir"], record["models"]["lstm"]["default_dir"]) == ("lstm/tuned",
+                                                                                              "lstm/default")
+    assert checked_params("lstm", {"optimizer.lr": 1e-3, "model.net.hidden_size": 64}) == {
+        "optimizer.lr": 1e-3, "model.net.hidden_size": 64}
+    for hostile in ({"+callbacks.x._target_": "os.system"}, {"model.net.hidden_size": 100_000},
+                    {"optimizer.lr": "1e-3"}):
+        with pytest.raises(FmnistError, match="outside conf/search_space/lstm.yaml"):
+            checked_params("lstm", hostile)
