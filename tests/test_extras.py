@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from fmnist.core import extras
+from fmnist.core import console as extras
 from fmnist.training.callbacks import EpochLine
 from tests.helpers import CliResult, run_cli
 

@@ -116,7 +116,7 @@ def test_every_command_is_a_console_script_beside_its_module() -> None:
     import tomllib
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    expected = {"train", "cv", "eval", "predict", "export", "report", "bench", "models", "resume", "lr-find"}
+    expected = {"train", "cv", "eval", "predict", "export", "report", "bench", "models", "resume", "lr-find", "tune"}
     assert {name.removeprefix("fmnist-") for name in scripts} == expected
     for name, target in scripts.items():
         module_name, function = target.split(":")

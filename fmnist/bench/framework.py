@@ -36,9 +36,9 @@ class StepWindow(L.Callback):
             self.end = clocks(pl_module.device)
 
 
-def warmup_items(warmup: int, per_item: int) -> int:
-    """Warm-up optimizer steps rounded up to whole Lightning steps of `per_item` each, at least one."""
-    return max(1, math.ceil(warmup / per_item))
+def warmup_groups(warmup: int, per_group: int) -> int:
+    """Warm-up optimizer steps rounded up to whole Lightning steps of `per_group` each, at least one."""
+    return max(1, math.ceil(warmup / per_group))
 
 
 def time_framework(cfg: DictConfig, datamodule: FashionMnistDataModule, steps: int, warmup: int,
@@ -47,17 +47,17 @@ def time_framework(cfg: DictConfig, datamodule: FashionMnistDataModule, steps: i
 
     Lightning steps hold `data.steps_per_execution` optimizer steps each, so `steps` must be a multiple of
     it and the warm-up is rounded up to whole Lightning steps."""
-    per_item = datamodule.steps_per_execution
-    if steps % per_item:
-        raise ValueError(f"{steps} steps are not whole groups of data.steps_per_execution={per_item}")
-    warmup_count = warmup_items(warmup, per_item)
-    items = warmup_count + steps // per_item
-    if items > datamodule.train_dataloader().full_items:
-        raise ValueError(f"{items * per_item} steps do not fit in one epoch of batch {datamodule.batch_size}")
+    per_group = datamodule.steps_per_execution
+    if steps % per_group:
+        raise ValueError(f"{steps} steps are not whole groups of data.steps_per_execution={per_group}")
+    warmup_count = warmup_groups(warmup, per_group)
+    groups = warmup_count + steps // per_group
+    if groups > datamodule.train_dataloader().full_items:
+        raise ValueError(f"{groups * per_group} steps do not fit in one epoch of batch {datamodule.batch_size}")
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.trainer.max_epochs = 1
-        cfg.trainer.limit_train_batches = items
+        cfg.trainer.limit_train_batches = groups
         cfg.trainer.limit_val_batches = 0
     module = build_module(cfg)
     trainer = build_trainer(cfg, run_dir)

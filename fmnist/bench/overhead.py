@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fmnist.bench.bare_lightning import time_bare_lightning
-from fmnist.bench.framework import time_framework, warmup_items
+from fmnist.bench.framework import time_framework, warmup_groups
 from fmnist.bench.inference import images_per_second
 from fmnist.bench.plain_loop import time_plain_loop
 from fmnist.bench.timing import Timing
@@ -100,11 +100,11 @@ class Case:
         probe = self.plain(budget.probe_steps, budget.warmup)
         wanted = math.ceil(budget.seconds / probe.seconds * probe.steps)
         datamodule = self.grouped_datamodule or self.datamodule
-        per_item = datamodule.steps_per_execution
-        items_per_epoch = datamodule.train_dataloader().full_items - warmup_items(budget.warmup, per_item)
-        wanted_items = max(math.ceil(budget.min_steps / per_item), min(math.ceil(wanted / per_item),
-                                                                       math.ceil(budget.max_steps / per_item)))
-        return per_item * max(1, min(wanted_items, items_per_epoch))
+        per_group = datamodule.steps_per_execution
+        groups_per_epoch = datamodule.train_dataloader().full_items - warmup_groups(budget.warmup, per_group)
+        wanted_groups = max(math.ceil(budget.min_steps / per_group), min(math.ceil(wanted / per_group),
+                                                                       math.ceil(budget.max_steps / per_group)))
+        return per_group * max(1, min(wanted_groups, groups_per_epoch))
 
     def inference(self, budget: Budget, batch_sizes: tuple[int, ...] = (1, 1024)) -> dict[str, float]:
         net = self.new_net()

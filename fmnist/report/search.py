@@ -3,10 +3,9 @@ complete, pruned and failed trials, the optimisation history and parameter impor
 figures), and the best trial as the command that reproduces it, with a warning that its figure is optimistic.
 
 A study is found from its jobs' `search.trial` override (.hydra/overrides.yaml, read as data). Run dirs may come
-from anyone (docs/security.md), so only a storage that is a local file inside the reported folders or the working
-directory is opened, read-only: an SQLite file or a journal file that exists; a database URL a run dir names is
-never connected to. Without the `sweep` extra the section is
-left out.
+from anyone (docs/security.md), so only a storage that is an existing local file (SQLite or journal) in or beside
+the reported folders, or in the working directory, is opened, and read-only; a database URL a run dir names is
+never connected to. Without the `sweep` extra the section is left out.
 """
 
 from __future__ import annotations
@@ -58,9 +57,9 @@ def _trial_jobs(directories: Sequence[Path]) -> dict[tuple[str, str], dict[int, 
 
 def _local_storage(storage: str, roots: Sequence[Path]) -> Any:
     """The storage, opened read-only, if it is a regular local file (SQLite or journal) inside one of `roots` (the
-    report's directories and the working directory); else None. A run dir from elsewhere names its storage as data:
-    a file outside those folders is never opened, and an SQLite file is opened with mode=ro, so reading a study
-    never writes Optuna's tables or version row into it."""
+    report's directories, the folders they are in, and the working directory); else None. A run dir from elsewhere
+    names its storage as data: a file outside those folders is never opened, and SQLite is opened with mode=ro, so
+    reading a study never writes Optuna's tables or version row into it."""
     import optuna
 
     from fmnist.search.storage import SQLITE
@@ -161,10 +160,13 @@ def search_section(directories: Sequence[Path], out: Path, figure_dir: Path) -> 
     lines = ["## Search", ""]
     for (name, storage), jobs in sorted(studies.items()):
         try:
-            opened = _local_storage(storage, [*directories, Path.cwd()])
+            # the reported folders, the folders they are in (a sweep dir's multirun/ holds its optuna.db), and the
+            # working directory
+            opened = _local_storage(storage, [*directories, *(directory.resolve().parent for directory in directories),
+                                              Path.cwd()])
             if opened is None:
-                lines += [f"### Study {name}", "", f"Its storage `{clip(storage)}` is not a local file inside the "
-                          "reported folders or the working directory, so it is not opened; browse it with "
+                lines += [f"### Study {name}", "", f"Its storage `{clip(storage)}` is not a local file in or beside "
+                          "the reported folders or in the working directory, so it is not opened; browse it with "
                           "optuna-dashboard if you trust it.", ""]
                 continue
             lines += study_lines(name, storage, opened, jobs, out, figure_dir)
