@@ -49,6 +49,18 @@ def test_two_models_tuned_with_one_budget_and_judged_on_held_out_folds(tmp_path:
             if line.startswith(("| conv_maxpool | 2 / 0 / 0", "| rnn | 2 / 0 / 0"))]
     assert len(rows) == 2  # each model's budget, tuned and default CV and gain
 
+    # committed as a worked example: `make results` rebuilds its report from the archived small files alone
+    from fmnist.report.studies import main as studies_main
+
+    results = tmp_path / "results"
+    assert studies_main([str(results), "--archive", str(tmp_path), "--tables"]) == 0
+    assert not list((results / "comparison" / "rnn" / "search").rglob("test_predictions.npz"))  # trials: figures only
+    rebuilt = (results / "comparison" / "report" / "report.md").read_text()
+    assert studies_main([str(results), "--tables"]) == 0
+    assert (results / "comparison" / "report" / "report.md").read_text() == rebuilt
+    assert [line for line in rebuilt.splitlines() if line.startswith("| rnn | 2 / 0 / 0")] == \
+        [line for line in report.splitlines() if line.startswith("| rnn | 2 / 0 / 0")]
+
     again = run_cli("fmnist.tune", *COMMAND, run_dir=run_dir)  # done: nothing trains again, nothing is overwritten
     assert again.returncode == 0, again.output[-3000:]
     assert sorted(path.name for path in (run_dir / "rnn" / "search").iterdir() if path.name.isdigit()) == ["0", "1"]

@@ -1,17 +1,22 @@
-"""The tuning section of an equal-budget comparison's report (`python -m fmnist.tune`): what each model's search
-cost, what tuning gained over the model's default configuration on the same held-out folds, and how optimistic the
-search's own best validation figure was. Read from the comparison's comparison.json and its runs' files alone.
+"""The report of an equal-budget comparison (`python -m fmnist.tune`): the tuned models ranked on held-out folds,
+and the tuning section: what each model's search cost, what tuning gained over the model's default configuration
+on the same folds, and how optimistic the search's own best validation figure was. Built from the comparison's
+comparison.json and its runs' files alone, so `make results` rebuilds a committed one. comparison.json is read
+as data: each model's folders come from its (checked) name, and a value of the wrong kind shows "–".
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fmnist.core.numbers import markdown_table
-from fmnist.report.collect import collect
+from fmnist.core.errors import FmnistError
+from fmnist.core.limits import MODEL_NAME, clip
+from fmnist.core.numbers import is_finite_number, markdown_table
+from fmnist.core.run_files import COMPARISON_FILE, RunFileError, read_run_json
+from fmnist.report.build import build_report
+from fmnist.report.collect import Collection, collect
 from fmnist.report.compare import ModelStats, compare, model_stats
 
 TUNING_HEADERS = ("model", "trials (complete / pruned / failed)", "compute h", "search's best val %",
@@ -36,11 +41,23 @@ def _interval(model: ModelStats | None) -> str:
     return f"{_pp(model.val.estimate)} [{_pp(model.val.low)}, {_pp(model.val.high)}]"
 
 
-def tuning_row(entry: dict[str, Any], root: Path) -> list[str]:
+def _count(value: Any) -> str:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else "–"
+
+
+def _params(value: Any) -> str:
+    if not isinstance(value, dict):
+        return "–"
+    shown = [f"{clip(key, 60)}={value:.3g}" if isinstance(value, float) else f"{clip(key, 60)}={clip(value, 60)}"
+             for key, value in sorted(value.items(), key=lambda item: str(item[0]))]
+    return f"`{' '.join(shown)}`".replace("|", "/") if shown else "–"
+
+
+def tuning_row(model: str, entry: dict[str, Any], root: Path) -> list[str]:
     """One model's row: its search's budget and best figure, its tuned and default CV, the paired gain."""
-    tuned, default = _stats(root / entry["tuned_dir"]), _stats(root / entry["default_dir"])
-    trials = entry["trials"]
-    best = entry.get("search_best")
+    tuned, default = _stats(root / model / "tuned"), _stats(root / model / "default")
+    trials = entry.get("trials") if isinstance(entry.get("trials"), dict) else {}
+    best = entry.get("search_best") if is_finite_number(entry.get("search_best")) else None
     optimism = best - tuned.val.estimate if tuned is not None and best is not None else None
     gain = compare(tuned, default) if tuned is not None and default is not None else None
     gain_text, p_text = "–", "–"
@@ -49,23 +66,39 @@ def tuning_row(entry: dict[str, Any], root: Path) -> list[str]:
         p_text = f"{gain.val.p_value:.2g}" if math.isfinite(gain.val.p_value) else "–"
     elif gain is not None:
         gain_text = f"not comparable ({gain.reason})"
-    params = " ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
-                      for key, value in sorted(entry.get("best_params", {}).items()))
-    return [entry["model"], f"{trials['complete']} / {trials['pruned']} / {trials['failed']}",
-            f"{entry['cpu_seconds'] / 3600:.2f}", _pp(best), _interval(tuned), _pp(optimism, True),
-            _interval(default), gain_text, p_text, f"`{params}`" if params else "–"]
+    hours = entry.get("cpu_seconds")
+    return [model, " / ".join(_count(trials.get(state)) for state in ("complete", "pruned", "failed")),
+            f"{hours / 3600:.2f}" if is_finite_number(hours) else "–", _pp(best), _interval(tuned),
+            _pp(optimism, True), _interval(default), gain_text, p_text, _params(entry.get("best_params"))]
 
 
-def tuning_section(entries: Sequence[dict[str, Any]], root: Path, budget: dict[str, Any]) -> list[str]:
-    rows = [tuning_row(entry, root) for entry in entries]
+def tuning_section(entries: dict[str, dict[str, Any]], root: Path, budget: dict[str, Any]) -> list[str]:
+    rows = [tuning_row(model, entry, root) for model, entry in entries.items()]
     return ["## Tuning: the same budget for every model", "",
-            f"Each model's own Optuna study ran {budget['n_trials']} trials of at most {budget['max_epochs']} "
-            f"epochs (TPE, seed {budget['sampler_seed']}, pruner {budget['pruner'] or 'none'}) on one validation "
-            "fold; its best configuration and its default one were then cross-validated on another partition of "
-            "the train set, which no search validated on. The leaderboard and pairwise tests above rank the tuned "
-            "configurations on those held-out folds.", "",
+            f"Each model's own Optuna study ran {_count(budget.get('n_trials'))} trials of at most "
+            f"{_count(budget.get('max_epochs'))} epochs (TPE, seed {_count(budget.get('sampler_seed'))}, pruner "
+            f"{clip(budget.get('pruner') or 'none', 40)}) on one validation fold; its best configuration and its "
+            "default one were then cross-validated on another partition of the train set, which no search validated "
+            "on. The leaderboard and pairwise tests above rank the tuned configurations on those held-out folds.", "",
             markdown_table(TUNING_HEADERS, rows), "",
             "Search's best val: the best trial's validation accuracy, selected among the study's trials and so "
             "optimistic; optimism is it minus the tuned configuration's held-out CV mean. Gain of tuning: tuned "
             "minus default on the same held-out folds, with the corrected resampled t-test's 95% interval. Compute h: "
             "the trials' wall time (complete, pruned and failed) plus both cross-validations' training time.", ""]
+
+
+def comparison_report(root: Path, title: str = "Tuned models, the same search budget each",
+                      intro: str = "") -> Collection:
+    """Write `<root>/report/` from `<root>/comparison.json` and the tuned and default runs below it."""
+    try:
+        record = read_run_json(root / COMPARISON_FILE)
+    except RunFileError as exc:
+        raise FmnistError(f"{clip(root / COMPARISON_FILE)} {exc}. Fix: rerun python -m fmnist.tune there.") from None
+    models = record.get("models") if isinstance(record.get("models"), dict) else {}
+    entries = {model: entry for model, entry in models.items()
+               if isinstance(model, str) and MODEL_NAME.fullmatch(model) and isinstance(entry, dict)}
+    settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
+    budget = settings.get("budget") if isinstance(settings.get("budget"), dict) else {}
+    return build_report([root / model / "tuned" for model in entries], root / "report", protocols=True,
+                        title=title, intro=intro or f"Generated by `python -m fmnist.tune` from {COMPARISON_FILE} "
+                        "and the runs in this folder.", sections=tuning_section(entries, root, budget))
