@@ -34,7 +34,7 @@ from fmnist.core.console import apply_extras, print_summary
 from fmnist.core.errors import ConfigError
 from fmnist.core.job_failures import describe, write_failure
 from fmnist.core.metric_keys import run_scalars
-from fmnist.core.numbers import is_finite_number, mean_and_std, percent
+from fmnist.core.numbers import is_finite_number, is_int, mean_and_std, percent
 from fmnist.core.run_files import (
     COMPLETED,
     METRICS_FILE,
@@ -95,11 +95,11 @@ def selected_folds(cfg: DictConfig) -> list[int]:
 def selected_splits(cfg: DictConfig) -> list[int]:
     """The split seeds of a repeated k-fold: data.split_seed, data.split_seed + 1, ... (cv.repeats of them)."""
     repeats = cfg.cv.get("repeats", 1)
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+    if not is_int(repeats) or repeats < 1:
         raise ConfigError("cv.repeats", f"{repeats!r} is not a positive number of repeats",
                           "use cv.repeats=1 (plain k-fold) or more, e.g. cv.repeats=3")
     base = cfg.data.split_seed
-    if not isinstance(base, int) or isinstance(base, bool):
+    if not is_int(base):
         raise ConfigError("data.split_seed", f"{base!r} is not an integer", "use e.g. data.split_seed=0")
     return [check_split_seed(base + repeat) for repeat in range(repeats)]
 

@@ -21,6 +21,7 @@ from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.constants import CLASS_NAMES
 from fmnist.core.figures import confusion_heatmap, save_figure
 from fmnist.core.limits import run_limits
+from fmnist.core.numbers import is_real
 from fmnist.core.run_files import CHECKPOINT_DIR, COMPLETED, METRICS_FILE, RunFileError, read_run_json
 from fmnist.inference.calibration import expected_calibration_error, reliability_diagram
 from fmnist.inference.checkpoint import LoadedModel, load_model
@@ -44,7 +45,7 @@ def training_test_acc(model: LoadedModel) -> float | None:
     if not isinstance(metrics.get("best_ckpt"), str):
         return None
     reported = metrics.get("test/acc")
-    if isinstance(reported, bool) or not isinstance(reported, (int, float)):
+    if not is_real(reported):
         return None
     same = (metrics_path.parent / CHECKPOINT_DIR / Path(metrics["best_ckpt"]).name).resolve() == model.path.resolve()
     return float(reported) if same else None

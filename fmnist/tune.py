@@ -27,6 +27,7 @@ from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import ConfigError, FmnistError
 from fmnist.core.limits import MODEL_NAME, clip
+from fmnist.core.numbers import is_int, is_real
 from fmnist.core.run_files import COMPARISON_FILE, SUMMARY_FILE, RunFileError, read_run_json
 from fmnist.report.tuning import comparison_report
 from fmnist.search.space import build_search_space, override_value
@@ -36,7 +37,7 @@ COMPARISON_ATTR = "fmnist:comparison"  # a study's user attribute: the compariso
 
 
 def _positive(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ConfigError(key, f"{clip(value, 80)} is not a positive integer", f"set {key}=N")
     return value
 
@@ -161,7 +162,7 @@ def checked_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
         if isinstance(distribution, CategoricalDistribution):
             inside = value in distribution.choices
         else:
-            inside = (distribution is not None and isinstance(value, (int, float)) and not isinstance(value, bool)
+            inside = (distribution is not None and is_real(value)
                       and distribution.low <= value <= distribution.high)
         if not inside:
             raise FmnistError(f"the study of {model} holds a best trial with {clip(key, 80)}={clip(value, 80)}, "

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import ConfigError
+from fmnist.core.numbers import is_int
 
 MAX_NAME_CHARS = 100  # a model, class or file name read from a file: longer is refused
 MAX_MESSAGE_CHARS = 300  # any one value quoted in a message is clipped to this
@@ -38,7 +39,7 @@ class Limits:
         values = {}
         for field in fields(cls):
             value = node.get(field.name) if node is not None else None
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ConfigError(f"limits.{field.name}", f"expected a positive integer, got {clip(value)!r}",
                                   f"set limits.{field.name}=N (defaults in conf/limits/default.yaml)")
             values[field.name] = value

@@ -9,9 +9,19 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 
+def is_int(value: Any) -> bool:
+    """An int that is not a bool (JSON's and YAML's true/false are not counts)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def is_finite_number(value: Any) -> bool:
     """A real int or float that is finite; bool is not a number here (JSON's true/false are not figures)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return is_real(value) and math.isfinite(value)
 
 
 def mean_and_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:

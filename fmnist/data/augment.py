@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from fmnist.core.constants import NUM_CLASSES
 from fmnist.core.errors import ConfigError
+from fmnist.core.numbers import is_real
 
 
 def shift_and_mirror(x: torch.Tensor, pixels: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
@@ -111,12 +112,12 @@ class Augmentation:
     def __post_init__(self) -> None:
         for key in ("mixup_alpha", "cutmix_alpha"):
             value = getattr(self, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            if not is_real(value) or value < 0:
                 raise ConfigError(f"augmentation.{key}", f"{value!r} is not a number >= 0",
                                   "use 0 (off) or a Beta concentration such as 0.2 (mixup) or 1.0 (CutMix)")
         for key in ("mix_probability", "switch_probability"):
             value = getattr(self, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+            if not is_real(value) or not 0 <= value <= 1:
                 raise ConfigError(f"augmentation.{key}", f"{value!r} is not a probability",
                                   "use a value in [0, 1]")
 

@@ -13,6 +13,7 @@ import torch
 from fmnist.core.checkpoints import stored_normalisation
 from fmnist.core.constants import INPUT_KINDS
 from fmnist.core.errors import ConfigError
+from fmnist.core.numbers import is_int
 from fmnist.data.augment import Augmentation
 from fmnist.data.batches import BatchTransform, TensorBatches
 from fmnist.data.folds import holdout_first, stratified_fold, take_subset
@@ -52,7 +53,7 @@ class FashionMnistDataModule(L.LightningDataModule):
             raise ConfigError("model.input", f"'{input_kind}' is not an input kind", f"use one of {INPUT_KINDS}")
         for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size),
                            ("data.steps_per_execution", steps_per_execution)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not is_int(value) or value <= 0:
                 raise ConfigError(key, f"{value!r} is not a positive integer", "use an integer of 1 or more")
         self.data_dir = Path(data_dir)
         self.system_dir = Path(system_dir)

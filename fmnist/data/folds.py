@@ -7,6 +7,7 @@ import torch
 from sklearn.model_selection import StratifiedKFold
 
 from fmnist.core.errors import ConfigError
+from fmnist.core.numbers import is_int
 
 
 def stratified_fold(labels: torch.Tensor, num_folds: int, fold: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -24,11 +25,10 @@ def stratified_fold(labels: torch.Tensor, num_folds: int, fold: int, split_seed:
 
 def check_fold(num_folds: int, fold: int) -> None:
     """The one check of data.num_folds and data.fold: run by the commands before any data is read, and here."""
-    is_int = [isinstance(value, int) and not isinstance(value, bool) for value in (num_folds, fold)]
-    if not is_int[0] or num_folds < 2:
+    if not is_int(num_folds) or num_folds < 2:
         raise ConfigError("data.num_folds", f"{num_folds!r} is not an integer >= 2",
                           "use data.num_folds=2 or more (5 is the default)")
-    if not is_int[1] or not 0 <= fold < num_folds:
+    if not is_int(fold) or not 0 <= fold < num_folds:
         raise ConfigError("data.fold", f"{fold!r} is not a fold of {num_folds}",
                           f"pick data.fold in 0..{num_folds - 1}")
 

@@ -34,6 +34,7 @@ from fmnist.core.checkpoints import (
 )
 from fmnist.core.constants import INPUT_KINDS
 from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, Limits, clip
+from fmnist.core.numbers import is_int
 from fmnist.models.catalog import ModelTooLarge, build_within, registered_model_config
 
 # The split and batch keys of `data` that rebuild training's test loader; each an integer or null.
@@ -156,7 +157,7 @@ def _data_settings(stored: dict[str, Any], path: Path) -> dict[str, Any]:
     for key in DATA_KEYS:
         if key in data:
             value = data[key]
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            if value is not None and (not is_int(value)):
                 raise _refuse(path, f"its data.{key} is {clip(value, 80)!r}, not an integer or null")
             settings[key] = value
     return settings
@@ -169,7 +170,7 @@ def rebuilt_config(entry: DictConfig, stored_model: dict[str, Any], stored: dict
         raise _refuse(path, f"its model.input {clip(stored_model.get('input'), 80)!r} is not the catalog's "
                             f"{entry.input!r} for model '{entry.name}'")
     seed = stored.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+    if seed is not None and (not is_int(seed)):
         raise _refuse(path, f"its seed is {clip(seed, 80)!r}, not an integer or null")
     augmentation = _mapping(stored.get("augmentation", {}), path, "augmentation")
     precision = _mapping(stored.get("trainer", {}), path, "trainer").get("precision", "32-true")

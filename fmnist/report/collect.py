@@ -35,7 +35,7 @@ import pandas as pd
 from fmnist.core.constants import NUM_CLASSES
 from fmnist.core.errors import DataError
 from fmnist.core.limits import MAX_NAME_CHARS, MODEL_NAME, clip
-from fmnist.core.numbers import is_finite_number
+from fmnist.core.numbers import is_finite_number, is_int, is_real
 from fmnist.core.run_files import (
     COMPLETED,
     HISTORY_FILE,
@@ -106,11 +106,6 @@ class Collection:
         return [failure for failure in self.failures if failure.broken]
 
 
-def _is_number(value: Any) -> bool:
-    """Any int or float, NaN and infinity included (a diverged run's loss); shares and counts need more."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _shown(value: Any) -> str:
     return clip(repr(value), 60)
 
@@ -119,7 +114,7 @@ def _confusion_problem(value: Any) -> str | None:
     rows = value if isinstance(value, list) and len(value) == NUM_CLASSES else None
     if rows is None or any(not isinstance(row, list) or len(row) != NUM_CLASSES for row in rows):
         return f"test/confusion is not a {NUM_CLASSES}x{NUM_CLASSES} list of lists"
-    if any(not isinstance(cell, int) or isinstance(cell, bool) or cell < 0 for row in rows for cell in row):
+    if any(not is_int(cell) or cell < 0 for row in rows for cell in row):
         return "test/confusion holds something other than counts"
     return None
 
@@ -132,12 +127,13 @@ def _value_problem(key: str, value: Any) -> str | None:
         smallest = INTEGERS[key]
         if value is None:
             return None
-        if not isinstance(value, int) or isinstance(value, bool) or (smallest is not None and value < smallest):
+        if not is_int(value) or (smallest is not None and value < smallest):
             return f"{key} is {_shown(value)}, expected an integer" + (f" >= {smallest}" if smallest else "")
         return None
     share = SHARE.fullmatch(key) is not None
     if not share and key not in NON_NEGATIVE:
-        if key.startswith(("train/", "val/", "test/")) and value is not None and not _is_number(value):
+        # NaN and infinity pass here (a diverged run's loss); shares and counts are checked further below
+        if key.startswith(("train/", "val/", "test/")) and value is not None and not is_real(value):
             return f"{key} is {_shown(value)}, expected a number"
         return None
     if value is None and key != "val/acc":
@@ -171,7 +167,7 @@ def _ensemble_problem(summary: dict[str, Any]) -> str | None:
     if not isinstance(ensemble, dict):
         return f"ensemble is {_shown(ensemble)}, expected an object"
     members = ensemble.get("members")
-    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+    if not is_int(members) or members < 1:
         return f"ensemble members is {_shown(members)}, expected a positive integer"
     for key in ("test/acc", "test/f1", "test/confusion"):
         problem = _value_problem(key, ensemble[key]) if key in ensemble else None

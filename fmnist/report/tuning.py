@@ -13,7 +13,7 @@ from typing import Any
 
 from fmnist.core.errors import FmnistError
 from fmnist.core.limits import MODEL_NAME, clip
-from fmnist.core.numbers import is_finite_number, markdown_table
+from fmnist.core.numbers import is_finite_number, is_int, markdown_table
 from fmnist.core.run_files import COMPARISON_FILE, RunFileError, read_run_json
 from fmnist.report.build import build_report
 from fmnist.report.collect import Collection, collect
@@ -42,7 +42,7 @@ def _interval(model: ModelStats | None) -> str:
 
 
 def _count(value: Any) -> str:
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else "–"
+    return str(value) if is_int(value) else "–"
 
 
 def _params(value: Any) -> str:

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from fmnist.core.numbers import is_int
 from fmnist.core.run_files import RunFileError, read_run_json
 
 
@@ -37,7 +38,7 @@ def arm(out: Path, name: str, pruner: str | None, args: argparse.Namespace) -> d
             value = read_run_json(path).get("epochs")
         except RunFileError:
             continue
-        epochs += value if isinstance(value, int) and not isinstance(value, bool) else 0
+        epochs += value if is_int(value) else 0
     return {"arm": name, "seconds": seconds, "epochs": epochs, "best": study.best_value,
             "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
             "command": " ".join(command[1:])}

@@ -25,6 +25,7 @@ from fmnist.core.atomic import write_text_atomic
 from fmnist.core.cli import user_error
 from fmnist.core.errors import ConfigError, FmnistError
 from fmnist.core.limits import clip
+from fmnist.core.numbers import is_int, is_real
 from fmnist.search.space import PARAMS_KEY, SearchSpace, build_search_space, grid_of, override_value
 from fmnist.search.storage import absolute_storage, open_storage
 from fmnist.search.trial import CALLBACK_NAME, TRIAL_KEY
@@ -94,11 +95,11 @@ class OptunaSearch:
 
     def _check_numbers(self) -> None:
         for key, value, low in (("n_trials", self.n_trials, 1), ("n_jobs", self.n_jobs, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            if not is_int(value) or value < low:
                 raise ConfigError(f"hydra.sweeper.{key}", f"{value!r} is not a positive integer",
                                   f"use e.g. hydra.sweeper.{key}={2 if key == 'n_jobs' else 20}")
         rate = self.max_failure_rate
-        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate <= 1.0:
+        if not is_real(rate) or not 0.0 <= rate <= 1.0:
             raise ConfigError("hydra.sweeper.max_failure_rate", f"{rate!r} is not a share in [0, 1]",
                               "use e.g. hydra.sweeper.max_failure_rate=0.5")
         if not isinstance(self.study_name, str) or not self.study_name:

@@ -7,27 +7,20 @@ from typing import Any
 from omegaconf import DictConfig
 
 from fmnist.core.errors import ConfigError
+from fmnist.core.numbers import is_int, is_real
 from fmnist.data.folds import check_fold
 from fmnist.models.catalog import check_model_config
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def require_int(key: str, value: Any, minimum: int, fix: str) -> None:
-    if not _is_int(value) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ConfigError(key, f"{value!r} is not an integer >= {minimum}", fix)
 
 
 def require_number(key: str, value: Any, low: float, high: float | None, fix: str,
                    low_inclusive: bool = True) -> None:
     above_low = value >= low if low_inclusive else value > low
-    if not _is_number(value) or not above_low or (high is not None and value >= high):
+    if not is_real(value) or not above_low or (high is not None and value >= high):
         bound = f"{'[' if low_inclusive else '('}{low}, {high if high is not None else 'inf'})"
         raise ConfigError(key, f"{value!r} is outside {bound}", fix)
 

@@ -17,6 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from fmnist.core.errors import ConfigError
+from fmnist.core.numbers import is_int
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 M_TRIM_THRESHOLD = -1
@@ -81,7 +82,7 @@ def threads_per_job(setting: int | str | None, jobs: int, cores: int) -> int | N
         return None
     if setting == "auto":
         return max(1, cores // jobs)
-    if isinstance(setting, int) and not isinstance(setting, bool) and setting > 0:
+    if is_int(setting) and setting > 0:
         return setting
     raise ConfigError("process.threads", f"expected auto, null or a positive integer, got {setting!r}",
                       "use process.threads=auto (a share of the cores per parallel job), e.g. process.threads=1")

@@ -6,6 +6,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
 from fmnist.core.errors import ConfigError
+from fmnist.core.numbers import is_int
 
 
 def warmup_steps_of(total_steps: int, warmup_fraction: float, warmup_steps: int | None = None) -> int:
@@ -16,7 +17,7 @@ def warmup_steps_of(total_steps: int, warmup_fraction: float, warmup_steps: int 
             raise ConfigError("scheduler.factory.warmup_fraction", f"{warmup_fraction!r} is not in [0, 1)",
                               "use a share of the run such as 0.05, or set scheduler.factory.warmup_steps")
         warmup_steps = max(1, round(warmup_fraction * total_steps)) if warmup_fraction > 0 else 0
-    elif not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 0:
+    elif not is_int(warmup_steps) or warmup_steps < 0:
         raise ConfigError("scheduler.factory.warmup_steps", f"{warmup_steps!r} is not an integer >= 0",
                           "use a number of optimizer steps, or null to use warmup_fraction")
     return min(warmup_steps, max(total_steps - 1, 0))
