@@ -26,7 +26,7 @@ from fmnist.core.atomic import write_json_atomic
 from fmnist.core.cli import exit_unless_output_writable, run_guarded
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import ConfigError, FmnistError
-from fmnist.core.limits import MODEL_NAME, clip
+from fmnist.core.limits import clip, model_name_problem
 from fmnist.core.numbers import is_int, is_real
 from fmnist.core.run_files import COMPARISON_FILE, SUMMARY_FILE, RunFileError, read_run_json
 from fmnist.report.tuning import comparison_report
@@ -48,8 +48,9 @@ def check_settings(cfg: DictConfig) -> dict[str, Any]:
     if not models:
         raise ConfigError("models", "no model to compare", "pass models=[conv_maxpool,lstm]")
     for model in models:
-        if not isinstance(model, str) or not MODEL_NAME.fullmatch(model):
-            raise ConfigError("models", f"{clip(model, 80)!r} is not a model name", "pass models=[conv_maxpool,lstm]")
+        problem = model_name_problem(model)
+        if problem:
+            raise ConfigError("models", problem, "pass models=[conv_maxpool,lstm]")
         if not (Path(CONF_DIR) / "search_space" / f"{model}.yaml").is_file():
             raise ConfigError("models", f"{model} has no search space (conf/search_space/{model}.yaml)",
                               f"add one that starts from conf/search_space/default.yaml, or leave {model} out")

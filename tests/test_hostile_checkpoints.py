@@ -100,8 +100,8 @@ HOSTILE_CONFIGS: dict[str, tuple[Callable[[Path], Change], str]] = {
     "unknown key": (lambda out: set_net("colour", 3), "has the key 'colour', which fmnist.models.ConvMaxPool does"),
     "mistyped net": (lambda out: set_model("net", "conv"), "no mapping at model.net"),
     "unknown model": (lambda out: set_model("name", "no_such_model"), "its model 'no_such_model' is not in the model"),
-    "path in the name": (lambda out: set_model("name", "../../evil"), "is not a model config name"),
-    "megabyte name": (lambda out: set_model("name", "x" * 2**20), "characters)' is not a model config name"),
+    "path in the name": (lambda out: set_model("name", "../../evil"), "is not a model config's name"),
+    "megabyte name": (lambda out: set_model("name", "x" * 2**20), "characters)' is not a model config's name"),
     "bad input kind": (lambda out: set_model("input", "video"), "model.input 'video' is not the catalog's 'image'"),
     "huge size": (lambda out: set_net("channels", 10**6), "limits.max_params"),
     "bad value": (lambda out: set_net("channels", -3), "its config cannot build model 'conv_maxpool'"),
@@ -320,7 +320,7 @@ def test_export_names_its_file_from_a_checked_name(made: Path, tmp_path: Path, o
 
     cfg = compose("export", f"ckpt_path={craft(made, tmp_path / 'x.ckpt', set_model('name', '../x'))}",
                   "format=torchscript")
-    with pytest.raises(CheckpointError, match="is not a model config name"):
+    with pytest.raises(CheckpointError, match="is not a model config's name"):
         run_export(cfg, tmp_path / "run")
     assert untouched(outside) and not (tmp_path / "x.pt").exists()
 

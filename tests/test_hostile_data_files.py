@@ -261,7 +261,7 @@ BROKEN_METRICS = {
     "a string fold": ({"fold": "zero"}, "fold is 'zero', expected an integer"),
     "one fold": ({"num_folds": 1}, "num_folds is 1, expected an integer >= 2"),
     "a ragged confusion": ({"test/confusion": [[1, 2], [3]]}, "test/confusion is not a 10x10 list of lists"),
-    "a megabyte model name": ({"model": "m" * 1_000_000}, "(1,000,002 characters) is not a model config's name"),
+    "a megabyte model name": ({"model": "m" * 1_000_000}, "(1,000,000 characters)' is not a model config's name"),
 }
 
 

@@ -16,7 +16,7 @@ import torch
 from packaging.version import InvalidVersion, Version
 
 from fmnist.core.errors import FmnistError
-from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, MODEL_NAME, Limits, clip
+from fmnist.core.limits import DEFAULT_LIMITS, Limits, clip, model_name_problem
 from fmnist.core.numbers import is_finite_number
 from fmnist.core.run_files import CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_FILE, RunFileError, read_run_json
 
@@ -232,9 +232,9 @@ def run_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"ckpt_path {clip(path)}: a Lightning checkpoint, but not written by fmnist (it has no "
                               f"'{CHECKPOINT_CONFIG_KEY}' run config to rebuild the model from). {HOW_TO_FIX}.")
     name = model.get("name")
-    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
-        raise CheckpointError(f"ckpt_path {clip(path)}: its model name {clip(name, 80)!r} is not a model config name "
-                              f"(letters, digits, _ and -, at most {MAX_NAME_CHARS} characters). {HOW_TO_FIX}.")
+    problem = model_name_problem(name)
+    if problem:
+        raise CheckpointError(f"ckpt_path {clip(path)}: its model name {problem}. {HOW_TO_FIX}.")
     return stored
 
 

@@ -24,6 +24,14 @@ MAX_MESSAGE_CHARS = 300  # any one value quoted in a message is clipped to this
 MAX_RUN_FILE_BYTES = 4 * 2**20
 # A model name read from a file must be a config file's stem: no separator, no '..', so it is also a safe file name.
 MODEL_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_NAME_CHARS - 1}}}")
+MODEL_NAME_RULE = f"letters, digits, _ and -, at most {MAX_NAME_CHARS} characters"
+
+
+def model_name_problem(name: object) -> str | None:
+    """The one model-name rule (config, checkpoint, metrics.json, comparison): None, or why `name` breaks it."""
+    if isinstance(name, str) and MODEL_NAME.fullmatch(name):
+        return None
+    return f"{clip(name, 80)!r} is not a model config's name ({MODEL_NAME_RULE})"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.constants import IMAGE_SIZE, INPUT_KINDS
 from fmnist.core.errors import ConfigError, FmnistError
-from fmnist.core.limits import MAX_NAME_CHARS, MODEL_NAME
+from fmnist.core.limits import model_name_problem
 
 MODEL_FAMILIES = ("cnn", "sequence")  # what a model config's `family` may say (reports group by it)
 # Every key a model config declares (conf/base/model.yaml gives the last three their defaults): a missing one
@@ -85,9 +85,9 @@ def check_model_config(model_cfg: DictConfig, expected_name: str | None = None) 
     if unknown:
         raise ConfigError(f"model.{unknown[0]}", f"{where} has the unknown key(s) {', '.join(unknown)}",
                           f"keep only {', '.join(MODEL_KEYS)}; the class's own arguments go under model.net")
-    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
-        raise ConfigError("model.name", f"{name!r} is not a model name (letters, digits, _ . -, at most "
-                          f"{MAX_NAME_CHARS} characters)", "name the model as its YAML file, e.g. name: my_cnn")
+    problem = model_name_problem(name)
+    if problem:
+        raise ConfigError("model.name", problem, "name the model as its YAML file, e.g. name: my_cnn")
     if expected_name is not None and name != expected_name:
         raise ConfigError("model.name", f"model/{expected_name}.yaml says name: {name}",
                           f"use name: {expected_name} (checkpoints are rebuilt by that name)")

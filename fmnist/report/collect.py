@@ -34,7 +34,7 @@ import pandas as pd
 
 from fmnist.core.constants import NUM_CLASSES
 from fmnist.core.errors import DataError
-from fmnist.core.limits import MAX_NAME_CHARS, MODEL_NAME, clip
+from fmnist.core.limits import MAX_NAME_CHARS, clip, model_name_problem
 from fmnist.core.numbers import is_finite_number, is_int, is_real
 from fmnist.core.run_files import (
     COMPLETED,
@@ -150,9 +150,9 @@ def _value_problem(key: str, value: Any) -> str | None:
 def metrics_problem(metrics: dict[str, Any]) -> str | None:
     """Why a completed run's metrics.json cannot be counted, or None."""
     model = metrics.get("model")
-    if not isinstance(model, str) or not MODEL_NAME.fullmatch(model):
-        return (f"model {_shown(model)} is not a model config's name (letters, digits, _ . -, at most "
-                f"{MAX_NAME_CHARS} characters)")
+    problem = model_name_problem(model)
+    if problem:
+        return f"model {problem}"
     if "val/acc" not in metrics:
         return "val/acc is missing"
     for key, value in metrics.items():

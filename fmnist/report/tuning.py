@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.core.errors import FmnistError
-from fmnist.core.limits import MODEL_NAME, clip
+from fmnist.core.limits import clip, model_name_problem
 from fmnist.core.numbers import is_finite_number, is_int, markdown_table
 from fmnist.core.run_files import COMPARISON_FILE, RunFileError, read_run_json
 from fmnist.report.build import build_report
@@ -96,7 +96,7 @@ def comparison_report(root: Path, title: str = "Tuned models, the same search bu
         raise FmnistError(f"{clip(root / COMPARISON_FILE)} {exc}. Fix: rerun python -m fmnist.tune there.") from None
     models = record.get("models") if isinstance(record.get("models"), dict) else {}
     entries = {model: entry for model, entry in models.items()
-               if isinstance(model, str) and MODEL_NAME.fullmatch(model) and isinstance(entry, dict)}
+               if model_name_problem(model) is None and isinstance(entry, dict)}
     settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
     budget = settings.get("budget") if isinstance(settings.get("budget"), dict) else {}
     return build_report([root / model / "tuned" for model in entries], root / "report", protocols=True,
