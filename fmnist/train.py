@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -184,6 +185,47 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Fit, settle the weights to test, evaluate them, write the run's files."""
+    fitted = _fit(cfg, run_dir)
+    record = _epoch_record(fitted.trainer)  # before validate/test, which restore the callbacks' states
+    checkpoint = prepare_final_checkpoint(fitted.trainer, run_dir)
+    if checkpoint is None and fitted.resume_from is not None and not fitted.restored.trained:
+        raise CheckpointError(f"ckpt_path {clip(fitted.resume_from)} has already reached trainer.max_epochs="
+                              f"{fitted.trainer.max_epochs}: nothing left to train, and no checkpoint of this run to "
+                              "test. Fix: raise trainer.max_epochs to train on, or test it with python -m fmnist.eval "
+                              f"ckpt_path={clip(fitted.resume_from)}.")
+    metrics = _evaluate(cfg, fitted, record, checkpoint)
+    if fitted.trainer.is_global_zero:
+        _write_results(cfg, fitted, metrics, run_dir)
+    log.info("%s: val/acc %.4f, test/acc %.4f, %.1fs training; results in %s", cfg.model.name,
+             metrics.get("val/acc", float("nan")), metrics.get("test/acc", float("nan")), fitted.seconds, run_dir)
+    return metrics
+
+
+@dataclass
+class Fitted:
+    """What fit leaves for the rest of the run."""
+
+    trainer: L.Trainer
+    module: L.LightningModule
+    datamodule: L.LightningDataModule
+    resume_from: str | None
+    restored: RestoreFinished
+    seconds: float
+
+
+@dataclass
+class EpochRecord:
+    """The epochs trained and their step timings, as the callbacks saw them."""
+
+    rows: list[dict[str, float | int]]
+    epochs: int
+    ms_per_step: float | None
+    images_per_second: float | None
+
+
+def _fit(cfg: DictConfig, run_dir: Path) -> Fitted:
+    """Check the config, record it, build data, module and Trainer, and fit (continuing `ckpt_path`)."""
     check_train_config(cfg)
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -199,10 +241,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     trainer = build_trainer(cfg, run_dir)
     if trainer.world_size > 1:
         trainer.callbacks.append(SpawnedProcessMetrics())  # trainer=ddp_spawn: each process's own metric states
-
     restored = RestoreFinished()
     trainer.callbacks.append(restored)
-
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
@@ -214,9 +254,10 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"ckpt_path {clip(resume_from)}: its training state cannot be restored "
                               f"({type(exc).__name__}: {clip(first, 160)}). Fix: continue from a checkpoint fmnist "
                               "wrote with this config, or leave ckpt_path unset to start afresh.") from None
-    train_seconds = time.perf_counter() - started
+    return Fitted(trainer, module, datamodule, resume_from, restored, time.perf_counter() - started)
 
-    # read before validate/test: loading a checkpoint restores every callback's state to that epoch's
+
+def _epoch_record(trainer: L.Trainer) -> EpochRecord:
     history = _find(trainer, EpochHistory)
     rows = list(history.rows) if history else []
     timer = _find(trainer, StepTimer)
@@ -228,30 +269,28 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         rows = read_history_rows(history.path)
         ms_per_step, images_per_second = _median(rows, "train/ms_per_step"), _median(rows, "train/images_per_second")
     # epochs trained: history's rows, since SWA's BatchNorm pass after the last epoch counts as one more to Lightning
-    epochs = len(rows) if rows else trainer.current_epoch
+    return EpochRecord(rows, len(rows) if rows else trainer.current_epoch, ms_per_step, images_per_second)
 
-    checkpoint = prepare_final_checkpoint(trainer, run_dir)
-    if checkpoint is None and resume_from is not None and not restored.trained:
-        raise CheckpointError(f"ckpt_path {clip(resume_from)} has already reached trainer.max_epochs="
-                              f"{trainer.max_epochs}: nothing left to train, and no checkpoint of this run to test. "
-                              "Fix: raise trainer.max_epochs to train on, or test it with python -m fmnist.eval "
-                              f"ckpt_path={clip(resume_from)}.")
-    best = checkpoint or ""
+
+def _evaluate(cfg: DictConfig, fitted: Fitted, record: EpochRecord, checkpoint: str | None) -> dict[str, Any]:
+    """Validate and test the settled weights once; the run's figures, as metrics.json holds them."""
+    trainer, module, datamodule = fitted.trainer, fitted.module, fitted.datamodule
     val = _scalars(trainer.validate(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False,
                                     weights_only=True))
     test = _scalars(trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False,
                                  weights_only=True))
     # trainer=ddp_spawn: this process's module never ran the test; rank 0's matrix came back with callback_metrics
     confusion = module.last_confusion.get("test", trainer.callback_metrics.get(SpawnedProcessMetrics.KEY))
+    best = checkpoint or ""
     averaged = Path(best).name == AVERAGED_CHECKPOINT  # SWA's average of the epochs up to the last one
-    best_epoch = load_checkpoint(best)["epoch"] if best and not averaged else epochs - 1
-    best_row = next((row for row in rows if row["epoch"] == best_epoch), {})
-    metrics: dict[str, Any] = {
+    best_epoch = load_checkpoint(best)["epoch"] if best and not averaged else record.epochs - 1
+    best_row = next((row for row in record.rows if row["epoch"] == best_epoch), {})
+    return {
         "model": cfg.model.name,
         "family": cfg.model.family,
         "input": cfg.model.input,
         "params": count_params(module.net),
-        "epochs": epochs,
+        "epochs": record.epochs,
         "best_epoch": best_epoch,
         "fold": cfg.data.fold,
         "num_folds": cfg.data.num_folds,
@@ -266,26 +305,26 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **val,
         **test,
         "test/confusion": None if confusion is None else confusion.tolist(),
-        "train_seconds": train_seconds,
-        "ms_per_step": ms_per_step,
-        "images_per_second": images_per_second,
+        "train_seconds": fitted.seconds,
+        "ms_per_step": record.ms_per_step,
+        "images_per_second": record.images_per_second,
         "best_ckpt": best,
         "status": COMPLETED,
     }
-    if trainer.is_global_zero:
-        # written before metrics.json, so a completed run has both; under data parallelism rank 0 saw only its
-        # shard of the test set, and a partial file would mislead ensembles and paired tests
-        if module.last_test_outputs is not None and trainer.world_size == 1:
-            probabilities, labels = module.last_test_outputs
-            write_predictions(run_dir / PREDICTIONS_FILE, probabilities.numpy(), labels.numpy())
-        elif trainer.world_size > 1:
-            log.warning("%s not written: each of the %d processes tested a shard of the test set",
-                        PREDICTIONS_FILE, trainer.world_size)
-        write_json_atomic(run_dir / METRICS_FILE, metrics)
-        finish_loggers(trainer, _hparams(cfg), metrics, run_dir, module.class_names)
-    log.info("%s: val/acc %.4f, test/acc %.4f, %.1fs training; results in %s", cfg.model.name,
-             val.get("val/acc", float("nan")), test.get("test/acc", float("nan")), train_seconds, run_dir)
-    return metrics
+
+
+def _write_results(cfg: DictConfig, fitted: Fitted, metrics: dict[str, Any], run_dir: Path) -> None:
+    """test_predictions.npz, then metrics.json (so a completed run has both), then the loggers' summaries. Under
+    data parallelism rank 0 saw only its shard of the test set, and a partial file would mislead ensembles."""
+    module, world_size = fitted.module, fitted.trainer.world_size
+    if module.last_test_outputs is not None and world_size == 1:
+        probabilities, labels = module.last_test_outputs
+        write_predictions(run_dir / PREDICTIONS_FILE, probabilities.numpy(), labels.numpy())
+    elif world_size > 1:
+        log.warning("%s not written: each of the %d processes tested a shard of the test set", PREDICTIONS_FILE,
+                    world_size)
+    write_json_atomic(run_dir / METRICS_FILE, metrics)
+    finish_loggers(fitted.trainer, _hparams(cfg), metrics, run_dir, module.class_names)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
