@@ -5,6 +5,7 @@ and each bad input's one line. Real training through the sweeper is in tests/tes
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -62,7 +63,15 @@ def search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         runner.__enter__()
         return optuna.load_study(study_name="toy", storage=storage)
 
-    return run
+    # Hydra's job logging replaces the root logger's handlers with ones bound to this test's captured streams;
+    # later tests in this worker would log into closed streams ("--- Logging error ---"), so they are put back
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield run
+    for handler in [handler for handler in root.handlers if handler not in handlers]:
+        handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def states(study) -> list[TrialState]:
