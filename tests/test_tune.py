@@ -61,9 +61,18 @@ def test_two_models_tuned_with_one_budget_and_judged_on_held_out_folds(tmp_path:
     assert [line for line in rebuilt.splitlines() if line.startswith("| rnn | 2 / 0 / 0")] == \
         [line for line in report.splitlines() if line.startswith("| rnn | 2 / 0 / 0")]
 
-    again = run_cli("fmnist.tune", *COMMAND, run_dir=run_dir)  # done: nothing trains again, nothing is overwritten
+
+@pytest.mark.slow
+@needs_optuna
+def test_the_same_command_again_trains_nothing_and_overwrites_nothing(tmp_path: Path) -> None:
+    """Slow (two whole comparisons): the rerun finds each study at its budget and each fold done."""
+    run_dir = tmp_path / "comparison"
+    assert run_cli("fmnist.tune", *COMMAND, run_dir=run_dir).returncode == 0
+    first = {path: path.read_bytes() for path in run_dir.rglob("metrics.json")}
+    again = run_cli("fmnist.tune", *COMMAND, run_dir=run_dir)
     assert again.returncode == 0, again.output[-3000:]
     assert sorted(path.name for path in (run_dir / "rnn" / "search").iterdir() if path.name.isdigit()) == ["0", "1"]
+    assert {path: path.read_bytes() for path in run_dir.rglob("metrics.json")} == first
     assert json.loads((run_dir / "comparison.json").read_text())["models"]["rnn"]["trials"]["complete"] == 2
 
 
