@@ -197,6 +197,15 @@ PAIR_HEADERS = ("first", "second", "val diff pp [95% CI]", "p (corrected t)", "p
                 "only second right", "McNemar p", "p Holm")
 
 
+def difference_text(test: Any) -> str:
+    """A paired difference in signed points with its interval, '+0.43 [-0.64, +1.50]'; alone where undefined."""
+    if test is None:
+        return "–"
+    if not math.isfinite(test.low):
+        return f"{100 * test.difference:+.2f}"
+    return f"{100 * test.difference:+.2f} [{100 * test.low:+.2f}, {100 * test.high:+.2f}]"
+
+
 def pairs_table(pairs: Sequence[Any]) -> str:
     body = []
     for pair in pairs:
@@ -204,10 +213,8 @@ def pairs_table(pairs: Sequence[Any]) -> str:
             body.append([pair.first, pair.second, f"not comparable ({pair.reason})", "", "", "", "", "", ""])
             continue
         test = pair.val
-        diff = "–" if test is None else (
-            f"{100 * test.difference:+.2f}" if not math.isfinite(test.low)
-            else f"{100 * test.difference:+.2f} [{100 * test.low:+.2f}, {100 * test.high:+.2f}]")
-        body.append([pair.first, pair.second, diff, p_text(test.p_value if test else math.nan), p_text(pair.val_p_holm),
+        body.append([pair.first, pair.second, difference_text(test), p_text(test.p_value if test else math.nan),
+                     p_text(pair.val_p_holm),
                      str(pair.only_first), str(pair.only_second), p_text(pair.mcnemar_p), p_text(pair.mcnemar_p_holm)])
     return markdown_table(PAIR_HEADERS, body)
 

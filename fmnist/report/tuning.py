@@ -7,17 +7,17 @@ as data: each model's folders come from its (checked) name, and a value of the w
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from fmnist.core.errors import FmnistError
 from fmnist.core.limits import clip, model_name_problem
-from fmnist.core.numbers import is_finite_number, is_int, markdown_table
+from fmnist.core.numbers import is_finite_number, is_int, markdown_table, percent
 from fmnist.core.run_files import COMPARISON_FILE, RunFileError, read_run_json
 from fmnist.report.build import build_report
 from fmnist.report.collect import Collection, collect
 from fmnist.report.compare import ModelStats, compare, model_stats
+from fmnist.report.tables import difference_text, interval_text, p_text, points
 
 TUNING_HEADERS = ("model", "trials (complete / pruned / failed)", "compute h", "search's best val %",
                   "tuned CV val % [95% t]", "optimism (pp)", "default CV val % [95% t]", "gain of tuning (pp) [95% CI]",
@@ -27,18 +27,6 @@ TUNING_HEADERS = ("model", "trials (complete / pruned / failed)", "compute h", "
 def _stats(directory: Path) -> ModelStats | None:
     groups = collect([directory]).groups
     return model_stats(groups[0]) if len(groups) == 1 else None
-
-
-def _pp(value: float | None, signed: bool = False) -> str:
-    if value is None or not math.isfinite(value):
-        return "–"
-    return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
-
-
-def _interval(model: ModelStats | None) -> str:
-    if model is None:
-        return "–"
-    return f"{_pp(model.val.estimate)} [{_pp(model.val.low)}, {_pp(model.val.high)}]"
 
 
 def _count(value: Any) -> str:
@@ -60,16 +48,14 @@ def tuning_row(model: str, entry: dict[str, Any], root: Path) -> list[str]:
     best = entry.get("search_best") if is_finite_number(entry.get("search_best")) else None
     optimism = best - tuned.val.estimate if tuned is not None and best is not None else None
     gain = compare(tuned, default) if tuned is not None and default is not None else None
-    gain_text, p_text = "–", "–"
-    if gain is not None and gain.val is not None:
-        gain_text = f"{_pp(gain.val.difference, True)} [{_pp(gain.val.low, True)}, {_pp(gain.val.high, True)}]"
-        p_text = f"{gain.val.p_value:.2g}" if math.isfinite(gain.val.p_value) else "–"
-    elif gain is not None:
-        gain_text = f"not comparable ({gain.reason})"
+    gain_text = difference_text(gain.val) if gain is not None and gain.comparable else (
+        f"not comparable ({gain.reason})" if gain is not None else "–")
+    gain_p = p_text(gain.val.p_value) if gain is not None and gain.val is not None else "–"
     hours = entry.get("cpu_seconds")
     return [model, " / ".join(_count(trials.get(state)) for state in ("complete", "pruned", "failed")),
-            f"{hours / 3600:.2f}" if is_finite_number(hours) else "–", _pp(best), _interval(tuned),
-            _pp(optimism, True), _interval(default), gain_text, p_text, _params(entry.get("best_params"))]
+            f"{hours / 3600:.2f}" if is_finite_number(hours) else "–", percent(best),
+            interval_text(tuned.val if tuned else None), points(optimism),
+            interval_text(default.val if default else None), gain_text, gain_p, _params(entry.get("best_params"))]
 
 
 def tuning_section(entries: dict[str, dict[str, Any]], root: Path, budget: dict[str, Any]) -> list[str]:
