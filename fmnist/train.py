@@ -49,6 +49,7 @@ from fmnist.core.run_files import (
     RESOLVED_CONFIG_FILE,
     RunFileError,
     read_history_rows,
+    run_identity,
     write_predictions,
 )
 from fmnist.core.run_lock import explicit_run_dir, hold_run_dir
@@ -145,11 +146,7 @@ def record_interruption(cfg: DictConfig, run_dir: Path, signum: signal.Signals) 
     except RunFileError:
         epochs = 0
     metrics = {
-        "model": cfg.model.name,
-        "fold": cfg.data.fold,
-        "num_folds": cfg.data.num_folds,
-        "seed": cfg.seed,
-        "tags": list(cfg.get("tags") or []),
+        **run_identity(cfg),
         "epochs": epochs,
         "last_ckpt": str(last) if last.is_file() else None,
         "signal": signum.name,
@@ -286,20 +283,16 @@ def _evaluate(cfg: DictConfig, fitted: Fitted, record: EpochRecord, checkpoint: 
     best_epoch = load_checkpoint(best)["epoch"] if best and not averaged else record.epochs - 1
     best_row = next((row for row in record.rows if row["epoch"] == best_epoch), {})
     return {
-        "model": cfg.model.name,
+        **run_identity(cfg),
         "family": cfg.model.family,
         "input": cfg.model.input,
         "params": count_params(module.net),
         "epochs": record.epochs,
         "best_epoch": best_epoch,
-        "fold": cfg.data.fold,
-        "num_folds": cfg.data.num_folds,
         # what makes two runs' validation sets the same, for paired comparisons in reports
         "split_seed": cfg.data.split_seed,
         "holdout_size": cfg.data.holdout_size,
         "train_subset": cfg.data.train_subset,
-        "seed": cfg.seed,
-        "tags": list(cfg.get("tags") or []),
         "train/acc": best_row.get("train/acc"),
         "train/loss": best_row.get("train/loss"),
         **val,

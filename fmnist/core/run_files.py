@@ -236,3 +236,13 @@ def read_predictions(path: str | Path) -> Predictions:
     if not np.isfinite(probabilities).all():
         raise refuse("probabilities holds NaN or infinity")
     return Predictions(labels=labels, predicted=predicted, probabilities=probabilities)
+
+
+def run_identity(cfg: Any) -> dict[str, Any]:
+    """The fields every metrics.json starts with, whatever ended the run (completed, interrupted, pruned): which
+    model, fold and seed it is, and its tags."""
+    from omegaconf import OmegaConf
+
+    return {"model": OmegaConf.select(cfg, "model.name"), "fold": OmegaConf.select(cfg, "data.fold"),
+            "num_folds": OmegaConf.select(cfg, "data.num_folds"), "seed": OmegaConf.select(cfg, "seed"),
+            "tags": list(OmegaConf.select(cfg, "tags") or [])}

@@ -141,14 +141,10 @@ def record_pruned(cfg: DictConfig, run_dir: Path, pruned: RunPruned, unit: str =
     """metrics.json of a run the pruner stopped: status "pruned", its last reported val/acc and epochs; returned, so
     the command ends normally (exit 0) and reports list it apart from completed and failed runs."""
     from fmnist.core.atomic import write_json_atomic
-    from fmnist.core.run_files import METRICS_FILE, PRUNED
+    from fmnist.core.run_files import METRICS_FILE, PRUNED, run_identity
 
     metrics = {
-        "model": OmegaConf.select(cfg, "model.name"),
-        "fold": OmegaConf.select(cfg, "data.fold"),
-        "num_folds": OmegaConf.select(cfg, "data.num_folds"),
-        "seed": OmegaConf.select(cfg, "seed"),
-        "tags": list(OmegaConf.select(cfg, "tags") or []),
+        **run_identity(cfg),
         "epochs": pruned.step + 1,
         "val/acc": pruned.value,
         "trial": pruned.number,
