@@ -98,6 +98,10 @@ class CheckOutputDirs(Callback):
     @staticmethod
     def _check(config: DictConfig, key: str) -> None:
         folder = OmegaConf.select(config, key)
+        from fmnist.core.run_lock import held_run_dirs  # run_lock imports this module
+
+        if Path(str(folder)).resolve() in held_run_dirs():
+            return  # train held (and so checked) the dir it names before Hydra started: not walked twice
         try:
             check_output_dir(str(folder))
         except UnsafeOutputDirError as exc:

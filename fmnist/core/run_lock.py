@@ -47,7 +47,8 @@ def hold_run_dir(run_dir: str | Path) -> None:
         handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:
         raise OutputWriteError.from_os_error(path, exc) from exc
-    if not stat.S_ISREG(os.fstat(handle).st_mode) or os.fstat(handle).st_nlink > 1:
+    opened = os.fstat(handle)
+    if not stat.S_ISREG(opened.st_mode) or opened.st_nlink > 1:
         os.close(handle)  # a FIFO or device, or a hard link that would truncate a file elsewhere
         raise UnsafeOutputDirError(f"{path} is not a plain file of its own, so fmnist does not write it. {LINK_FIX}")
     try:
