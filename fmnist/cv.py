@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from lightning.pytorch.utilities import rank_zero_only
@@ -28,30 +25,20 @@ from omegaconf import DictConfig, open_dict
 
 from fmnist.core.atomic import write_json_atomic
 from fmnist.core.checkpoints import LAST, last_checkpoint
-from fmnist.core.cli import exit_unless_output_writable, run_guarded
-from fmnist.core.config_dir import CONF_DIR
-from fmnist.core.console import apply_extras, print_summary
-from fmnist.core.errors import ConfigError
-from fmnist.core.job_failures import describe, write_failure
+from fmnist.core.command import hydra_command
+from fmnist.core.console import print_summary
+from fmnist.core.errors import ConfigError, RunInterrupted
+from fmnist.core.job_failures import describe
 from fmnist.core.metric_keys import run_scalars
+from fmnist.core.metrics_file import COMPLETED, PRUNED, completed_metrics, write_failure
 from fmnist.core.numbers import is_finite_number, is_int, mean_and_std, percent
-from fmnist.core.run_files import (
-    COMPLETED,
-    METRICS_FILE,
-    PREDICTIONS_FILE,
-    PRUNED,
-    SUMMARY_FILE,
-    RunFileError,
-    read_run_json,
-)
+from fmnist.core.run_files import METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
 from fmnist.data.folds import check_split_seed
 from fmnist.inference.ensemble import ensemble_test_metrics
-from fmnist.report.collect import metrics_problem
 from fmnist.search.trial import CALLBACK_NAME, JobTrial, RunPruned, record_pruned, trial_spec
-from fmnist.train import RunInterrupted, fit_and_test
+from fmnist.train import fit_and_test
 from fmnist.training.config_checks import check_train_config
 from fmnist.training.loggers import share_run_dir
-from fmnist.training.process import apply_process_settings
 
 log = logging.getLogger("fmnist.cv")
 
@@ -63,16 +50,6 @@ def repeat_dir(run_dir: Path, split_seed: int | None = None, base_seed: int | No
 
 def fold_dir(run_dir: Path, fold: int, split_seed: int | None = None, base_seed: int | None = None) -> Path:
     return repeat_dir(run_dir, split_seed, base_seed) / f"fold_{fold}"
-
-
-def completed_metrics(directory: Path) -> dict[str, Any] | None:
-    """A fold's metrics if it finished, else None (missing, half-written by a crash, failed, interrupted, or not
-    what fit_and_test writes: such a fold is trained again rather than averaged)."""
-    try:
-        metrics = read_run_json(directory / METRICS_FILE)
-    except RunFileError:
-        return None
-    return metrics if metrics.get("status") == COMPLETED and metrics_problem(metrics) is None else None
 
 
 def selected_folds(cfg: DictConfig) -> list[int]:
@@ -250,23 +227,19 @@ class SummarizeFolds(Callback):
         summarize_completed_folds(Path(str(config.hydra.runtime.output_dir)), folds, self.ensemble)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="cv")
-def main(cfg: DictConfig) -> float:
-    """Return the mean validation accuracy over folds: what a sweeper should optimise (never the test set)."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    apply_extras(cfg, rank_zero=rank_zero_only.rank == 0)
-    apply_process_settings(cfg.process)
-    try:
-        summary = run_guarded(lambda: cross_validate(cfg, run_dir))
-    except RunInterrupted as stop:  # exits 128 + signal; the completed folds stay, the stopped one resumes
-        if rank_zero_only.rank == 0:
-            print(f"fmnist: interrupted by {stop.signum.name}: {stop.run_dir.name} of {run_dir} is unfinished; "
-                  f"continue the cross-validation by re-running the same command with hydra.run.dir={run_dir}",
-                  file=sys.stderr)
-        raise
+def cv(cfg: DictConfig, run_dir: Path) -> float:
+    """The job of `python -m fmnist.cv`: return the mean validation accuracy over folds, what a sweeper should
+    optimise (never the test set)."""
+    summary = cross_validate(cfg, run_dir)
     if rank_zero_only.rank == 0 and cfg.cv.write_summary:  # a study's one-fold jobs: its callback reports the CV
         print_cv_summary(cfg, summary, run_dir)
     return float(summary["mean"]["val/acc"])
+
+
+def unfinished_fold(stop: RunInterrupted, run_dir: Path) -> str:
+    """The completed folds stay; re-running the command resumes the stopped one from its last checkpoint."""
+    return (f"{stop.run_dir.name} of {run_dir} is unfinished; continue the cross-validation by re-running the same "
+            f"command with hydra.run.dir={run_dir}")
 
 
 def print_cv_summary(cfg: DictConfig, summary: dict[str, Any], run_dir: Path) -> None:
@@ -286,10 +259,7 @@ def print_cv_summary(cfg: DictConfig, summary: dict[str, Any], run_dir: Path) ->
                   ("", "val (folds)", "test (folds)", "test (ensemble)"), rows, notes)
 
 
-def cli() -> None:
-    """The `fmnist-cv` console script: `python -m fmnist.cv`."""
-    exit_unless_output_writable(sys.argv[1:])
-    main()
+cli = hydra_command("cv", cv, unfinished=unfinished_fold)  # the `fmnist-cv` console script
 
 
 if __name__ == "__main__":

@@ -6,23 +6,18 @@ Writes what a person needs to judge the model: figures, per-class tables, calibr
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from fmnist.core.atomic import write_json_atomic
-from fmnist.core.cli import exit_unless_output_writable, run_guarded
-from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.command import hydra_command
 from fmnist.core.constants import CLASS_NAMES
 from fmnist.core.figures import confusion_heatmap, save_figure
 from fmnist.core.limits import run_limits
-from fmnist.core.numbers import is_real
-from fmnist.core.run_files import CHECKPOINT_DIR, COMPLETED, METRICS_FILE, RunFileError, read_run_json
+from fmnist.core.metrics_file import COMPLETED, completed_metrics, write_metrics
+from fmnist.core.run_files import CHECKPOINT_DIR
 from fmnist.inference.calibration import expected_calibration_error, reliability_diagram
 from fmnist.inference.checkpoint import LoadedModel, load_model
 from fmnist.inference.gallery import mistakes_gallery
@@ -37,18 +32,12 @@ FILES = {"confusion": "confusion.png", "per_class_csv": "per_class.csv", "per_cl
 
 def training_test_acc(model: LoadedModel) -> float | None:
     """What the training run reported for this very checkpoint, when its metrics.json sits beside it."""
-    metrics_path = model.path.parent.parent / METRICS_FILE
-    try:
-        metrics = read_run_json(metrics_path)
-    except RunFileError:
+    run_dir = model.path.parent.parent
+    metrics = completed_metrics(run_dir)  # checked: test/acc is a share or null
+    if metrics is None or not isinstance(metrics.get("best_ckpt"), str) or metrics.get("test/acc") is None:
         return None
-    if not isinstance(metrics.get("best_ckpt"), str):
-        return None
-    reported = metrics.get("test/acc")
-    if not is_real(reported):
-        return None
-    same = (metrics_path.parent / CHECKPOINT_DIR / Path(metrics["best_ckpt"]).name).resolve() == model.path.resolve()
-    return float(reported) if same else None
+    same = (run_dir / CHECKPOINT_DIR / Path(metrics["best_ckpt"]).name).resolve() == model.path.resolve()
+    return float(metrics["test/acc"]) if same else None
 
 
 def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -87,7 +76,7 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     else:
         files.pop("reliability")
 
-    metrics: dict[str, Any] = {
+    metrics = write_metrics(run_dir, {
         "task": "eval",
         "ckpt_path": str(model.path),
         "model": model.name,
@@ -102,8 +91,7 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "files": files,
         "eval_seconds": time.perf_counter() - started,
         "status": COMPLETED,
-    }
-    write_json_atomic(run_dir / METRICS_FILE, metrics)
+    })
     reported = training_test_acc(model)
     if reported is not None and tta == "none":
         log.info("training reported test/acc %.4f for this checkpoint; eval gives %.4f (%s)", reported,
@@ -114,18 +102,13 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
-def main(cfg: DictConfig) -> float:
-    """Return the test accuracy (eval selects nothing, so reporting test here is safe)."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    metrics = run_guarded(lambda: run_eval(cfg, run_dir))
-    return float(metrics["test/acc"])
+def evaluate(cfg: DictConfig, run_dir: Path) -> float:
+    """The job of `python -m fmnist.eval`: return the test accuracy (eval selects nothing, so reporting test here is
+    safe)."""
+    return float(run_eval(cfg, run_dir)["test/acc"])
 
 
-def cli() -> None:
-    """The `fmnist-eval` console script: `python -m fmnist.eval`."""
-    exit_unless_output_writable(sys.argv[1:])
-    main()
+cli = hydra_command("eval", evaluate)  # the `fmnist-eval` console script
 
 
 if __name__ == "__main__":

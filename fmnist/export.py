@@ -9,23 +9,19 @@ import contextlib
 import io
 import logging
 import os
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from torch import nn
 
 from fmnist.core.atomic import refuse_special_target, write_json_atomic
-from fmnist.core.cli import exit_unless_output_writable, run_guarded
-from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.command import hydra_command
 from fmnist.core.errors import ConfigError, FmnistError
 from fmnist.core.limits import run_limits
 from fmnist.inference.checkpoint import load_model
@@ -142,16 +138,7 @@ def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return report
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
-def main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_guarded(lambda: run_export(cfg, run_dir))
-
-
-def cli() -> None:
-    """The `fmnist-export` console script: `python -m fmnist.export`."""
-    exit_unless_output_writable(sys.argv[1:])
-    main()
+cli = hydra_command("export", run_export)  # the `fmnist-export` console script
 
 
 if __name__ == "__main__":

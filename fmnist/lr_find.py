@@ -12,27 +12,21 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from fmnist.core.atomic import write_json_atomic, write_text_atomic
-from fmnist.core.cli import exit_unless_output_writable, run_guarded
-from fmnist.core.config_dir import CONF_DIR
-from fmnist.core.console import apply_extras
+from fmnist.core.command import hydra_command
 from fmnist.core.errors import ConfigError, FmnistError
 from fmnist.core.figures import save_figure
 from fmnist.core.run_files import RESOLVED_CONFIG_FILE
 from fmnist.training.builders import build_datamodule, build_module, build_trainer
 from fmnist.training.config_checks import check_train_config, require_int, require_number
 from fmnist.training.grouped import GroupedStepsModule
-from fmnist.training.process import apply_process_settings
 
 log = logging.getLogger("fmnist.lr_find")  # not __name__: run as __main__ by python -m
 PLOT_FILE = "lr_find.png"
@@ -76,15 +70,8 @@ def check_lr_find_config(options: DictConfig) -> None:
                           f"use one of {', '.join(SUGGESTIONS)}")
 
 
-def find_lr(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Run Lightning's range test on the recipe `cfg` describes; write the plot and the result."""
-    check_train_config(cfg)
-    options = cfg.lr_find
-    check_lr_find_config(options)
-    if cfg.seed is not None:
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-    write_text_atomic(run_dir / RESOLVED_CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    datamodule = build_datamodule(cfg)
+def _module_to_vary(cfg: DictConfig) -> Any:
+    """The LightningModule whose `lr` the finder steps; a module or optimizer it cannot vary is refused."""
     module = build_module(cfg)
     if isinstance(module, GroupedStepsModule):
         raise ConfigError("module", "the learning-rate finder steps the rate through Lightning's automatic "
@@ -93,54 +80,63 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if module.lr is None:
         raise ConfigError("optimizer.lr", "the optimizer config has no lr for the finder to vary",
                           "use an optimizer config with an lr (conf/optimizer/)")
-    trainer = build_trainer(cfg, run_dir)
+    return module
+
+
+def _plot(finder: Any, title: str, configured_lr: float, suggestions: dict[str, float | None], chosen_rule: str,
+          path: Path) -> None:
+    """Lightning's loss curve with the configured rate and each rule's suggestion marked."""
+    figure = finder.plot(suggest=False)
+    axes = figure.axes[0]
+    axes.axvline(configured_lr, color="grey", linestyle="--", linewidth=1, label=f"configured {configured_lr:.2g}")
+    for rule, value in suggestions.items():
+        chosen = rule == chosen_rule
+        if value is not None:
+            axes.axvline(value, color="red" if chosen else "orange", linestyle="-" if chosen else ":", linewidth=1,
+                         label=f"{rule} {value:.2g}{' (suggested)' if chosen else ''}")
+    axes.set_title(title)
+    axes.legend()
+    save_figure(figure, path)
+
+
+def find_lr(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run Lightning's range test on the recipe `cfg` describes; write the plot and the result."""
+    check_train_config(cfg)
+    options = cfg.lr_find
+    check_lr_find_config(options)
+    if cfg.seed is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    write_text_atomic(run_dir / RESOLVED_CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    datamodule, module = build_datamodule(cfg), _module_to_vary(cfg)
     from lightning.pytorch.tuner import Tuner  # after the config checks: a bad override fails fast
 
     configured_lr = float(module.lr)
-    finder = Tuner(trainer).lr_find(module, datamodule=datamodule, min_lr=options.min_lr, max_lr=options.max_lr,
-                                    num_training=options.num_training, mode=options.mode,
-                                    early_stop_threshold=options.early_stop_threshold, attr_name="lr")
+    finder = Tuner(build_trainer(cfg, run_dir)).lr_find(
+        module, datamodule=datamodule, min_lr=options.min_lr, max_lr=options.max_lr,
+        num_training=options.num_training, mode=options.mode, early_stop_threshold=options.early_stop_threshold,
+        attr_name="lr")
     if finder is None:  # Lightning skips the search under trainer.fast_dev_run
         raise ConfigError("trainer.fast_dev_run", "Lightning skips the learning-rate finder in a fast dev run",
                           "drop trainer.fast_dev_run")
     lrs = [float(value) for value in finder.results["lr"]]
     losses = [float(value) for value in finder.results["loss"]]
     lightning_lr = finder.suggestion()
-    suggestions = {"log_slope": steepest_descent_lr(lrs, losses), "lightning": lightning_lr}
+    suggestions = {"log_slope": steepest_descent_lr(lrs, losses),
+                   "lightning": None if lightning_lr is None else float(lightning_lr)}
     suggestion = suggestions[options.suggestion]
     if suggestion is None or not math.isfinite(suggestion):
         raise FmnistError(f"the learning-rate finder tested {len(lrs)} rates, too few for a suggestion (the loss "
                           f"diverged early, or the training split is too small). Fix: raise lr_find.num_training, "
                           f"lower lr_find.max_lr, or set lr_find.early_stop_threshold=null")
     suggestion = float(suggestion)
-    figure = finder.plot(suggest=False)
-    axes = figure.axes[0]
-    axes.axvline(configured_lr, color="grey", linestyle="--", linewidth=1, label=f"configured {configured_lr:.2g}")
-    for rule, value in suggestions.items():
-        chosen = rule == options.suggestion
-        if value is not None:
-            axes.axvline(value, color="red" if chosen else "orange", linestyle="-" if chosen else ":", linewidth=1,
-                         label=f"{rule} {value:.2g}{' (suggested)' if chosen else ''}")
-    axes.set_title(f"{cfg.model.name}: smoothed training loss over {len(lrs)} steps")
-    axes.legend()
-    save_figure(figure, run_dir / PLOT_FILE)
+    _plot(finder, f"{cfg.model.name}: smoothed training loss over {len(lrs)} steps", configured_lr, suggestions,
+          options.suggestion, run_dir / PLOT_FILE)
     result = {
-        "model": cfg.model.name,
-        "optimizer": cfg.optimizer._target_,
-        "configured_lr": configured_lr,
-        "suggested_lr": suggestion,
-        "suggestion": options.suggestion,
-        "log_slope_lr": suggestions["log_slope"],
-        "lightning_lr": None if lightning_lr is None else float(lightning_lr),
-        "override": lr_override(suggestion),
-        "min_lr": float(options.min_lr),
-        "max_lr": float(options.max_lr),
-        "num_training": int(options.num_training),
-        "mode": options.mode,
-        "steps_run": len(lrs),
-        "lr": lrs,
-        "loss": losses,
-        "plot": PLOT_FILE,
+        "model": cfg.model.name, "optimizer": cfg.optimizer._target_, "configured_lr": configured_lr,
+        "suggested_lr": suggestion, "suggestion": options.suggestion, "log_slope_lr": suggestions["log_slope"],
+        "lightning_lr": suggestions["lightning"], "override": lr_override(suggestion),
+        "min_lr": float(options.min_lr), "max_lr": float(options.max_lr), "num_training": int(options.num_training),
+        "mode": options.mode, "steps_run": len(lrs), "lr": lrs, "loss": losses, "plot": PLOT_FILE,
     }
     write_json_atomic(run_dir / RESULT_FILE, result)
     log.info("%s: suggested learning rate %.3g (configured %.3g) after %d steps; plot in %s", cfg.model.name,
@@ -148,20 +144,12 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return result
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="lr_find")
-def main(cfg: DictConfig) -> None:
-    """Print the override to train with (the last line of stdout, for scripts)."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    apply_extras(cfg)
-    apply_process_settings(cfg.process)
-    result = run_guarded(lambda: find_lr(cfg, run_dir))
-    print(result["override"])
+def lr_find(cfg: DictConfig, run_dir: Path) -> None:
+    """The job of `python -m fmnist.lr_find`: print the override to train with (stdout's last line, for scripts)."""
+    print(find_lr(cfg, run_dir)["override"])
 
 
-def cli() -> None:
-    """`python -m fmnist.lr_find` (and a console script, if one is declared in pyproject.toml)."""
-    exit_unless_output_writable(sys.argv[1:])
-    main()
+cli = hydra_command("lr_find", lr_find)  # python -m fmnist.lr_find
 
 
 if __name__ == "__main__":

@@ -6,17 +6,14 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fmnist.core.atomic import refuse_special_target, write_csv_atomic
-from fmnist.core.cli import exit_unless_output_writable, run_guarded
-from fmnist.core.config_dir import CONF_DIR
+from fmnist.core.command import hydra_command
 from fmnist.core.constants import CLASS_NAMES, NUM_CLASSES
 from fmnist.core.limits import run_limits
 from fmnist.inference.checkpoint import load_model
@@ -80,15 +77,7 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
-def main(cfg: DictConfig) -> None:
-    run_guarded(lambda: run_predict(cfg))
-
-
-def cli() -> None:
-    """The `fmnist-predict` console script: `python -m fmnist.predict`."""
-    exit_unless_output_writable(sys.argv[1:])
-    main()
+cli = hydra_command("predict", lambda cfg, run_dir: run_predict(cfg))  # the `fmnist-predict` console script
 
 
 if __name__ == "__main__":

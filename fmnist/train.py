@@ -7,22 +7,19 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-import hydra
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import StochasticWeightAveraging, WeightAveraging
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from fmnist.core.atomic import write_json_atomic, write_text_atomic
+from fmnist.core.atomic import write_text_atomic
 from fmnist.core.checkpoints import (
     CheckpointError,
     check_checkpoint_matches,
@@ -31,35 +28,30 @@ from fmnist.core.checkpoints import (
     load_checkpoint,
     resolve_ckpt_path,
 )
-from fmnist.core.cli import exit_unless_output_writable, run_guarded
-from fmnist.core.config_dir import CONF_DIR
-from fmnist.core.console import apply_extras, print_summary
-from fmnist.core.errors import FmnistError, OutputWriteError
+from fmnist.core.command import hydra_command
+from fmnist.core.console import print_summary
+from fmnist.core.errors import FmnistError, OutputWriteError, RunInterrupted
 from fmnist.core.limits import clip, run_limits
+from fmnist.core.metrics_file import COMPLETED, INTERRUPTED, PRUNED, run_identity, write_metrics, write_stopped
 from fmnist.core.numbers import percent
+from fmnist.core.predictions import write_predictions
 from fmnist.core.run_files import (
     AVERAGED_CHECKPOINT,
     CHECKPOINT_DIR,
-    COMPLETED,
     HISTORY_FILE,
-    INTERRUPTED,
     METRICS_FILE,
     PREDICTIONS_FILE,
-    PRUNED,
     RESOLVED_CONFIG_FILE,
     RunFileError,
     read_history_rows,
-    run_identity,
-    write_predictions,
 )
-from fmnist.core.run_lock import explicit_run_dir, hold_run_dir
+from fmnist.core.run_lock import hold_run_dir
 from fmnist.models.catalog import count_params
 from fmnist.search.trial import RunPruned, record_pruned
 from fmnist.training.builders import build_datamodule, build_module, build_trainer
 from fmnist.training.callbacks import EpochHistory, RestoreFinished, SpawnedProcessMetrics, StepTimer
 from fmnist.training.config_checks import check_train_config
 from fmnist.training.loggers import finish_loggers
-from fmnist.training.process import apply_process_settings
 from fmnist.training.provenance import write_run_info
 
 log = logging.getLogger("fmnist.train")  # not __name__: run as __main__ by python -m
@@ -109,20 +101,6 @@ def prepare_final_checkpoint(trainer: L.Trainer, run_dir: Path) -> str | None:
     return best or None
 
 
-class RunInterrupted(SystemExit):
-    """SIGTERM or SIGINT stopped the run. It exits with 128 + the signal's number, the status a shell gives a process
-    killed by that signal: schedulers and scripts see neither a success nor a user error (exit 2)."""
-
-    def __init__(self, signum: int, run_dir: str | Path) -> None:
-        super().__init__(128 + signum)
-        self.signum = signal.Signals(signum)
-        self.run_dir = Path(run_dir)
-
-    def __reduce__(self) -> tuple[type, tuple[int, str]]:
-        """Pickle from its parts: a sweep job in another process (joblib) sends it back pickled."""
-        return type(self), (int(self.signum), str(self.run_dir))
-
-
 def stopping_signal(error: BaseException) -> signal.Signals | None:
     """The signal behind what a run raised, or None. Lightning's own handling: on SIGTERM its loops raise
     SIGTERMException at the next batch boundary; on SIGINT (KeyboardInterrupt) a Trainer call shuts down and exits
@@ -145,17 +123,11 @@ def record_interruption(cfg: DictConfig, run_dir: Path, signum: signal.Signals) 
         epochs = len(read_history_rows(run_dir / HISTORY_FILE))
     except RunFileError:
         epochs = 0
-    metrics = {
-        **run_identity(cfg),
-        "epochs": epochs,
-        "last_ckpt": str(last) if last.is_file() else None,
-        "signal": signum.name,
-        "status": INTERRUPTED,
-        "error": f"stopped by {signum.name} after {epochs} finished epoch{'' if epochs == 1 else 's'}"
-                 + ("; its last checkpoint continues it" if last.is_file() else "; no checkpoint saved yet"),
-    }
+    error = (f"stopped by {signum.name} after {epochs} finished epoch{'' if epochs == 1 else 's'}"
+             + ("; its last checkpoint continues it" if last.is_file() else "; no checkpoint saved yet"))
     try:
-        write_json_atomic(run_dir / METRICS_FILE, metrics)
+        write_stopped(cfg, run_dir, INTERRUPTED, error, epochs=epochs,
+                      last_ckpt=str(last) if last.is_file() else None, signal=signum.name)
     except OutputWriteError as exc:  # the interruption is what the exit status reports; a full disk only loses this
         log.error("%s", exc)
 
@@ -289,10 +261,6 @@ def _evaluate(cfg: DictConfig, fitted: Fitted, record: EpochRecord, checkpoint: 
         "params": count_params(module.net),
         "epochs": record.epochs,
         "best_epoch": best_epoch,
-        # what makes two runs' validation sets the same, for paired comparisons in reports
-        "split_seed": cfg.data.split_seed,
-        "holdout_size": cfg.data.holdout_size,
-        "train_subset": cfg.data.train_subset,
         "train/acc": best_row.get("train/acc"),
         "train/loss": best_row.get("train/loss"),
         **val,
@@ -316,24 +284,14 @@ def _write_results(cfg: DictConfig, fitted: Fitted, metrics: dict[str, Any], run
     elif world_size > 1:
         log.warning("%s not written: each of the %d processes tested a shard of the test set", PREDICTIONS_FILE,
                     world_size)
-    write_json_atomic(run_dir / METRICS_FILE, metrics)
+    write_metrics(run_dir, metrics)
     finish_loggers(fitted.trainer, _hparams(cfg), metrics, run_dir, module.class_names)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float:
-    """Return the validation accuracy, so a Hydra sweeper can optimise it (never the test accuracy)."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    apply_extras(cfg, rank_zero=rank_zero_only.rank == 0)
-    apply_process_settings(cfg.process)
-    try:
-        metrics = run_guarded(lambda: fit_and_test(cfg, run_dir))
-    except RunInterrupted as stop:
-        if rank_zero_only.rank == 0:
-            print(f"fmnist: interrupted by {stop.signum.name}: {run_dir} is unfinished (metrics.json status "
-                  f"\"{INTERRUPTED}\"); continue it from its last checkpoint: python -m fmnist.resume {run_dir}",
-                  file=sys.stderr)
-        raise
+def train(cfg: DictConfig, run_dir: Path) -> float:
+    """The job of `python -m fmnist.train`: fit and test one model; return the validation accuracy, so a Hydra
+    sweeper can optimise it (never the test accuracy)."""
+    metrics = fit_and_test(cfg, run_dir)
     if rank_zero_only.rank == 0 and metrics["status"] != PRUNED:
         print_train_summary(cfg, metrics, run_dir)
     return float(metrics["val/acc"])
@@ -350,13 +308,7 @@ def print_train_summary(cfg: DictConfig, metrics: dict[str, Any], run_dir: Path)
     print_summary(cfg, f"{metrics['model']}: results", ("", "val", "test"), rows, notes)
 
 
-def cli() -> None:
-    """The `fmnist-train` console script: `python -m fmnist.train`."""
-    exit_unless_output_writable(sys.argv[1:])
-    named = explicit_run_dir(sys.argv[1:])
-    if named is not None and rank_zero_only.rank == 0:  # before Hydra rewrites .hydra/ in a dir another run holds
-        run_guarded(lambda: hold_run_dir(named))
-    main()
+cli = hydra_command("train", train, hold_named_run_dir=True)  # the `fmnist-train` console script
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ for every model), then `tuned/` and `default/` (fmnist.cv of the best configurat
 on a partition of the train set the search never validated on). `report/` ranks the tuned models on those folds
 with the study reports' statistics and adds the tuning section (fmnist.report.tuning). Each step is an fmnist
 command run as a process, so every run dir is an ordinary one; a step already done is skipped on a rerun.
+
+`mode=nested`: per model and outer fold k of the evaluation partition, in `<model>/outer_<k>/`, a `search/` whose
+trials train and validate on inner folds of fold k's training part (data.inner_folds), then `tuned/`, the best
+configuration trained on the whole training part and validated on fold k; the report measures the selection bias.
 """
 
 from __future__ import annotations
@@ -13,27 +17,28 @@ import json
 import logging
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from fmnist.core.atomic import write_json_atomic
-from fmnist.core.cli import exit_unless_output_writable, run_guarded
+from fmnist.core.command import hydra_command
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import ConfigError, FmnistError
 from fmnist.core.limits import clip, model_name_problem
-from fmnist.core.numbers import is_int, is_real
+from fmnist.core.numbers import is_finite_number, is_int, is_real
 from fmnist.core.run_files import COMPARISON_FILE, SUMMARY_FILE, RunFileError, read_run_json
+from fmnist.data.folds import check_fold
 from fmnist.report.tuning import comparison_report
 from fmnist.search.space import build_search_space, override_value
 
 log = logging.getLogger("fmnist.tune")  # not __name__: run as __main__ by python -m
 COMPARISON_ATTR = "fmnist:comparison"  # a study's user attribute: the comparison (run dir and settings) it serves
+MODES = ("held_out", "nested")  # one search per model judged on another partition, or one per outer fold
 
 
 def _positive(key: str, value: Any) -> int:
@@ -42,8 +47,24 @@ def _positive(key: str, value: Any) -> int:
     return value
 
 
+def outer_folds(cfg: DictConfig) -> list[int]:
+    """The evaluation's folds (evaluation.folds, or all evaluation.num_folds), checked before anything trains."""
+    keys = ("evaluation.num_folds", "evaluation.folds")
+    evaluation = cfg.evaluation
+    check_fold(evaluation.num_folds, 0, keys)
+    folds = list(range(evaluation.num_folds)) if evaluation.folds is None else evaluation.folds
+    if isinstance(folds, (list, ListConfig)):
+        for fold in folds:
+            check_fold(evaluation.num_folds, fold, keys)
+    if not isinstance(folds, (list, ListConfig)) or not folds or len(set(folds)) != len(folds):
+        raise ConfigError(keys[1], f"{clip(folds, 80)} is not a list of distinct folds",
+                          "use null for all, or e.g. evaluation.folds=[0,1]")
+    return list(folds)
+
+
 def check_settings(cfg: DictConfig) -> dict[str, Any]:
-    """The comparison's settings as plain data, each checked; a model without a search space is refused here."""
+    """The comparison's settings as plain data, each checked; a model without a search space is refused here.
+    A held-out comparison's settings have no `mode` key, as before nested mode existed, so its run dirs go on."""
     models = list(cfg.models or [])
     if not models:
         raise ConfigError("models", "no model to compare", "pass models=[conv_maxpool,lstm]")
@@ -54,18 +75,27 @@ def check_settings(cfg: DictConfig) -> dict[str, Any]:
         if not (Path(CONF_DIR) / "search_space" / f"{model}.yaml").is_file():
             raise ConfigError("models", f"{model} has no search space (conf/search_space/{model}.yaml)",
                               f"add one that starts from conf/search_space/default.yaml, or leave {model} out")
+    mode = cfg.get("mode", "held_out")
+    if mode not in MODES:
+        raise ConfigError("mode", f"{clip(mode, 80)!r} is not a mode", "use mode=held_out (the default) or nested")
     pruner = cfg.budget.pruner
     if pruner is not None and not (Path(CONF_DIR) / "hydra" / "sweeper" / "pruner" / f"{pruner}.yaml").is_file():
         raise ConfigError("budget.pruner", f"{clip(pruner, 80)!r} is not a pruner option",
                           "use median, successive_halving, hyperband or null")
-    for key in ("budget.n_trials", "budget.max_epochs", "search.num_folds", "evaluation.num_folds"):
+    for key in ("budget.n_trials", "budget.max_epochs"):
         _positive(key, OmegaConf.select(cfg, key))
-    if cfg.search.split_seed == cfg.evaluation.split_seed:
+    check_fold(cfg.search.num_folds, cfg.search.fold, ("search.num_folds", "search.fold"))
+    outer_folds(cfg)
+    if mode == "held_out" and cfg.search.split_seed == cfg.evaluation.split_seed:
         raise ConfigError("evaluation.split_seed", "it is the search's split seed, so the held-out folds would be "
                           "the ones the search validated on", "use another seed, e.g. evaluation.split_seed=1")
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
-    return {key: plain[key] for key in ("budget", "search", "evaluation", "overrides")}
+    settings = {key: plain[key] for key in ("budget", "search", "evaluation", "overrides")}
+    if mode == "nested":  # the inner folds split each outer training part with the evaluation's seed
+        del settings["search"]["split_seed"]
+        settings = {"mode": mode, **settings}
+    return settings
 
 
 def record_comparison(run_dir: Path, settings: dict[str, Any], models: list[str]) -> dict[str, Any]:
@@ -84,10 +114,11 @@ def record_comparison(run_dir: Path, settings: dict[str, Any], models: list[str]
             raise ConfigError("budget", f"{run_dir} holds a comparison with other settings "
                               f"({clip(record.get('settings'), 200)})", "rerun with the same settings, or start a new "
                               "comparison in another hydra.run.dir")
+    nested = settings.get("mode") == "nested"  # whose folders are per outer fold (nested_fold)
     for model in models:  # the folders come from the (checked) model name, never from the file
         entry = record["models"].get(model)
-        record["models"][model] = {**(entry if isinstance(entry, dict) else {}), "model": model,
-                                   "tuned_dir": f"{model}/tuned", "default_dir": f"{model}/default"}
+        folders = {} if nested else {"tuned_dir": f"{model}/tuned", "default_dir": f"{model}/default"}
+        record["models"][model] = {**(entry if isinstance(entry, dict) else {}), "model": model, **folders}
     write_json_atomic(path, record)
     return record
 
@@ -118,32 +149,60 @@ def open_comparison_study(storage: str, name: str, key: str) -> Any:
     return study
 
 
-def search_model(cfg: DictConfig, model: str, run_dir: Path, storage: str, key: str) -> dict[str, Any]:
-    """Run (or continue) the model's search to its budget; return its trial counts, best value and parameters."""
+@dataclass(frozen=True)
+class Search:
+    """One study of a comparison: its name, the data split its trials train and validate on, its sweep folder."""
+
+    study: str
+    split: tuple[str, ...]
+    folder: Path
+    what: str
+
+
+def held_out_search(cfg: DictConfig, model: str, run_dir: Path) -> Search:
+    """The model's one study, validated on fold `search.fold` of the partition `search.split_seed`."""
+    search = cfg.search
+    return Search(f"tune_{model}", (f"data.split_seed={search.split_seed}", f"data.num_folds={search.num_folds}",
+                                    f"data.fold={search.fold}"), run_dir / model / "search", f"the search of {model}")
+
+
+def nested_search(cfg: DictConfig, model: str, run_dir: Path, fold: int) -> Search:
+    """Outer fold `fold`'s study: its trials train and validate on inner folds of the fold's training part, so
+    they never see the images the selected configuration is then judged on."""
+    evaluation, search = cfg.evaluation, cfg.search
+    split = (f"data.split_seed={evaluation.split_seed}", f"data.num_folds={evaluation.num_folds}",
+             f"data.fold={fold}", f"data.inner_folds={search.num_folds}", f"data.inner_fold={search.fold}")
+    return Search(f"tune_{model}_outer_{fold}", split, run_dir / model / f"outer_{fold}" / "search",
+                  f"the search of {model} in outer fold {fold}")
+
+
+def study_results(study: Any) -> dict[str, Any]:
+    """A study's trial counts, trials' wall time, best value and best parameters, for comparison.json."""
     from optuna.trial import TrialState
 
-    name = f"tune_{model}"
-    open_comparison_study(storage, name, key)
-    budget, search = cfg.budget, cfg.search
-    run_step("fmnist.train", [
-        "-m", "hparams_search=equal_budget", f"+search_space={model}", f"model={model}",
-        f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={storage}",
-        f"hydra.sweeper.n_trials={budget.n_trials}", f"hydra.sweeper.sampler.seed={budget.sampler_seed}",
-        *([f"hydra/sweeper/pruner={budget.pruner}"] if budget.pruner else []),
-        f"data.split_seed={search.split_seed}", f"data.num_folds={search.num_folds}", f"data.fold={search.fold}",
-        f"trainer.max_epochs={budget.max_epochs}", *cfg.overrides, *cfg.search_overrides,
-        f"hydra.sweep.dir={run_dir / model / 'search'}"], f"the search of {model}")
-    study = open_comparison_study(storage, name, key)
     states = [trial.state for trial in study.trials]
     complete = [trial for trial in study.trials if trial.state == TrialState.COMPLETE]
     seconds = sum((trial.datetime_complete - trial.datetime_start).total_seconds() for trial in study.trials
-                if trial.datetime_complete is not None and trial.datetime_start is not None)
+                  if trial.datetime_complete is not None and trial.datetime_start is not None)
     best = study.best_trial if complete else None
     trials = {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
               "failed": states.count(TrialState.FAIL)}
-    return {"study": name, "trials": trials,
-            "search_seconds": seconds, "search_best": best.value if best else None,
-            "best_params": dict(best.params) if best else {}}
+    return {"study": study.study_name, "trials": trials, "search_seconds": seconds,
+            "search_best": best.value if best else None, "best_params": dict(best.params) if best else {}}
+
+
+def search_model(cfg: DictConfig, model: str, search: Search, storage: str, key: str) -> dict[str, Any]:
+    """Run (or continue) one study of the model to the comparison's budget; return its results."""
+    open_comparison_study(storage, search.study, key)
+    budget = cfg.budget
+    run_step("fmnist.train", [
+        "-m", "hparams_search=equal_budget", f"+search_space={model}", f"model={model}",
+        f"hydra.sweeper.study_name={search.study}", f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.n_trials={budget.n_trials}", f"hydra.sweeper.sampler.seed={budget.sampler_seed}",
+        *([f"hydra/sweeper/pruner={budget.pruner}"] if budget.pruner else []), *search.split,
+        f"trainer.max_epochs={budget.max_epochs}", *cfg.overrides, *cfg.search_overrides,
+        f"hydra.sweep.dir={search.folder}"], search.what)
+    return study_results(open_comparison_study(storage, search.study, key))
 
 
 def checked_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -172,18 +231,62 @@ def checked_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def cross_validate_model(cfg: DictConfig, model: str, folder: Path, params: dict[str, Any]) -> float:
-    """fmnist.cv of the model with `params` on the evaluation partition; return its training seconds."""
+def cross_validate_model(cfg: DictConfig, model: str, folder: Path, params: dict[str, Any],
+                         folds: list[int] | None) -> float:
+    """fmnist.cv of the model with `params` on `folds` (None: all) of the evaluation partition; return its
+    training seconds."""
     evaluation = cfg.evaluation
     run_step("fmnist.cv", [
         f"model={model}", *(f"{key}={override_value(value)}" for key, value in params.items()),
         f"data.split_seed={evaluation.split_seed}", f"data.num_folds={evaluation.num_folds}",
-        *([f"cv.folds=[{','.join(str(fold) for fold in evaluation.folds)}]"] if evaluation.folds else []),
+        *([f"cv.folds=[{','.join(str(fold) for fold in folds)}]"] if folds else []),
         f"trainer.max_epochs={cfg.budget.max_epochs}", *cfg.overrides, f"hydra.run.dir={folder}"],
-        f"the cross-validation of {model} ({folder.name})")
+        f"the cross-validation of {model} ({folder.parent.name}/{folder.name})")
     summary = read_run_json(folder / SUMMARY_FILE)
     return float(sum(value for value in summary.get("per_fold", {}).get("train_seconds", []) or []
                      if isinstance(value, (int, float))))
+
+
+def run_held_out(cfg: DictConfig, run_dir: Path, record: dict[str, Any], storage: str, key: str) -> None:
+    """Per model: one search, then its best and its default configuration cross-validated on the evaluation's
+    partition."""
+    searches = {model: held_out_search(cfg, model, run_dir) for model in cfg.models}
+    for search in searches.values():  # every model's study is checked before any model trains
+        open_comparison_study(storage, search.study, key)
+    for model, search in searches.items():
+        entry = record["models"][model]
+        entry.update(search_model(cfg, model, search, storage, key))
+        best = checked_params(model, entry["best_params"])
+        folds = list(cfg.evaluation.folds) if cfg.evaluation.folds else None
+        tuned = cross_validate_model(cfg, model, run_dir / entry["tuned_dir"], best, folds)
+        default = cross_validate_model(cfg, model, run_dir / entry["default_dir"], {}, folds)
+        entry["cpu_seconds"] = entry["search_seconds"] + tuned + default
+        write_json_atomic(run_dir / COMPARISON_FILE, record)
+
+
+def nested_fold(cfg: DictConfig, model: str, run_dir: Path, fold: int, storage: str, key: str) -> dict[str, Any]:
+    """Outer fold `fold` of one model: its own search inside the fold's training part, then the best configuration
+    trained on the whole training part and validated on the fold (the test set reported)."""
+    result = search_model(cfg, model, nested_search(cfg, model, run_dir, fold), storage, key)
+    best = checked_params(model, result["best_params"])
+    seconds = cross_validate_model(cfg, model, run_dir / model / f"outer_{fold}" / "tuned", best, [fold])
+    return {**result, "dir": f"{model}/outer_{fold}", "cpu_seconds": result["search_seconds"] + seconds}
+
+
+def run_nested(cfg: DictConfig, run_dir: Path, record: dict[str, Any], storage: str, key: str) -> None:
+    """Per model and outer fold, a search and its judgement on the fold; comparison.json after each fold."""
+    folds = outer_folds(cfg)
+    for model in cfg.models:  # every study is checked before any model trains
+        for fold in folds:
+            open_comparison_study(storage, nested_search(cfg, model, run_dir, fold).study, key)
+    for model in cfg.models:
+        entry = record["models"][model]
+        outer = entry["outer"] = entry["outer"] if isinstance(entry.get("outer"), dict) else {}
+        for fold in folds:
+            outer[str(fold)] = nested_fold(cfg, model, run_dir, fold, storage, key)
+            entry["cpu_seconds"] = sum(item["cpu_seconds"] for item in outer.values()
+                                       if isinstance(item, dict) and is_finite_number(item.get("cpu_seconds")))
+            write_json_atomic(run_dir / COMPARISON_FILE, record)
 
 
 def run_comparison(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -192,30 +295,14 @@ def run_comparison(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     storage = cfg.storage or f"sqlite:///{(run_dir / 'studies.db').resolve()}"
     key = json.dumps({"run_dir": str(run_dir.resolve()), **settings}, sort_keys=True)
     record = record_comparison(run_dir, settings, models)
-    for model in models:  # every model's study is checked before any model trains
-        open_comparison_study(storage, f"tune_{model}", key)
-    for model in models:
-        entry = record["models"][model]
-        entry.update(search_model(cfg, model, run_dir, storage, key))
-        best = checked_params(model, entry["best_params"])
-        tuned = cross_validate_model(cfg, model, run_dir / entry["tuned_dir"], best)
-        default = cross_validate_model(cfg, model, run_dir / entry["default_dir"], {})
-        entry["cpu_seconds"] = entry["search_seconds"] + tuned + default
-        write_json_atomic(run_dir / COMPARISON_FILE, record)
+    run = run_nested if settings.get("mode") == "nested" else run_held_out
+    run(cfg, run_dir, record, storage, key)
     comparison_report(run_dir)
     log.info("report: %s", run_dir / "report" / "report.md")
     return record
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="tune")
-def main(cfg: DictConfig) -> None:
-    run_guarded(lambda: run_comparison(cfg, Path(HydraConfig.get().runtime.output_dir)))
-
-
-def cli() -> None:
-    """The `fmnist-tune` console script: `python -m fmnist.tune`."""
-    exit_unless_output_writable(sys.argv[1:])
-    main()
+cli = hydra_command("tune", run_comparison)  # the `fmnist-tune` console script
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ def test_quick_bench_writes_bench_json(tmp_path: Path) -> None:
     assert [run["augmentation"] for run in pipeline["runs"]] == ["config", "flip+translate"]
     assert all(positive(run["images_per_second"]) and positive(run["headroom"]) for run in pipeline["runs"])
     assert "Training step" in done.stdout and "conv_maxpool" in done.stdout
+    assert "| conv_maxpool | 16 | " in output.with_suffix(".md").read_text()  # bench.md: the table docs quote
 
 
 def test_time_to_accuracy_trains_the_speedrun_and_it_learns(tmp_path: Path) -> None:

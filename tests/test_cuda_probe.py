@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fmnist.training.process import NVML_CHECK, drop_futile_nvml_check
+from fmnist.core.process import NVML_CHECK, drop_futile_nvml_check
 
 
 def pretend_nvml(monkeypatch: pytest.MonkeyPatch, present: bool) -> None:

@@ -131,7 +131,8 @@ def test_bad_fold_selection_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_each_fold_keeps_test_predictions_that_reproduce_its_metrics(cv_run: CvRun) -> None:
-    from fmnist.core.run_files import PREDICTIONS_FILE, read_predictions
+    from fmnist.core.predictions import read_predictions
+    from fmnist.core.run_files import PREDICTIONS_FILE
 
     for fold in _fold_metrics(cv_run.run_dir):
         predictions = read_predictions(cv_run.run_dir / f"fold_{fold['fold']}" / PREDICTIONS_FILE)

@@ -8,7 +8,7 @@ import torch
 
 from fmnist.core.errors import ConfigError
 from fmnist.data.datamodule import FashionMnistDataModule
-from fmnist.data.folds import holdout_first, stratified_fold, take_subset
+from fmnist.data.folds import holdout_first, inner_split, stratified_fold, take_subset
 from tests.helpers import DATA_DIR
 
 
@@ -39,6 +39,35 @@ def test_bad_fold_settings_raise_config_errors(fashion) -> None:
     with pytest.raises(ConfigError, match="data.train_subset"):
         take_subset(np.arange(100), 101, 0)
 
+
+
+def test_inner_folds_never_reach_the_outer_validation_fold(fashion) -> None:
+    """A nested search's split: inner train, inner val and outer val pairwise disjoint, the inner folds covering
+    the outer training part exactly, stratified; the data module serves exactly that split."""
+    labels = fashion.train_labels
+    outer_train, outer_val = stratified_fold(labels, 5, 2, split_seed=1)
+    inner = [inner_split(labels, outer_train, 4, k, split_seed=1) for k in range(4)]
+    for train, val in inner:
+        for first, second in ((train, val), (train, outer_val), (val, outer_val)):
+            assert len(np.intersect1d(first, second)) == 0
+        assert np.array_equal(np.sort(np.concatenate([train, val])), np.sort(outer_train))
+        counts = np.bincount(labels.numpy()[val], minlength=10)
+        assert counts.max() - counts.min() <= 1
+    assert np.array_equal(np.sort(np.concatenate([val for _, val in inner])), np.sort(outer_train))
+    module = FashionMnistDataModule(data_dir=str(DATA_DIR), num_folds=5, fold=2, split_seed=1, inner_folds=4,
+                                    inner_fold=1, train_subset=500)
+    module.setup("fit")
+    assert np.array_equal(module.val_index, inner[1][1]) and len(module.train_index) == 500
+    assert np.isin(module.train_index, inner[1][0]).all() and not np.isin(module.train_index, outer_val).any()
+
+
+@pytest.mark.parametrize(("inner_folds", "inner_fold", "says"), [(4, None, "data.inner_fold: is null"),
+                                                                  (None, 0, "data.inner_folds: is null"),
+                                                                  (1, 0, "data.inner_folds: 1 is not"),
+                                                                  (4, 4, r"data.inner_fold: .*0..3")])
+def test_bad_inner_fold_settings_raise_config_errors(inner_folds, inner_fold, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        FashionMnistDataModule(data_dir=str(DATA_DIR), inner_folds=inner_folds, inner_fold=inner_fold)
 
 def test_subset_and_holdout() -> None:
     subset = take_subset(np.arange(1000), 100, split_seed=0)

@@ -22,7 +22,7 @@ from PIL import Image
 
 from fmnist.core.errors import DataError
 from fmnist.core.limits import DEFAULT_LIMITS
-from fmnist.core.run_files import read_predictions, write_predictions
+from fmnist.core.predictions import read_predictions, write_predictions
 from fmnist.data.idx import IMAGES_MAGIC, LABELS_MAGIC, IdxSpec, load_checked
 from fmnist.inference.images import Conversion, ImageTooLarge, read_inputs
 from fmnist.report.__main__ import main as report_main

@@ -16,10 +16,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from fmnist.core.command import explicit_run_dir
 from fmnist.core.config_dir import CONF_DIR
-from fmnist.core.run_files import INTERRUPTED, RUN_LOCK_FILE
-from fmnist.core.run_lock import RunDirInUseError, explicit_run_dir, hold_run_dir, release_run_dir
-from fmnist.train import RunInterrupted, stopping_signal
+from fmnist.core.errors import RunInterrupted
+from fmnist.core.metrics_file import INTERRUPTED
+from fmnist.core.run_files import RUN_LOCK_FILE
+from fmnist.core.run_lock import RunDirInUseError, hold_run_dir, release_run_dir
+from fmnist.train import stopping_signal
 from tests.helpers import DATA_DIR, REPO, run_cli, start_cli
 
 # Epochs of ~2 s on one core: a signal sent right after the first epoch's last.ckpt lands inside the second epoch.
@@ -126,7 +129,8 @@ def test_ctrl_c_in_process_is_an_interrupted_run_with_status_130(tmp_path: Path,
 
 def test_an_interrupted_cv_fold_is_not_completed_and_the_rerun_finishes_it(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from fmnist.cv import completed_metrics, cross_validate
+    from fmnist.core.metrics_file import completed_metrics
+    from fmnist.cv import cross_validate
 
     run_dir = tmp_path / "cv"
     monkeypatch.setenv("FMNIST_DATA_DIR", str(DATA_DIR))

@@ -20,7 +20,7 @@ from fmnist.core.errors import ConfigError
 from fmnist.models.__main__ import main as models_main
 from fmnist.models.catalog import model_names
 from fmnist.report.__main__ import main as report_main
-from tests.helpers import REPO, compose, fmnist_lines, run_cli, run_in_process
+from tests.helpers import REPO, compose, fmnist_lines, run_guarded_in_process, run_in_process
 
 BASELINES = REPO / "docs" / "results" / "study_a"
 SUBSET = 512  # training images per fold: the baselines below are relabelled as runs of this subset
@@ -148,13 +148,12 @@ def test_a_missing_key_or_unimportable_class_is_one_line(tmp_path: Path, capsys:
         check_train_config(compose("cv", "model=tiny_user_net", f"hydra.searchpath=[file://{conf}]"))
 
 
-@pytest.mark.cli
 def test_training_a_bad_user_model_config_exits_2_with_one_line(tmp_path: Path) -> None:
-    conf, code = write_user_model(tmp_path, family="mlp")
-    result = run_cli("fmnist.cv", "model=tiny_user_net", f"hydra.searchpath=[file://{conf}]", "logger=none",
-                     run_dir=tmp_path / "run", PYTHONPATH=str(code))
-    assert result.returncode == 2
-    assert fmnist_lines(result.stderr) == [
+    conf, _ = write_user_model(tmp_path, family="mlp")
+    status, err = run_guarded_in_process("cv", "model=tiny_user_net", f"hydra.searchpath=[file://{conf}]",
+                                         "logger=none", run_dir=tmp_path / "run")
+    assert status == 2
+    assert fmnist_lines(err) == [
         "fmnist: error: model.family: model config 'tiny_user_net': 'mlp' is not a model family. Fix: use one of "
         "cnn, sequence"]
 

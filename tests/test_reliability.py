@@ -105,7 +105,7 @@ def test_damaged_data_dir_names_the_file(fashion, tmp_path: Path, damage: str) -
 
 @pytest.mark.cli
 def test_unwritable_output_dir(tmp_path: Path) -> None:
-    """Checked by the command before Hydra starts (fmnist.core.cli.exit_unless_output_writable)."""
+    """Checked by the command before Hydra starts (fmnist.core.command.exit_unless_output_writable)."""
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     result = run_cli("fmnist.train", *QUICK, run_dir=blocker / "run")

@@ -173,7 +173,7 @@ def test_cv_reports_the_running_mean_of_its_folds_and_stops_when_pruned(tmp_path
     from hydra import compose, initialize_config_dir
 
     import fmnist.cv as cv
-    from fmnist.core.run_files import PRUNED
+    from fmnist.core.metrics_file import PRUNED
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(study_name="cv", storage=storage, direction="maximize")

@@ -97,7 +97,7 @@ def test_other_compile_settings_leave_the_net_output_alone() -> None:
 
 FAULTS_PROBE = """
 import resource, sys, torch
-from fmnist.training.process import keep_freed_memory
+from fmnist.core.process import keep_freed_memory
 took = keep_freed_memory() if sys.argv[1] == "keep" else None
 for _ in range(8):  # glibc settles within a few rounds
     torch.empty(16 << 20).fill_(1.0)  # 64 MiB: above glibc's largest automatic mmap threshold (32 MiB)

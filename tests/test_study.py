@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from fmnist.core.errors import ConfigError
+from fmnist.core.process import available_cores, threads_per_job
 from fmnist.core.run_files import METRICS_FILE, PREDICTIONS_FILE, RUN_INFO_FILE, SUMMARY_FILE
-from fmnist.training.process import available_cores, threads_per_job
 from tests.helpers import CliResult, run_cli
 
 needs_joblib = pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,

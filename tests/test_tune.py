@@ -1,5 +1,6 @@
 """`python -m fmnist.tune`: an equal-budget search per model, then the best and the default configuration
-cross-validated on folds the search never validated on, and a report with the tuning section."""
+cross-validated on folds the search never validated on, and a report with the tuning section; and its nested mode,
+one search per outer fold inside the fold's training part, judged on the fold."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fmnist.core.cli import run_guarded
 from fmnist.core.errors import ConfigError
 from fmnist.tune import check_settings, open_comparison_study, record_comparison
 from tests.helpers import compose, fmnist_lines, run_cli
+from tests.helpers.fake_runs import write_predicted_run
 
 needs_optuna = pytest.mark.skipif(importlib.util.find_spec("optuna") is None,
                                   reason="the sweep extra is not installed: pip install -e '.[sweep]'")
@@ -21,6 +23,7 @@ TINY = '["data.train_subset=600","data.batch_size=100","logger=csv","++trainer.l
        '"++trainer.limit_test_batches=2"]'
 COMMAND = ("models=[conv_maxpool,rnn]", "budget.n_trials=2", "budget.max_epochs=1", "evaluation.folds=[0,1]",
            f"overrides={TINY}")
+NESTED = ("mode=nested", *COMMAND)
 
 
 @pytest.mark.cli
@@ -87,7 +90,12 @@ def test_a_model_without_a_search_space_is_one_line(tmp_path: Path, capsys) -> N
 
 @pytest.mark.parametrize(("override", "says"), [("budget.n_trials=0", "budget.n_trials: 0 is not a positive"),
                                                 ("budget.pruner=sometimes", "not a pruner option"),
-                                                ("evaluation.split_seed=0", "the search's split seed")])
+                                                ("evaluation.split_seed=0", "the search's split seed"),
+                                                ("mode=sometimes", "mode: 'sometimes' is not a mode"),
+                                                ("evaluation.folds=[0,5]", r"evaluation.folds: 5 is not a fold of 5"),
+                                                ("evaluation.folds=[1,1]", "not a list of distinct folds"),
+                                                ("search.fold=5", r"search.fold: 5 is not a fold.*0..4"),
+                                                ("evaluation.num_folds=1", "evaluation.num_folds: 1 is not")])
 def test_bad_settings_are_refused(override: str, says: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=says):
         check_settings(compose("tune", override, output_dir=tmp_path))
@@ -138,3 +146,88 @@ def test_a_copied_comparison_cannot_choose_folders_or_overrides(tmp_path: Path) 
                     {"optimizer.lr": "1e-3"}):
         with pytest.raises(FmnistError, match="outside conf/search_space/lstm.yaml"):
             checked_params("lstm", hostile)
+
+
+@pytest.mark.slow
+@pytest.mark.cli
+@needs_optuna
+def test_nested_searches_never_see_their_outer_fold_and_a_rerun_trains_nothing(tmp_path: Path) -> None:
+    """Slow (two models x two outer folds x (two trials + one fold), then the same command again)."""
+    run_dir = tmp_path / "nested"
+    result = run_cli("fmnist.tune", *NESTED, run_dir=run_dir)
+    assert result.returncode == 0, result.output[-3000:]
+    record = json.loads((run_dir / "comparison.json").read_text())
+    assert record["settings"]["mode"] == "nested" and "split_seed" not in record["settings"]["search"]
+    for model in ("conv_maxpool", "rnn"):
+        for fold in (0, 1):
+            outer = record["models"][model]["outer"][str(fold)]
+            assert outer["trials"] == {"complete": 2, "pruned": 0, "failed": 0}
+            trials = sorted((run_dir / model / f"outer_{fold}" / "search").glob("*/metrics.json"))
+            assert len(trials) == 2 and outer["search_best"] == pytest.approx(
+                max(json.loads(path.read_text())["val/acc"] for path in trials))
+            for path in trials:  # the outer fold's partition, split again: inner fold 0 of 5 validates
+                overrides = yaml.safe_load((path.parent / ".hydra" / "overrides.yaml").read_text())
+                assert {f"data.fold={fold}", "data.split_seed=1", "data.inner_folds=5", "data.inner_fold=0"} <= \
+                    set(overrides)
+            judged = json.loads((run_dir / model / f"outer_{fold}" / "tuned" / f"fold_{fold}" / "metrics.json")
+                                .read_text())
+            assert (judged["split_seed"], judged["fold"]) == (1, fold)
+    report = (run_dir / "report" / "report.md").read_text()
+    assert "## Nested tuning: the selection bias, measured" in report and "### Per outer fold" in report
+    assert "| conv_maxpool | rnn |" in report or "| rnn | conv_maxpool |" in report  # paired on the outer folds
+    assert len([line for line in report.splitlines() if line.startswith("| rnn | 2 | 4 / 0 / 0 |")]) == 1
+
+    first = {path: path.read_bytes() for path in run_dir.rglob("metrics.json")}
+    again = run_cli("fmnist.tune", *NESTED, run_dir=run_dir)
+    assert again.returncode == 0, again.output[-3000:]
+    assert {path: path.read_bytes() for path in run_dir.rglob("metrics.json")} == first
+
+
+def test_nested_settings_and_record(tmp_path: Path) -> None:
+    """Nested mode may share the split seeds (its searches split each outer training part), records its mode and
+    no search split seed, and is refused in a run dir that holds a held-out comparison."""
+    settings = check_settings(compose("tune", "mode=nested", "evaluation.split_seed=0", output_dir=tmp_path))
+    assert settings["mode"] == "nested" and settings["search"] == {"num_folds": 5, "fold": 0}
+    record = record_comparison(tmp_path, settings, ["lstm"])
+    assert record["models"]["lstm"] == {"model": "lstm"}  # its folders are per outer fold
+    with pytest.raises(ConfigError, match="holds a comparison with other settings"):
+        record_comparison(tmp_path, check_settings(compose("tune", output_dir=tmp_path)), ["lstm"])
+    assert "mode" not in check_settings(compose("tune", output_dir=tmp_path))  # held-out settings as before
+
+
+def _nested_comparison(root: Path) -> None:
+    """A finished nested comparison as fmnist.tune leaves it (its runs written by hand): each outer fold of each
+    model selected its own configuration, recorded in its fold's .hydra/overrides.yaml."""
+    settings = check_settings(compose("tune", "mode=nested", "evaluation.folds=[0,1,2]", output_dir=root))
+    chosen = {"conv_maxpool": [0.001, 0.003, 0.002], "lstm": [0.001, 0.001, 0.001]}
+    figures = {"conv_maxpool": [(0.93, 0.91), (0.92, 0.915), (0.94, 0.92)],  # (inner best, outer val)
+               "lstm": [(0.90, 0.89), (0.91, 0.895), (0.90, 0.90)]}
+    models = {}
+    for model, lrs in chosen.items():
+        outer = {}
+        for fold, (lr, (best, val)) in enumerate(zip(lrs, figures[model], strict=True)):
+            tuned = root / model / f"outer_{fold}" / "tuned"
+            write_predicted_run(tuned / f"fold_{fold}", model, fold, 5, val, val - 0.01)
+            (tuned / ".hydra").mkdir()
+            (tuned / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+                [f"model={model}", f"optimizer.lr={lr}", "data.num_folds=5", f"cv.folds=[{fold}]"]))
+            outer[str(fold)] = {"trials": {"complete": 2, "pruned": 1, "failed": 0}, "search_best": best,
+                                "best_params": {"optimizer.lr": lr, "data.batch_size": 64}, "cpu_seconds": 360.0}
+        models[model] = {"model": model, "outer": outer, "cpu_seconds": 1080.0}
+    (root / "comparison.json").write_text(json.dumps({"settings": settings, "models": models}))
+
+
+def test_the_nested_report_measures_the_bias_of_each_outer_fold(tmp_path: Path) -> None:
+    from fmnist.report.tuning import comparison_report
+
+    _nested_comparison(tmp_path)
+    collection = comparison_report(tmp_path)
+    assert [(group.label, len(group.runs)) for group in collection.groups] == [("conv_maxpool", 3), ("lstm", 3)]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Nested tuning: the selection bias, measured" in report and "| conv_maxpool | lstm |" in report
+    rows = [line for line in report.splitlines() if line.startswith(("| conv_maxpool |", "| lstm |"))]
+    summary = next(row for row in rows if row.startswith("| conv_maxpool | 3 | 6 / 3 / 0 | 0.30 | 91.50 ["))
+    assert "| 93.00 | +1.50 [" in summary  # mean inner best, mean bias (2.0, 0.5, 2.0 pp)
+    assert "`data.batch_size=64 optimizer.lr=0.001..0.003`" in summary  # the selection moved between folds
+    assert any(row.startswith("| lstm | 3 |") and "`data.batch_size=64 optimizer.lr=0.001`" in row for row in rows)
+    assert "| conv_maxpool | 1 | 2 / 1 / 0 | 92.00 | 91.50 | +0.50 | 90.50 | " in report  # one outer fold's row

@@ -1,2 +1,2 @@
-"""`python -m fmnist.bench`: what fmnist costs over a hand-written loop, how fast data and inference are,
-and how long the speedrun recipe takes to reach a test accuracy. One module per measurement."""
+"""`python -m fmnist.bench`: what fmnist costs over a hand-written loop, how fast data, inference and each speed
+switch are, and how long the speedrun recipe takes to reach a test accuracy (docs/speed.md)."""

@@ -1,4 +1,5 @@
-"""Print the benchmark as rich tables and write it to bench.json (atomically: never half a file)."""
+"""The benchmark's report: the machine it ran on, bench.json (atomically: never half a file), bench.md (the tables
+docs/speed.md quotes) and the same tables on the console."""
 
 from __future__ import annotations
 
@@ -7,13 +8,10 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import rich.table
 import torch
 from rich.console import Console
-from rich.markdown import Markdown
-from rich.table import Table
 
-from fmnist.bench.study import study_markdown
-from fmnist.bench.switches import switches_markdown
 from fmnist.core.atomic import write_json_atomic, write_text_atomic
 
 CPU_RATIO_TARGET = 1.05
@@ -25,37 +23,26 @@ def ratio_target(device: torch.device) -> float:
     return CPU_RATIO_TARGET if device.type == "cpu" else GPU_RATIO_TARGET
 
 
-def cpu_name() -> str:
+def cpuinfo() -> tuple[str, bool | None]:
+    """(CPU name, whether it computes in bf16 itself: AVX512-BF16 or AMX-BF16; without it bf16 autocast converts in
+    software and is slower than fp32). None where /proc/cpuinfo cannot be read (not Linux)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_native_bf16() -> bool | None:
-    """Whether the CPU computes in bf16 itself (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo): without it, bf16
-    autocast converts in software and is slower than fp32. None where the flags cannot be read (not Linux)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return None
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+        return platform.processor() or platform.machine(), None
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
+    flags = text.split()
+    return (names[0] if names else platform.processor() or platform.machine(),
+            "avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 def machine(device: torch.device) -> dict[str, Any]:
     """What the figures were measured on; the load average tells whether the CPU was shared."""
+    cpu, native_bf16 = cpuinfo()
     info: dict[str, Any] = {
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_native_bf16": cpu_native_bf16(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
+        "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu_native_bf16": native_bf16, "torch": torch.__version__, "python": platform.python_version(),
         "platform": platform.platform(),
     }
     if hasattr(os, "getloadavg"):
@@ -78,61 +65,85 @@ def bf16_note(report: dict[str, Any]) -> str | None:
             "converted in software and slower than fp32 here; keep trainer.precision=32-true.")
 
 
+Table = tuple[list[str], list[list[str]]]  # header, rows: rendered as Markdown for bench.md, by rich on the console
+
+
 def _fmt(value: float, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
-def training_table(results: list[dict[str, Any]], target: float) -> Table:
-    table = Table(title="Training step: fmnist (default module, Lightning's automatic optimization) and the opt-in "
-                        f"module=grouped_steps vs a plain PyTorch loop, target ratio <= {target}")
-    for column in ("model", "batch", "steps x runs", "fmnist ms/step", "plain ms/step", "fmnist img/s",
-                   "ratio min", "ratio median", "ratio max", "CPU-time ratio", "target",
-                   "bare Lightning / plain", "fmnist / bare", "grouped ms/step", "grouped / plain"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+def _spread(ratio: dict[str, float]) -> str:
+    return f"{_fmt(ratio['median'], 3)} ({_fmt(ratio['min'], 3)}-{_fmt(ratio['max'], 3)})"
+
+
+def training_table(results: list[dict[str, Any]], console: bool = False) -> Table:
+    """The training table as bench.md has it; the console adds throughput, the CPU-time ratio (steady where other
+    jobs share the CPU), the target and fmnist's own share over bare Lightning."""
+    header = ["model", "batch", "steps x runs", "fmnist ms/step", "plain ms/step", "ratio median (min-max)",
+              "bare Lightning / plain", "grouped ms/step (K)", "grouped / plain median (min-max)"]
+    if console:
+        header += ["fmnist img/s", "CPU-time ratio", "target", "fmnist / bare"]
+    rows = []
     for row in results:
-        ratio = row["ratio"]
         grouped = row.get("grouped_ratio")
-        table.add_row(row["model"], str(row["batch_size"]), f"{row['steps']} x {row['repeats']}",
-                      _fmt(row["framework"]["ms_per_step"]), _fmt(row["plain"]["ms_per_step"]),
-                      _fmt(row["framework"]["images_per_second"], 0), _fmt(ratio["min"], 3),
-                      _fmt(ratio["median"], 3), _fmt(ratio["max"], 3), _fmt(row["cpu_time_ratio"]["median"], 3),
-                      "ok" if row["meets_target"] else "MISSED", _fmt(row["lightning_floor_ratio"]["median"], 3),
-                      _fmt(row["fmnist_over_lightning_ratio"]["median"], 3),
-                      _fmt(row["grouped"]["ms_per_step"]) if grouped else "-",
-                      f"{_fmt(grouped['median'], 3)} (K={row['grouped_steps_per_execution']})" if grouped else "-")
-    return table
+        cells = [row["model"], str(row["batch_size"]), f"{row['steps']} x {row['repeats']}",
+                 _fmt(row["framework"]["ms_per_step"]), _fmt(row["plain"]["ms_per_step"]), _spread(row["ratio"]),
+                 _fmt(row["lightning_floor_ratio"]["median"], 3),
+                 f"{_fmt(row['grouped']['ms_per_step'])} ({row['grouped_steps_per_execution']})" if grouped else "-",
+                 _spread(grouped) if grouped else "-"]
+        if console:
+            cells += [_fmt(row["framework"]["images_per_second"], 0), _fmt(row["cpu_time_ratio"]["median"], 3),
+                      "ok" if row["meets_target"] else "MISSED", _fmt(row["fmnist_over_lightning_ratio"]["median"], 3)]
+        rows.append(cells)
+    return header, rows
 
 
-def inference_table(results: list[dict[str, Any]]) -> Table:
-    table = Table(title="Inference (eval mode, images/s)")
-    for column in ("model", "batch 1", "batch 1024"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for row in results:
-        found = row.get("inference_images_per_second")
-        if found:
-            table.add_row(row["model"], _fmt(found["batch_1"], 0), _fmt(found["batch_1024"], 0))
-    return table
+def switches_table(rows: list[dict[str, Any]]) -> Table:
+    """A switch's row is its median ms/step against the recipe's; an eval batch's is one validation pass."""
+    header = ["experiment", "switch", "baseline ms/step", "switched ms/step", "ratio median (min-max)",
+              "first fit s (baseline -> switched)"]
+    cells = []
+    for row in rows:
+        ratio = row["ratio"]
+        if "validation_seconds" in row:
+            cells.append([row["experiment"], f"`{row['switch']}` (one validation pass)", "",
+                          f"{row['validation_seconds']:.2f} s", f"{ratio['median']:.3f}" if ratio else "", ""])
+        else:
+            cells.append([row["experiment"], row["switch"], f"{row['baseline_ms_per_step']:.2f}",
+                          f"{row['switched_ms_per_step']:.2f}", _spread(ratio),
+                          f"{row['baseline_first_fit_seconds']:.1f} -> {row['switched_first_fit_seconds']:.1f}"])
+    return header, cells
 
 
-def pipeline_table(pipeline: dict[str, Any]) -> Table:
-    table = Table(title=f"Data pipeline alone vs the fastest model (target >= {PIPELINE_TARGET:g}x)")
-    for column in ("augmentation", "batch", "batches/s", "images/s", "x fastest model"):
-        table.add_column(column, justify="right")
-    for row in pipeline["runs"]:
-        table.add_row(row["augmentation"], str(pipeline["batch_size"]), _fmt(row["batches_per_second"], 0),
-                      _fmt(row["images_per_second"], 0), _fmt(row["headroom"], 1))
-    return table
+def console_tables(report: dict[str, Any]) -> list[tuple[str, Table]]:
+    """Every section of the report, titled."""
+    tables = []
+    if results := report.get("training"):
+        tables += [(f"Training step: fmnist (default module) and the opt-in module=grouped_steps vs a plain PyTorch "
+                    f"loop, target ratio <= {report['targets']['ratio']}", training_table(results, console=True)),
+                   ("Inference (eval mode, images/s)", (["model", "batch 1", "batch 1024"], [
+                       [row["model"], _fmt(found["batch_1"], 0), _fmt(found["batch_1024"], 0)]
+                       for row in results if (found := row.get("inference_images_per_second"))]))]
+    if pipeline := report.get("data_pipeline"):
+        tables.append((f"Data pipeline alone vs the fastest model (target >= {PIPELINE_TARGET:g}x)", (
+            ["augmentation", "batch", "batches/s", "images/s", "x fastest model"],
+            [[run["augmentation"], str(pipeline["batch_size"]), _fmt(run["batches_per_second"], 0),
+              _fmt(run["images_per_second"], 0), _fmt(run["headroom"], 1)] for run in pipeline["runs"]])))
+    if result := report.get("time_to_accuracy"):
+        stats = ("mean", "std", "min", "max")
+        tables.append((f"experiment={result['experiment']}: {len(result['runs'])} seeds, target {result['target']:.2%} "
+                       "mean test accuracy", (["", *stats], [
+                           ["test acc", *(f"{result['test_acc'][stat]:.4f}" for stat in stats)],
+                           ["train s", *(f"{result['train_seconds'][stat]:.1f}" for stat in stats)]])))
+    if report.get("switches"):
+        tables.append(("Per-fit speed switches against their recipe", switches_table(report["switches"])))
+    return tables
 
 
-def accuracy_table(result: dict[str, Any]) -> Table:
-    table = Table(title=f"experiment={result['experiment']}: {len(result['runs'])} seeds, "
-                        f"target {result['target']:.2%} mean test accuracy")
-    for column in ("", "mean", "std", "min", "max"):
-        table.add_column(column, justify="right")
-    acc, seconds = result["test_acc"], result["train_seconds"]
-    table.add_row("test acc", *(f"{acc[key]:.4f}" for key in ("mean", "std", "min", "max")))
-    table.add_row("train s", *(f"{seconds[key]:.1f}" for key in ("mean", "std", "min", "max")))
-    return table
+def markdown(table: Table) -> str:
+    header, rows = table
+    lines = ["| " + " | ".join(cells) + " |" for cells in [header, *rows]]
+    return "\n".join([lines[0], "|" + "---|" * len(header), *lines[1:]]) + "\n"
 
 
 def print_report(report: dict[str, Any], console: Console | None = None) -> None:
@@ -140,48 +151,22 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
     info = report["machine"]
     console.print(f"device: {info['device']} ({info['device_name']}), {info['cpu_count']} CPUs, "
                   f"torch {info['torch']}, load average at start {info.get('load_average_at_start')}")
-    if report.get("training"):
-        console.print(training_table(report["training"], report["targets"]["ratio"]))
-        console.print(inference_table(report["training"]))
-    if report.get("data_pipeline"):
-        console.print(pipeline_table(report["data_pipeline"]))
-    if report.get("time_to_accuracy"):
-        console.print(accuracy_table(report["time_to_accuracy"]))
-    for section, render in (("switches", switches_markdown), ("study", study_markdown)):
-        if report.get(section):
-            console.print(Markdown(render(report[section])))
-    if bf16_note(report):
-        console.print(bf16_note(report))
-    for skipped in report.get("skipped", []):
-        console.print(f"skipped {skipped['model']}: {skipped['reason']}")
-
-
-def training_markdown(results: list[dict[str, Any]]) -> str:
-    """The training table as Markdown (written beside bench.json as bench.md), for docs/speed.md and notes."""
-    header = ["model", "batch", "steps x runs", "fmnist ms/step", "plain ms/step", "ratio median (min-max)",
-              "bare Lightning / plain", "grouped ms/step (K)", "grouped / plain median (min-max)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in results:
-        ratio, grouped = row["ratio"], row.get("grouped_ratio")
-        cells = [row["model"], str(row["batch_size"]), f"{row['steps']} x {row['repeats']}",
-                 _fmt(row["framework"]["ms_per_step"]), _fmt(row["plain"]["ms_per_step"]),
-                 f"{_fmt(ratio['median'], 3)} ({_fmt(ratio['min'], 3)}-{_fmt(ratio['max'], 3)})",
-                 _fmt(row["lightning_floor_ratio"]["median"], 3),
-                 f"{_fmt(row['grouped']['ms_per_step'])} ({row['grouped_steps_per_execution']})" if grouped else "-",
-                 f"{_fmt(grouped['median'], 3)} ({_fmt(grouped['min'], 3)}-{_fmt(grouped['max'], 3)})" if grouped
-                 else "-"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    for title, (header, rows) in console_tables(report):
+        table = rich.table.Table(*header, title=title)
+        for cells in rows:
+            table.add_row(*cells)
+        console.print(table)
+    for line in [bf16_note(report), *(f"skipped {s['model']}: {s['reason']}" for s in report.get("skipped", []))]:
+        if line:
+            console.print(line)
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
+    """bench.json, and bench.md with the tables docs/speed.md quotes (training step; switches and the bf16 note)."""
     write_json_atomic(path, report)
-    parts = []
-    if report.get("training"):
-        parts.append(training_markdown(report["training"]))
+    parts = [markdown(training_table(report["training"]))] if report.get("training") else []
     if report.get("switches"):
-        parts.append(switches_markdown(report["switches"]) + (f"\n{bf16_note(report)}\n" if bf16_note(report) else ""))
-    if report.get("study"):
-        parts.append(study_markdown(report["study"]))
+        note = bf16_note(report)
+        parts.append(markdown(switches_table(report["switches"])) + (f"\n{note}\n" if note else ""))
     if parts:
         write_text_atomic(path.with_suffix(".md"), "\n".join(parts))

@@ -5,9 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
@@ -59,31 +57,3 @@ def user_message(error: BaseException) -> str | None:
             return f"{where}: {error.strerror or error}. Fix: check that path (missing, a broken link or a loop?)."
         return f"{where}: {error.strerror or error}. Fix: {write_fix(error.errno)}."
     return None
-
-
-def _writable(folder: Path) -> str | None:
-    """None if a file can be created in `folder` (created if missing), else the reason."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        return exc.strerror or type(exc).__name__
-    return None
-
-
-def exit_unless_output_writable(argv: Sequence[str]) -> None:
-    """Hydra creates the run dir before any fmnist code runs and fails with a traceback; check first."""
-    chosen = {"hydra.run.dir": None, "hydra.sweep.dir": None}
-    for argument in argv:
-        key, _, value = argument.partition("=")
-        value = value.strip("\"'")  # Lightning's DDP launcher re-runs us with hydra.run.dir="<dir>"
-        if key in chosen and value and "${" not in value:
-            chosen[key] = value
-    folders = [Path(value) for value in chosen.values() if value] or [Path.cwd()]
-    for folder in folders:
-        reason = _writable(folder)
-        if reason:
-            raise SystemExit(user_error(f"cannot write the output directory {folder} ({reason}). Fix: choose a "
-                                        "writable place with hydra.run.dir=... (hydra.sweep.dir=... for -m), or run "
-                                        "from a writable folder."))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+from pathlib import Path
 
 
 class FmnistError(Exception):
@@ -26,6 +28,20 @@ class ConfigError(FmnistError):
 
 class DataError(FmnistError):
     """The data set is missing, truncated or not Fashion-MNIST."""
+
+
+class RunInterrupted(SystemExit):
+    """SIGTERM or SIGINT stopped the run. It exits with 128 + the signal's number, the status a shell gives a process
+    killed by that signal: schedulers and scripts see neither a success nor a user error (exit 2)."""
+
+    def __init__(self, signum: int, run_dir: str | Path) -> None:
+        super().__init__(128 + signum)
+        self.signum = signal.Signals(signum)
+        self.run_dir = Path(run_dir)
+
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:
+        """Pickle from its parts: a sweep job in another process (joblib) sends it back pickled."""
+        return type(self), (int(self.signum), str(self.run_dir))
 
 
 # errno codes that mean the place, not fmnist, refuses the write; each with what a user can do about it

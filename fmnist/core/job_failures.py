@@ -9,23 +9,11 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from fmnist.core.atomic import write_json_atomic
-from fmnist.core.run_files import FAILED, METRICS_FILE, RunFileError, read_run_json
+from fmnist.core.metrics_file import write_failure
 
 
 def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
-
-
-def write_failure(run_dir: Path, error: str, **fields: Any) -> None:
-    """Mark a run failed; figures it had already written stay in the file."""
-    path = run_dir / METRICS_FILE
-    try:
-        previous = read_run_json(path)
-    except RunFileError:  # none yet, or not a readable JSON object: the failure is recorded afresh
-        previous = {}
-    write_json_atomic(path, {**previous, **{k: v for k, v in fields.items() if v is not None},
-                             "status": FAILED, "error": error})
 
 
 class RecordFailedJob(Callback):

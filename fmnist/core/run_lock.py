@@ -13,7 +13,6 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -90,16 +89,3 @@ def _holder(handle: int) -> str:
         if text:
             return text
     return "a live process"
-
-
-def explicit_run_dir(argv: Sequence[str]) -> Path | None:
-    """The dir a plain single run names on its command line (`hydra.run.dir=...`), so it can be locked before Hydra
-    writes its .hydra/ record into it; None for a sweep or any Hydra flag (-m, --cfg, ...) or a dir Hydra picks."""
-    if any(argument.startswith("-") for argument in argv):
-        return None
-    chosen = ""
-    for argument in argv:
-        key, _, value = argument.partition("=")
-        if key.lstrip("+") == "hydra.run.dir":
-            chosen = value.strip("\"'")  # Lightning's DDP launcher passes hydra.run.dir="<dir>"
-    return Path(chosen) if chosen and "${" not in chosen else None

@@ -16,14 +16,15 @@ from fmnist.core.errors import ConfigError
 from fmnist.core.numbers import is_int
 from fmnist.data.augment import Augmentation
 from fmnist.data.batches import BatchTransform, TensorBatches
-from fmnist.data.folds import holdout_first, stratified_fold, take_subset
+from fmnist.data.folds import check_inner_fold, holdout_first, inner_split, stratified_fold, take_subset
 from fmnist.data.sources import SYSTEM_DATA_DIR, load_fashion_mnist, locate
 
 log = logging.getLogger(__name__)
 
 
 class FashionMnistDataModule(L.LightningDataModule):
-    """Official split; validation from the 60k train set only (k-fold or first-N holdout).
+    """Official split; validation from the 60k train set only (k-fold or first-N holdout, optionally split again
+    into inner folds for a nested search).
 
     The whole set stays resident as uint8 on the training device and batches are sliced from it,
     so a GPU never waits on host copies and a CPU never waits on workers.
@@ -40,6 +41,8 @@ class FashionMnistDataModule(L.LightningDataModule):
         fold: int = 0,
         split_seed: int = 0,
         holdout_size: int | None = None,
+        inner_folds: int | None = None,
+        inner_fold: int | None = None,
         train_subset: int | None = None,
         augmentation: Augmentation | None = None,
         download: bool = True,
@@ -55,6 +58,7 @@ class FashionMnistDataModule(L.LightningDataModule):
                            ("data.steps_per_execution", steps_per_execution)):
             if not is_int(value) or value <= 0:
                 raise ConfigError(key, f"{value!r} is not a positive integer", "use an integer of 1 or more")
+        self.nested = check_inner_fold(inner_folds, inner_fold)
         self.data_dir = Path(data_dir)
         self.system_dir = Path(system_dir)
         self.input_kind = input_kind
@@ -64,6 +68,8 @@ class FashionMnistDataModule(L.LightningDataModule):
         self.fold = fold
         self.split_seed = split_seed
         self.holdout_size = holdout_size
+        self.inner_folds = inner_folds
+        self.inner_fold = inner_fold
         self.train_subset = train_subset
         self.augmentation = augmentation or Augmentation()
         self.download = download
@@ -82,10 +88,14 @@ class FashionMnistDataModule(L.LightningDataModule):
         locate(self.data_dir, self.download, self.system_dir)
 
     def _split(self, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """The outer split; with inner folds, its training part split again (the outer validation images are then
+        neither trained nor validated on); the train subset is taken last, from whatever trains."""
         if self.holdout_size is not None:
             train_idx, val_idx = holdout_first(len(labels), self.holdout_size)
         else:
             train_idx, val_idx = stratified_fold(labels, self.num_folds, self.fold, self.split_seed)
+        if self.nested:
+            train_idx, val_idx = inner_split(labels, train_idx, self.inner_folds, self.inner_fold, self.split_seed)
         return take_subset(train_idx, self.train_subset, self.split_seed), val_idx
 
     def setup(self, stage: str | None = None) -> None:

@@ -9,28 +9,55 @@ from sklearn.model_selection import StratifiedKFold
 from fmnist.core.errors import ConfigError
 from fmnist.core.numbers import is_int
 
+FOLD_KEYS = ("data.num_folds", "data.fold")
+INNER_KEYS = ("data.inner_folds", "data.inner_fold")
 
-def stratified_fold(labels: torch.Tensor, num_folds: int, fold: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val) of one fold; the same seed always gives the same folds."""
-    check_fold(num_folds, fold)
+
+def stratified_fold(labels: torch.Tensor, num_folds: int, fold: int, split_seed: int,
+                    keys: tuple[str, str] = FOLD_KEYS) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) of one fold; the same seed always gives the same folds. `keys` name the settings in
+    an error (the outer or the inner split's)."""
+    check_fold(num_folds, fold, keys)
     y = labels.cpu().numpy()
     smallest = int(np.bincount(y).min())
     if num_folds > smallest:  # every fold must hold each class at least once
-        raise ConfigError("data.num_folds", f"{num_folds} folds exceed the {smallest} images of the smallest class",
-                          "use data.num_folds=5 (the default) or 10")
+        raise ConfigError(keys[0], f"{num_folds} folds exceed the {smallest} images of the smallest class",
+                          f"use {keys[0]}=5 (the default) or 10")
     splitter = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=check_split_seed(split_seed))
     train_idx, val_idx = list(splitter.split(np.zeros(len(y)), y))[fold]
     return train_idx, val_idx
 
 
-def check_fold(num_folds: int, fold: int) -> None:
-    """The one check of data.num_folds and data.fold: run by the commands before any data is read, and here."""
+def check_fold(num_folds: int, fold: int, keys: tuple[str, str] = FOLD_KEYS) -> None:
+    """The one check of data.num_folds and data.fold (or of the pair `keys` names): run by the commands before any
+    data is read, and here."""
     if not is_int(num_folds) or num_folds < 2:
-        raise ConfigError("data.num_folds", f"{num_folds!r} is not an integer >= 2",
-                          "use data.num_folds=2 or more (5 is the default)")
+        raise ConfigError(keys[0], f"{num_folds!r} is not an integer >= 2",
+                          f"use {keys[0]}=2 or more (5 is the default)")
     if not is_int(fold) or not 0 <= fold < num_folds:
-        raise ConfigError("data.fold", f"{fold!r} is not a fold of {num_folds}",
-                          f"pick data.fold in 0..{num_folds - 1}")
+        raise ConfigError(keys[1], f"{fold!r} is not a fold of {num_folds}",
+                          f"pick {keys[1]} in 0..{num_folds - 1}")
+
+
+def check_inner_fold(inner_folds: int | None, inner_fold: int | None) -> bool:
+    """Whether an inner split is asked for (both keys set; neither: off); one without the other is refused."""
+    if inner_folds is None and inner_fold is None:
+        return False
+    if inner_folds is None or inner_fold is None:
+        missing = INNER_KEYS[0] if inner_folds is None else INNER_KEYS[1]
+        raise ConfigError(missing, "is null while the other inner split key is set",
+                          "set both data.inner_folds and data.inner_fold (e.g. 5 and 0), or neither")
+    check_fold(inner_folds, inner_fold, INNER_KEYS)
+    return True
+
+
+def inner_split(labels: torch.Tensor, outer_train: np.ndarray, inner_folds: int, inner_fold: int,
+                split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) of an inner fold of the outer training part, for a nested search: drawn from
+    `outer_train` alone, so its validation images can never be the outer validation fold's."""
+    train, val = stratified_fold(labels[torch.from_numpy(outer_train)], inner_folds, inner_fold, split_seed,
+                                 INNER_KEYS)
+    return outer_train[train], outer_train[val]
 
 
 def check_split_seed(split_seed: int) -> int:

@@ -34,12 +34,12 @@ from fmnist.core.checkpoints import (
 )
 from fmnist.core.constants import INPUT_KINDS
 from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, Limits, clip
+from fmnist.core.metrics_file import SPLIT_KEYS
 from fmnist.core.numbers import is_int
 from fmnist.models.catalog import ModelTooLarge, build_within, registered_model_config
 
 # The split and batch keys of `data` that rebuild training's test loader; each an integer or null.
-DATA_KEYS = ("num_folds", "fold", "split_seed", "holdout_size", "train_subset", "batch_size", "eval_batch_size",
-             "steps_per_execution")
+DATA_KEYS = (*SPLIT_KEYS, "batch_size", "eval_batch_size", "steps_per_execution")
 # The precisions a checkpoint may say its run trained and tested with (trainer.precision); 32-true if it says none.
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed", "64-true")
 MAX_LIST_ITEMS = 64  # a list argument (widths, blocks) longer than this is no model of this catalog

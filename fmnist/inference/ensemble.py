@@ -16,7 +16,7 @@ import torch
 from fmnist.core.constants import CLASS_NAMES
 from fmnist.core.errors import FmnistError
 from fmnist.core.metric_keys import flatten_per_class
-from fmnist.core.run_files import mean_ensemble, read_predictions
+from fmnist.core.predictions import mean_ensemble, read_predictions
 from fmnist.training.metrics import confusion_matrix, per_class_metrics, summary_metrics
 
 

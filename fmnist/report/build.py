@@ -92,48 +92,41 @@ def statistics_section(collection: Collection, rows: list[dict], out: Path, figu
     return lines
 
 
-def build_report(directories: Sequence[Path], out: Path, collection: Collection | None = None,
-                 title: str = "Fashion-MNIST model comparison", intro: str = "", protocols: bool = False,
-                 sections: Sequence[str] = ()) -> Collection:
-    """Write the report of `directories`' runs into `out`; `protocols` adds the table of each model's training
-    protocol (epochs, batch, optimizer, ...) after the leaderboard, which a comparison across studies needs;
-    `sections` (Markdown lines, e.g. fmnist.tune's tuning section) follow the statistics.
-    `out` is checked first: an existing report folder that is or holds a link is refused, nothing written."""
-    check_output_dir(out)
-    collection = collection or collect(directories)
-    rows = leaderboard(collection)
-    write_csv_atomic(out / "leaderboard.csv", rows or [{"model": None}])
-    figure_dir = out / "figures"
-    by_label = {group.label: group for group in collection.groups}
+def _header(collection: Collection, rows: list[dict], directories: Sequence[Path], out: Path, title: str,
+            intro: str) -> list[str]:
+    """Title, what was collected, and the leaderboard with how to read it."""
+    return [f"# {title}", "", *([intro, ""] if intro else []),
+            "Runs below: " + ", ".join(run_link(directory, out) for directory in directories), "",
+            f"{len(collection.groups)} model configuration(s) from "
+            f"{sum(len(group.runs) for group in collection.groups)} completed run(s); "
+            f"{len(collection.failures) - len(collection.broken)} failed run(s)"
+            + (f"; {len(collection.pruned)} run(s) pruned by a search" if collection.pruned else "")
+            + (f"; {len(collection.broken)} run(s) with broken files, left out of every figure."
+               if collection.broken else "."), "",
+            "## Leaderboard (ranked by cross-validated accuracy)", "",
+            main_table(rows), "",
+            "Accuracies and macro precision / recall / F1 are means over a model's folds ± sample std (ddof=1); "
+            "validation is each fold's held-out part of the train set, test is the official 10k test set "
+            "(never used to choose anything). The ensemble averages the fold models' softmax probabilities. "
+            "Train accuracy is the running accuracy of the best epoch (as Keras reports it); train − val is in "
+            "percentage points. ms/step and images/s are the median training epoch's, without validation.", ""]
 
-    lines = [f"# {title}", "", *([intro, ""] if intro else []),
-             "Runs below: " + ", ".join(run_link(directory, out) for directory in directories), "",
-             f"{len(collection.groups)} model configuration(s) from "
-             f"{sum(len(group.runs) for group in collection.groups)} completed run(s); "
-             f"{len(collection.failures) - len(collection.broken)} failed run(s)"
-             + (f"; {len(collection.pruned)} run(s) pruned by a search" if collection.pruned else "")
-             + (f"; {len(collection.broken)} run(s) with broken files, left out of every figure."
-                if collection.broken else "."), "",
-             "## Leaderboard (ranked by cross-validated accuracy)", "",
-             main_table(rows), "",
-             "Accuracies and macro precision / recall / F1 are means over a model's folds ± sample std (ddof=1); "
-             "validation is each fold's held-out part of the train set, test is the official 10k test set "
-             "(never used to choose anything). The ensemble averages the fold models' softmax probabilities. "
-             "Train accuracy is the running accuracy of the best epoch (as Keras reports it); train − val is in "
-             "percentage points. ms/step and images/s are the median training epoch's, without validation.", ""]
-    if protocols:
-        lines += protocol_section(collection, [row["model"] for row in rows])
-    lines += statistics_section(collection, rows, out, figure_dir)
-    lines += sections
-    lines += ["## Figures", "", "### Accuracy against size and training cost", ""]
+
+def _figures_section(rows: list[dict], out: Path, figure_dir: Path) -> list[str]:
+    lines = ["## Figures", "", "### Accuracy against size and training cost", ""]
     lines += _image("accuracy vs params", figures.accuracy_against(
         rows, "params_mean", "parameters", figure_dir / "accuracy_vs_params.png"), out)
     lines += _image("accuracy vs training time", figures.accuracy_against(
         rows, "train_seconds_mean", "training time per fold (s)", figure_dir / "accuracy_vs_train_time.png",
         plain_ticks=True), out)
     lines += ["### Per-class F1", ""]
-    lines += _image("per-class F1", figures.per_class_f1(rows, figure_dir / "per_class_f1.png"), out)
-    lines += ["## Per model", ""]
+    return lines + _image("per-class F1", figures.per_class_f1(rows, figure_dir / "per_class_f1.png"), out)
+
+
+def _per_model_section(collection: Collection, rows: list[dict], out: Path, figure_dir: Path) -> list[str]:
+    """Each model's overrides, runs, per-class test table, learning curves and confusion matrix."""
+    by_label = {group.label: group for group in collection.groups}
+    lines = ["## Per model", ""]
     for row in rows:
         group = by_label[row["model"]]
         name = figures.slug(group.label)
@@ -147,12 +140,39 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
                         figures.learning_curves(group, figure_dir / f"curves_{name}.png"), out)
         lines += _image(f"{group.label} test confusion", figures.confusion(group, figure_dir / f"confusion_{name}.png"),
                         out)
-    lines += search_section(directories, out, figure_dir)
+    return lines
+
+
+def _unfinished_section(collection: Collection, out: Path) -> list[str]:
+    lines = []
     if collection.pruned:
         lines += ["## Pruned runs", "", "Stopped early by the search's pruner (neither completed nor failed; left "
                   "out of every figure above):", "", pruned_table(collection, out), ""]
     lines += ["## Failed runs", ""]
-    lines += [failures_table(collection, out) if collection.failures or collection.ignored else "None.", ""]
+    return lines + [failures_table(collection, out) if collection.failures or collection.ignored else "None.", ""]
+
+
+def build_report(directories: Sequence[Path], out: Path, collection: Collection | None = None,
+                 title: str = "Fashion-MNIST model comparison", intro: str = "", protocols: bool = False,
+                 sections: Sequence[str] = ()) -> Collection:
+    """Write the report of `directories`' runs into `out`; `protocols` adds the table of each model's training
+    protocol (epochs, batch, optimizer, ...) after the leaderboard, which a comparison across studies needs;
+    `sections` (Markdown lines, e.g. fmnist.tune's tuning section) follow the statistics.
+    `out` is checked first: an existing report folder that is or holds a link is refused, nothing written."""
+    check_output_dir(out)
+    collection = collection or collect(directories)
+    rows = leaderboard(collection)
+    write_csv_atomic(out / "leaderboard.csv", rows or [{"model": None}])
+    figure_dir = out / "figures"
+    lines = _header(collection, rows, directories, out, title, intro)
+    if protocols:
+        lines += protocol_section(collection, [row["model"] for row in rows])
+    lines += statistics_section(collection, rows, out, figure_dir)
+    lines += sections
+    lines += _figures_section(rows, out, figure_dir)
+    lines += _per_model_section(collection, rows, out, figure_dir)
+    lines += search_section(directories, out, figure_dir)
+    lines += _unfinished_section(collection, out)
     write_text_atomic(out / "report.md", "\n".join(lines))
     return collection
 

@@ -9,10 +9,9 @@ before it is used; nothing in them ends the report in a traceback, and nothing m
 
 - Each file must be a regular file inside the run (a symbolic link, FIFO or device is refused: it would name a
   path outside the run, or never end) of at most MAX_RUN_FILE_BYTES.
-- metrics.json: a JSON object; a completed run needs a finite val/acc in [0, 1], a model name like a config
-  file's stem (at most MAX_NAME_CHARS), numbers where numbers belong (finite shares in [0, 1], non-negative
-  counts and times, integer fold/seed/split fields, a 10x10 confusion of counts). Anything else lists the run as
-  broken, with the reason, in the report's failures table, and keeps it out of every mean and test.
+- metrics.json: a JSON object; a completed run's must pass core.metrics_file.metrics_problem (a finite val/acc
+  in [0, 1], a model config's name, numbers where numbers belong). Anything else lists the run as broken, with
+  the reason, in the report's failures table, and keeps it out of every mean and test.
 - .hydra/overrides.yaml (looked for in the run dir and its parents, never above the directory given): safe YAML
   holding a list of strings. Anything else (bad YAML, a `!!python/...` tag, a mapping, a number) lists the run
   as broken too rather than grouping it without its overrides: a group must never mix configurations.
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,21 +30,19 @@ from typing import Any
 
 import pandas as pd
 
-from fmnist.core.constants import NUM_CLASSES
 from fmnist.core.errors import DataError
-from fmnist.core.limits import MAX_NAME_CHARS, clip, model_name_problem
-from fmnist.core.numbers import is_finite_number, is_int, is_real
+from fmnist.core.limits import MAX_NAME_CHARS, clip
+from fmnist.core.metrics_file import COMPLETED, PRUNED, metrics_problem, read_metrics, value_problem
+from fmnist.core.numbers import is_int
+from fmnist.core.predictions import Predictions, read_predictions
 from fmnist.core.run_files import (
-    COMPLETED,
     HISTORY_FILE,
     METRICS_FILE,
     OVERRIDES_FILE,
     PREDICTIONS_FILE,
-    PRUNED,
     SUMMARY_FILE,
     RunFileError,
     read_history_columns,
-    read_predictions,
     read_run_json,
     read_run_yaml,
 )
@@ -59,10 +55,6 @@ IGNORED_OVERRIDE_PREFIXES = ("data.fold=", "seed=", "hydra.", "hydra/", "ckpt_pa
                              "paths.", "data.data_dir=", "data.system_dir=", "hparams_search=",
                              "++search.trial=", "++callbacks.search_trial=")  # a search's trial (fmnist.search)
 HISTORY_COLUMNS = ("epoch", "train/acc", "val/acc", "train/loss", "val/loss")  # what figures and compare use
-SHARE = re.compile(r"(train|val|test)/(class_)?(acc|precision|recall|f1)(/.*)?")  # fractions in [0, 1]
-NON_NEGATIVE = ("params", "epochs", "ms_per_step", "images_per_second", "train_seconds")
-INTEGERS = {"fold": 0, "seed": None, "split_seed": None, "num_folds": 2, "holdout_size": 0, "train_subset": 1,
-            "best_epoch": 0}  # key -> smallest allowed value (None: any integer); each may also be null
 
 
 @dataclass
@@ -72,7 +64,7 @@ class Run:
     path: Path
     metrics: dict[str, Any]
     history: pd.DataFrame | None
-    predictions: Path | None = None  # its test_predictions.npz, if it wrote a valid one
+    predictions: Predictions | None = None  # its test_predictions.npz, if it wrote a valid one
 
 
 @dataclass
@@ -110,58 +102,6 @@ def _shown(value: Any) -> str:
     return clip(repr(value), 60)
 
 
-def _confusion_problem(value: Any) -> str | None:
-    rows = value if isinstance(value, list) and len(value) == NUM_CLASSES else None
-    if rows is None or any(not isinstance(row, list) or len(row) != NUM_CLASSES for row in rows):
-        return f"test/confusion is not a {NUM_CLASSES}x{NUM_CLASSES} list of lists"
-    if any(not is_int(cell) or cell < 0 for row in rows for cell in row):
-        return "test/confusion holds something other than counts"
-    return None
-
-
-def _value_problem(key: str, value: Any) -> str | None:
-    """Why this metrics.json entry is unusable, or None (keys the report does not read are not checked)."""
-    if key == "test/confusion":
-        return _confusion_problem(value)
-    if key in INTEGERS:
-        smallest = INTEGERS[key]
-        if value is None:
-            return None
-        if not is_int(value) or (smallest is not None and value < smallest):
-            return f"{key} is {_shown(value)}, expected an integer" + (f" >= {smallest}" if smallest else "")
-        return None
-    share = SHARE.fullmatch(key) is not None
-    if not share and key not in NON_NEGATIVE:
-        # NaN and infinity pass here (a diverged run's loss); shares and counts are checked further below
-        if key.startswith(("train/", "val/", "test/")) and value is not None and not is_real(value):
-            return f"{key} is {_shown(value)}, expected a number"
-        return None
-    if value is None and key != "val/acc":
-        return None
-    if not is_finite_number(value):
-        return f"{key} is {_shown(value)}, expected a finite number"
-    if share and not 0.0 <= value <= 1.0:
-        return f"{key} is {value}, expected a share in [0, 1]"
-    if value < 0:
-        return f"{key} is {value}, expected a non-negative number"
-    return None
-
-
-def metrics_problem(metrics: dict[str, Any]) -> str | None:
-    """Why a completed run's metrics.json cannot be counted, or None."""
-    model = metrics.get("model")
-    problem = model_name_problem(model)
-    if problem:
-        return f"model {problem}"
-    if "val/acc" not in metrics:
-        return "val/acc is missing"
-    for key, value in metrics.items():
-        problem = _value_problem(key, value)
-        if problem is not None:
-            return problem
-    return None
-
-
 def _ensemble_problem(summary: dict[str, Any]) -> str | None:
     ensemble = summary.get("ensemble")
     if not isinstance(ensemble, dict):
@@ -170,7 +110,7 @@ def _ensemble_problem(summary: dict[str, Any]) -> str | None:
     if not is_int(members) or members < 1:
         return f"ensemble members is {_shown(members)}, expected a positive integer"
     for key in ("test/acc", "test/f1", "test/confusion"):
-        problem = _value_problem(key, ensemble[key]) if key in ensemble else None
+        problem = value_problem(key, ensemble[key]) if key in ensemble else None
         if problem is not None:
             return f"ensemble {problem}"
     return None
@@ -221,16 +161,15 @@ def _history(directory: Path, ignored: list[tuple[Path, str]]) -> pd.DataFrame |
         return None
 
 
-def _predictions(directory: Path, ignored: list[tuple[Path, str]]) -> Path | None:
+def _predictions(directory: Path, ignored: list[tuple[Path, str]]) -> Predictions | None:
     path = directory / PREDICTIONS_FILE
     if not os.path.lexists(path):
         return None
     try:
-        read_predictions(path)  # checked here (bounded, about 1 MB); compare reads it again when it needs it
+        return read_predictions(path)  # read once (bounded, about 0.6 MB in memory); compare uses it as is
     except DataError as exc:
         _ignore(path, clip(str(exc).removeprefix(f"{path}: ")), ignored)
         return None
-    return path
 
 
 def _ignore(path: Path, reason: str, ignored: list[tuple[Path, str]]) -> None:
@@ -269,10 +208,14 @@ def _label(groups: list[Group]) -> None:
             group.label = f"{group.label} #{seen[group.label]}"
 
 
-def _broken(path: Path, name: str | Path, reason: str, metrics: Any = None) -> Failure:
+def _model(metrics: Any) -> str:
+    """The model a run's metrics.json names, as the failures table shows it: clipped, or '?'."""
     model = metrics.get("model") if isinstance(metrics, dict) else None
-    shown = clip(model, MAX_NAME_CHARS) if isinstance(model, str) else "?"
-    return Failure(path, shown, f"broken {Path(name).as_posix()}: {reason}", broken=True)
+    return clip(model, MAX_NAME_CHARS) if isinstance(model, str) else "?"
+
+
+def _broken(path: Path, name: str | Path, reason: str, metrics: Any = None) -> Failure:
+    return Failure(path, _model(metrics), f"broken {Path(name).as_posix()}: {reason}", broken=True)
 
 
 def collect(directories: Iterable[str | Path]) -> Collection:
@@ -284,12 +227,10 @@ def collect(directories: Iterable[str | Path]) -> Collection:
     for path, top in _below(directories, METRICS_FILE):
         run_dir, metrics = path.parent, None
         try:
-            metrics = read_run_json(path)
+            metrics = read_metrics(run_dir)
             if metrics.get("status") != COMPLETED:
-                model = metrics.get("model")
-                error = metrics.get("error", metrics.get("status", "?"))
-                shown = clip(model if isinstance(model, str) else "?", MAX_NAME_CHARS)
-                (pruned if metrics.get("status") == PRUNED else failures).append(Failure(run_dir, shown, clip(error)))
+                ended = Failure(run_dir, _model(metrics), clip(metrics.get("error", metrics.get("status", "?"))))
+                (pruned if metrics.get("status") == PRUNED else failures).append(ended)
                 continue
             problem = metrics_problem(metrics)
             if problem is not None:

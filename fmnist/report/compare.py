@@ -14,8 +14,8 @@ from itertools import combinations
 
 import numpy as np
 
-from fmnist.core.errors import DataError
-from fmnist.core.run_files import Predictions, mean_ensemble, read_predictions
+from fmnist.core.metrics_file import split_of
+from fmnist.core.predictions import mean_ensemble
 from fmnist.report import stats
 from fmnist.report.collect import Group
 from fmnist.report.published import PUBLISHED, TOLERANCE, Published
@@ -107,30 +107,10 @@ class Pair:
     mcnemar_p_holm: float = math.nan
 
 
-def _split_key(metrics: dict) -> tuple:
-    """The split of a run, its split seed aside for k-fold (a repeated k-fold's folds come from several seeds and
-    pair by (split seed, fold)); a holdout's split seed stays in (it picks the train subset)."""
-    holdout = metrics.get("holdout_size")
-    return (metrics.get("split_seed") if holdout else "folds", None if holdout else metrics.get("num_folds"),
-            holdout, metrics.get("train_subset"))
-
-
 def _unit(metrics: dict, unit_kind: str) -> int | tuple[int | None, int]:
     if unit_kind == "seed":
         return int(metrics.get("seed") or 0)
     return (metrics.get("split_seed"), int(metrics.get("fold") or 0))
-
-
-def _predictions(group: Group) -> list[tuple[dict, Predictions]]:
-    """The runs' test predictions; collect checked each file, so one failing now was changed since: left out."""
-    found = []
-    for run in group.runs:
-        if run.predictions is not None:
-            try:
-                found.append((run.metrics, read_predictions(run.predictions)))
-            except DataError:
-                continue
-    return found
 
 
 def _unit_order(item: tuple) -> tuple:
@@ -144,7 +124,7 @@ def _unit_order(item: tuple) -> tuple:
 
 def model_stats(group: Group) -> ModelStats:
     metrics = [run.metrics for run in group.runs]
-    splits = {_split_key(item) for item in metrics}
+    splits = {split_of(item) for item in metrics}
     split = splits.pop() if len(splits) == 1 else ("mixed",)
     holdout = bool(metrics[0].get("holdout_size"))
     unit_kind = "seed" if holdout else "fold"
@@ -154,7 +134,7 @@ def model_stats(group: Group) -> ModelStats:
     val_by_unit = {unit: float(np.mean(values)) for unit, values in sorted(by_unit.items(), key=_unit_order)}
     split_seeds = tuple(sorted({item.get("split_seed") for item in metrics}, key=str)) if not holdout else ()
     val_values = [float(item["val/acc"]) for item in metrics]
-    predictions = _predictions(group)
+    predictions = [(run.metrics, run.predictions) for run in group.runs if run.predictions is not None]
     notes = []
     test_runs = [(item.get("fold"), item.get("seed"), stats.bootstrap_accuracy(found.correct), item.get("split_seed"))
                  for item, found in predictions]

@@ -19,6 +19,7 @@ from fmnist.core.atomic import write_text_atomic
 from fmnist.core.cli import user_error
 from fmnist.core.errors import DataError
 from fmnist.core.limits import clip
+from fmnist.core.predictions import read_predictions
 from fmnist.core.run_files import (
     COMPARISON_FILE,
     HISTORY_FILE,
@@ -28,7 +29,6 @@ from fmnist.core.run_files import (
     RESOLVED_CONFIG_FILE,
     SUMMARY_FILE,
     RunFileError,
-    read_predictions,
     read_run_bytes,
 )
 from fmnist.report.build import build_report, nothing_valid

@@ -22,6 +22,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 
+from fmnist.core.metrics_file import PRUNED, write_stopped
+
 log = logging.getLogger("fmnist.search")
 
 TRIAL_KEY = "search.trial"  # the job config's node: study, storage, number, pruner, monitor
@@ -136,20 +138,9 @@ class TellTrialAtJobEnd(Callback):
                         spec.get("number"), exc)
 
 
-
 def record_pruned(cfg: DictConfig, run_dir: Path, pruned: RunPruned, unit: str = "epoch") -> dict[str, Any]:
     """metrics.json of a run the pruner stopped: status "pruned", its last reported val/acc and epochs; returned, so
     the command ends normally (exit 0) and reports list it apart from completed and failed runs."""
-    from fmnist.core.atomic import write_json_atomic
-    from fmnist.core.run_files import METRICS_FILE, PRUNED, run_identity
-
-    metrics = {
-        **run_identity(cfg),
-        "epochs": pruned.step + 1,
-        "val/acc": pruned.value,
-        "trial": pruned.number,
-        "status": PRUNED,
-        "error": f"pruned by the search's pruner after {unit} {pruned.step} (val/acc {pruned.value:.4f})",
-    }
-    write_json_atomic(run_dir / METRICS_FILE, metrics)
-    return metrics
+    return write_stopped(cfg, run_dir, PRUNED,
+                         f"pruned by the search's pruner after {unit} {pruned.step} (val/acc {pruned.value:.4f})",
+                         epochs=pruned.step + 1, trial=pruned.number, **{"val/acc": pruned.value})

@@ -41,7 +41,7 @@ def write_predicted_run(directory: Path, model: str, fold: int, num_folds: int, 
     """A finished fold with metrics.json and test_predictions.npz whose accuracy is `accuracy`."""
     import numpy as np
 
-    from fmnist.core.run_files import write_predictions
+    from fmnist.core.predictions import write_predictions
 
     write_run(directory, model, fold, val, accuracy, None)
     metrics = json.loads((directory / "metrics.json").read_text())

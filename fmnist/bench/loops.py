@@ -1,0 +1,184 @@
+"""The three training loops the speed table compares (fmnist's `trainer.fit`, the smallest LightningModule and a
+hand-written PyTorch loop), each clocked after a device sync so asynchronous devices cannot hide work."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, open_dict
+from torch import nn
+
+from fmnist.data.batches import TensorBatches
+from fmnist.data.datamodule import FashionMnistDataModule
+from fmnist.training.builders import build_module, build_trainer
+from fmnist.training.devices import synchronize
+from fmnist.training.module import OptimizerFactory
+
+
+@dataclass(frozen=True)
+class Clocks:
+    """Wall and process CPU seconds and minor page faults so far: CPU time barely moves when other processes share
+    the cores, and page faults count fresh memory touched, so both stay readable where wall time is noise."""
+
+    wall: float
+    cpu: float
+    page_faults: int
+
+
+def clocks(device: torch.device) -> Clocks:
+    synchronize(device)
+    return Clocks(time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """`steps` batches of `batch_size` images between two clock readings, warm-up excluded."""
+
+    steps: int
+    batch_size: int
+    seconds: float
+    cpu_seconds: float
+    page_faults: int
+
+    @classmethod
+    def between(cls, start: Clocks, end: Clocks, steps: int, batch_size: int) -> Timing:
+        return cls(steps, batch_size, end.wall - start.wall, end.cpu - start.cpu, end.page_faults - start.page_faults)
+
+    @property
+    def ms_per_step(self) -> float:
+        return 1000.0 * self.seconds / self.steps
+
+    @property
+    def images_per_second(self) -> float:
+        return self.steps * self.batch_size / self.seconds
+
+    @property
+    def page_faults_per_step(self) -> float:
+        return self.page_faults / self.steps
+
+
+class StepWindow(L.Callback):
+    """Clocks from the end of the last warm-up Lightning step to the end of the last one: the timed batches
+    fetched and trained, hooks and metric updates included."""
+
+    group_aware = True  # its window is whole Lightning steps, groups included, by design
+
+    def __init__(self, warmup: int) -> None:
+        if warmup < 1:
+            raise ValueError("the framework timing needs at least one warm-up step")
+        self.warmup = warmup
+        self.start: Clocks | None = None
+        self.end: Clocks | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if batch_idx + 1 == self.warmup:
+            self.start = clocks(pl_module.device)
+        if batch_idx + 1 == trainer.num_training_batches:
+            self.end = clocks(pl_module.device)
+
+    def timing(self, steps: int, batch_size: int) -> Timing:
+        if self.start is None or self.end is None:
+            raise RuntimeError("the timed window did not close: the trainer stopped early")
+        return Timing.between(self.start, self.end, steps, batch_size)
+
+
+def time_framework(cfg: DictConfig, datamodule: FashionMnistDataModule, steps: int, warmup: int,
+                   run_dir: Path) -> Timing:
+    """fmnist as a user runs it (the config's module, logger, callbacks and metrics) for warmup + steps optimizer
+    steps, validation left out; steps are whole groups of `data.steps_per_execution`, as Lightning steps hold."""
+    per_group = datamodule.steps_per_execution
+    if steps % per_group:
+        raise ValueError(f"{steps} steps are not whole groups of data.steps_per_execution={per_group}")
+    warmup_count = max(1, math.ceil(warmup / per_group))  # whole Lightning steps, at least one
+    groups = warmup_count + steps // per_group
+    if groups > datamodule.train_dataloader().full_items:
+        raise ValueError(f"{groups * per_group} steps do not fit in one epoch of batch {datamodule.batch_size}")
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.trainer.max_epochs, cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches = 1, groups, 0
+    module = build_module(cfg)
+    trainer = build_trainer(cfg, run_dir)
+    window = StepWindow(warmup_count)
+    trainer.callbacks.append(window)
+    trainer.fit(module, datamodule=datamodule)
+    return window.timing(steps, datamodule.batch_size)
+
+
+class BareModule(L.LightningModule):
+    """The smallest LightningModule Lightning accepts: `bare / plain` is the price of Lightning's own loop, which
+    no LightningModule avoids, so `fmnist / bare` is what fmnist adds (metrics, logging, callbacks)."""
+
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, label_smoothing: float) -> None:
+        super().__init__()
+        self.net, self.optimizer_factory, self.label_smoothing = net, optimizer, label_smoothing
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(self.net(x), y, label_smoothing=self.label_smoothing)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.parameters())
+
+
+def time_bare_lightning(cfg: DictConfig, net: nn.Module, optimizer: OptimizerFactory, batches: TensorBatches,
+                        steps: int, warmup: int) -> Timing:
+    """One `trainer.fit` of BareModule over warmup + steps batches, clocked like the fmnist run."""
+    window = StepWindow(warmup)
+    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
+                        max_epochs=1, limit_train_batches=warmup + steps, limit_val_batches=0, logger=False,
+                        callbacks=[window], enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(BareModule(net, optimizer, cfg.regularization.label_smoothing), train_dataloaders=batches)
+    return window.timing(steps, batches.batch_size)
+
+
+def autocast_for(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """The autocast Lightning's `trainer.precision` would apply; other precisions are not benchmarked."""
+    if precision in ("32-true", "32", 32):
+        return contextlib.nullcontext
+    if precision == "bf16-mixed":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"the benchmark's plain loop supports trainer.precision 32-true or bf16-mixed, not {precision!r}")
+
+
+def time_plain_loop(net: nn.Module, optimizer_factory: OptimizerFactory, images: torch.Tensor, labels: torch.Tensor,
+                    batch_size: int, mean: float, std: float, input_kind: str, steps: int, warmup: int,
+                    label_smoothing: float = 0.0, channels_last: bool = False, precision: str = "32-true",
+                    seed: int = 0) -> Timing:
+    """The baseline: what any training loop must do per step (shuffled batch, scale, normalise, forward, loss,
+    backward, step) on the same resident uint8 `images` (N, 28, 28), so `fmnist / plain` prices all fmnist adds."""
+    device = images.device
+    net.train()
+    optimizer = optimizer_factory(net.parameters())
+    autocast = autocast_for(precision, device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    order, start = None, clocks(device)
+    for step in range(warmup + steps):
+        if step == warmup:
+            start = clocks(device)
+        if order is None or len(order) < batch_size:  # full batches only, reshuffled every pass
+            order = torch.randperm(len(labels), device=device, generator=generator)
+        index, order = order[:batch_size], order[batch_size:]
+        raw, y = images.index_select(0, index), labels.index_select(0, index)
+        x = raw.float().mul_(1.0 / 255.0).sub_(mean).div_(std)
+        if input_kind == "image":
+            x = x.unsqueeze(1)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            loss = F.cross_entropy(net(x), y, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return Timing.between(start, clocks(device), steps, batch_size)
