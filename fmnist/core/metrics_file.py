@@ -22,8 +22,9 @@ PRUNED = "pruned"  # stopped early by a hyperparameter search's pruner (fmnist.s
 SPLIT_KEYS = ("num_folds", "fold", "split_seed", "holdout_size", "train_subset", "inner_folds", "inner_fold")
 SHARE = re.compile(r"(train|val|test)/(class_)?(acc|precision|recall|f1)(/.*)?")  # fractions in [0, 1]
 NON_NEGATIVE = ("params", "epochs", "ms_per_step", "images_per_second", "train_seconds")
+# key -> smallest allowed value (None: any integer); each may also be null
 INTEGERS = {"fold": 0, "seed": None, "split_seed": None, "num_folds": 2, "holdout_size": 0, "train_subset": 1,
-            "inner_folds": 2, "inner_fold": 0, "best_epoch": 0}  # key -> smallest allowed value (None: any integer); each may also be null
+            "inner_folds": 2, "inner_fold": 0, "best_epoch": 0}
 
 
 def run_identity(cfg: Any) -> dict[str, Any]:

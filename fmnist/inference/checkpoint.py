@@ -36,7 +36,8 @@ from fmnist.core.constants import INPUT_KINDS
 from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, Limits, clip
 from fmnist.core.metrics_file import SPLIT_KEYS
 from fmnist.core.numbers import is_int
-from fmnist.models.catalog import ModelTooLarge, build_within, registered_model_config
+from fmnist.models.budget import ModelTooLarge, build_within
+from fmnist.models.catalog import registered_model_config
 
 # The split and batch keys of `data` that rebuild training's test loader; each an integer or null.
 DATA_KEYS = (*SPLIT_KEYS, "batch_size", "eval_batch_size", "steps_per_execution")

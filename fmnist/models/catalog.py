@@ -9,8 +9,7 @@ same registration training, eval, predict and export use (docs/own_model.md).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,11 +20,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.nn.modules.module import (
-    register_module_buffer_registration_hook,
-    register_module_module_registration_hook,
-    register_module_parameter_registration_hook,
-)
 from torch.utils.flop_counter import FlopCounterMode
 
 from fmnist.core.config_dir import CONF_DIR
@@ -38,7 +32,6 @@ MODEL_FAMILIES = ("cnn", "sequence")  # what a model config's `family` may say (
 # fails deep inside training, an unknown one (a typo such as `tta_flips`) would be silently ignored.
 MODEL_KEYS = ("name", "family", "input", "net", "compile", "channels_last", "tta_flip")
 FLAG_KEYS = ("channels_last", "tta_flip")
-MAX_MODULES = 100_000  # submodules of one model built from a config (a ResNet-18 has 60)
 
 
 @dataclass(frozen=True)
@@ -143,46 +136,6 @@ def count_macs(net: nn.Module, input_kind: str) -> int:
         with torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter:
             net(example_input(input_kind))
     return counter.get_total_flops() // 2
-
-
-class ModelTooLarge(FmnistError):
-    """A model config asks for more parameters or submodules than the limits allow."""
-
-
-@contextmanager
-def construction_budget(max_elements: int, max_modules: int) -> Iterator[None]:
-    """Abort building a module as soon as it registers more parameter and buffer elements, or more submodules,
-    than allowed (torch's global registration hooks see every one as it is created)."""
-    counts = {"elements": 0, "modules": 0}
-
-    def count(kind: str, amount: int, cap: int, what: str) -> None:
-        counts[kind] += amount
-        if counts[kind] > cap:
-            raise ModelTooLarge(f"over {cap:,} {what}")
-
-    def on_tensor(module: nn.Module, name: str, tensor: torch.Tensor | None) -> None:
-        if tensor is not None:
-            count("elements", tensor.numel(), max_elements, "parameter and buffer elements (limits.max_params)")
-
-    def on_module(module: nn.Module, name: str, submodule: nn.Module | None) -> None:
-        count("modules", 1, max_modules, "submodules")
-
-    handles = [register_module_parameter_registration_hook(on_tensor),
-               register_module_buffer_registration_hook(on_tensor),
-               register_module_module_registration_hook(on_module)]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def build_within(build: Callable[[], nn.Module], max_elements: int, max_modules: int = MAX_MODULES) -> nn.Module:
-    """Build once on the meta device under the budget (nothing is allocated, so a huge size costs nothing), then
-    for real: a config's sizes are refused before they take memory."""
-    with construction_budget(max_elements, max_modules), torch.device("meta"):
-        build()
-    return build()
 
 
 class ModelImportError(FmnistError):

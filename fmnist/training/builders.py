@@ -17,7 +17,7 @@ from fmnist.core.errors import ConfigError
 from fmnist.core.limits import DEFAULT_LIMITS, Limits, run_limits
 from fmnist.core.run_files import CHECKPOINT_DIR
 from fmnist.data.datamodule import FashionMnistDataModule
-from fmnist.models.catalog import ModelTooLarge, build_within
+from fmnist.models.budget import ModelTooLarge, build_within
 from fmnist.training.checkpoint_io import AtomicCheckpointIO
 from fmnist.training.grouped import check_grouping
 from fmnist.training.loggers import build_loggers

@@ -1,4 +1,4 @@
-"""Small Lightning callbacks for what the built-in ones do not record."""
+"""Small Lightning callbacks for what the built-in ones do not record or restore."""
 
 from __future__ import annotations
 
@@ -202,3 +202,18 @@ class RestoreFinished(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.done = True
+
+
+class EpochSeed(L.Callback):
+    """Reseed torch's RNG (dropout, init-free randomness) from (seed, epoch) at each epoch start.
+
+    Shuffling and augmentation already depend on (seed, epoch) only; with this, a run resumed from an
+    epoch-end checkpoint draws exactly the random numbers the uninterrupted run drew.
+    """
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.seed is not None:
+            torch.manual_seed(self.seed * 1_000_003 + trainer.current_epoch)

@@ -1,4 +1,4 @@
-"""Callbacks that make runs reproducible across resumes and stop them cleanly when training diverges."""
+"""The callback that stops a run cleanly when training diverges, before a NaN model is checkpointed."""
 
 from __future__ import annotations
 
@@ -12,21 +12,6 @@ from fmnist.core.errors import FmnistError
 
 class NonFiniteLossError(FmnistError):
     """The training loss became NaN or infinite."""
-
-
-class EpochSeed(L.Callback):
-    """Reseed torch's RNG (dropout, init-free randomness) from (seed, epoch) at each epoch start.
-
-    Shuffling and augmentation already depend on (seed, epoch) only; with this, a run resumed from an
-    epoch-end checkpoint draws exactly the random numbers the uninterrupted run drew.
-    """
-
-    def __init__(self, seed: int | None) -> None:
-        self.seed = seed
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.seed is not None:
-            torch.manual_seed(self.seed * 1_000_003 + trainer.current_epoch)
 
 
 class NonFiniteLossGuard(L.Callback):
