@@ -8,8 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from fmnist.core.atomic import refuse_special_target, write_json_atomic
+from fmnist.core.atomic import refuse_special_target, write_bytes_atomic, write_json_atomic
 from fmnist.core.command import hydra_command
 from fmnist.core.errors import ConfigError, FmnistError
 from fmnist.core.limits import run_limits
@@ -31,7 +29,6 @@ log = logging.getLogger("fmnist.export")  # not __name__: run as __main__ by pyt
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 REPORT_FILE = "export.json"
 QUIET_LOGGERS = ("onnx_ir", "onnxscript", "torch.onnx", "torch.export", "torch._dynamo")
-FILE_MODE = 0o644  # mkstemp makes files private; a model file is meant to be shared
 EXTRA_HINT = "Fix: pip install -e '.[export]' (installs onnx, onnxscript and onnxruntime)"
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
@@ -41,7 +38,7 @@ class ExportError(FmnistError):
     """The exporter failed, or the exported file does not compute what the PyTorch model computes."""
 
 
-def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> Runner:
+def _export_onnx(net: nn.Module, example: torch.Tensor, opset: int | None) -> tuple[bytes, Runner]:
     try:
         import onnx  # noqa: F401  (torch's exporter needs onnx and onnxscript: fail here, with the fix)
         import onnxruntime
@@ -56,21 +53,22 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, opset: int |
     # with PyTorch below is what decides whether the file is right.
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (example,), str(path), dynamo=True, input_names=["x"], output_names=["logits"],
-                          dynamic_shapes=({0: batch},), external_data=False, opset_version=opset, verbose=False)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda x: torch.from_numpy(np.asarray(session.run(None, {"x": x.numpy()})[0]))
+        program = torch.onnx.export(net, (example,), dynamo=True, input_names=["x"], output_names=["logits"],
+                                    dynamic_shapes=({0: batch},), opset_version=opset, verbose=False)
+    data = program.model_proto.SerializeToString()  # one self-contained file: the weights inside
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return data, lambda x: torch.from_numpy(np.asarray(session.run(None, {"x": x.numpy()})[0]))
 
 
-def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> Runner:
+def _export_torchscript(net: nn.Module, example: torch.Tensor, opset: int | None) -> tuple[bytes, Runner]:
     with warnings.catch_warnings():
         # torch.jit is deprecated in favour of torch.export, and tracing warns about shape-dependent Python;
         # the check below runs other batch sizes than the traced one, which is what those warnings are about.
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(net, example)
-        torch.jit.save(traced, str(path))
-        loaded = torch.jit.load(str(path), map_location="cpu")
-    return lambda x: loaded(x)
+        buffer = io.BytesIO()
+        torch.jit.save(torch.jit.trace(net, example), buffer)
+        loaded = torch.jit.load(io.BytesIO(buffer.getvalue()), map_location="cpu")
+    return buffer.getvalue(), lambda x: loaded(x)
 
 
 EXPORTERS = {"onnx": _export_onnx, "torchscript": _export_torchscript}
@@ -99,29 +97,22 @@ def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     count = int(cfg.verify.images)
     x = torch.cat([batch for batch, _ in loader])[:count].cpu().contiguous()
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(handle)
     try:
-        try:
-            exported = EXPORTERS[kind](model.net, x[:2], Path(temporary), cfg.get("opset"))
-        except FmnistError:
-            raise
-        except Exception as exc:
-            raise ExportError(f"{kind} export of {model.name} failed: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-        with torch.inference_mode():
-            check = compare(model.net, exported, x, [len(x), 1, 7])
-        passed = check["max_abs_diff"] <= float(cfg.verify.atol) and check["argmax_agreement"] >= float(
-            cfg.verify.min_agreement)
-        if not passed:
-            raise ExportError(f"the {kind} file does not match PyTorch on {check['images']} test images: max |diff| "
-                              f"{check['max_abs_diff']:.3g} (allowed {cfg.verify.atol}), argmax agreement "
-                              f"{check['argmax_agreement']:.4f} (required {cfg.verify.min_agreement}); no file kept")
-        os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, output)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+        data, exported = EXPORTERS[kind](model.net, x[:2], cfg.get("opset"))
+    except FmnistError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"{kind} export of {model.name} failed: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    with torch.inference_mode():
+        check = compare(model.net, exported, x, [len(x), 1, 7])
+    passed = check["max_abs_diff"] <= float(cfg.verify.atol) and check["argmax_agreement"] >= float(
+        cfg.verify.min_agreement)
+    if not passed:
+        raise ExportError(f"the {kind} file does not match PyTorch on {check['images']} test images: max |diff| "
+                          f"{check['max_abs_diff']:.3g} (allowed {cfg.verify.atol}), argmax agreement "
+                          f"{check['argmax_agreement']:.4f} (required {cfg.verify.min_agreement}); no file kept")
+    write_bytes_atomic(output, data)  # only a verified model is written, and whole
 
     layout = "(B, 1, 28, 28)" if model.input_kind == "image" else "(B, 28, 28)"
     mean, std = loader.transform.mean, loader.transform.std  # the datamodule's, from the train images
