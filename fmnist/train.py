@@ -252,7 +252,9 @@ def _evaluate(cfg: DictConfig, fitted: Fitted, record: EpochRecord, checkpoint: 
     confusion = module.last_confusion.get("test", trainer.callback_metrics.get(SpawnedProcessMetrics.KEY))
     best = checkpoint or ""
     averaged = Path(best).name == AVERAGED_CHECKPOINT  # SWA's average of the epochs up to the last one
-    best_epoch = load_checkpoint(best)["epoch"] if best and not averaged else record.epochs - 1
+    best_epoch = record.epochs - 1
+    if best and not averaged:  # the tested checkpoint's; under ddp_spawn another process loaded it, so read it here
+        best_epoch = module.loaded_epoch if module.loaded_epoch is not None else load_checkpoint(best)["epoch"]
     best_row = next((row for row in record.rows if row["epoch"] == best_epoch), {})
     return {
         **run_identity(cfg),

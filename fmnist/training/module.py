@@ -86,6 +86,7 @@ class ClassifierModule(L.LightningModule):
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         # the last test pass's softmax probabilities and labels (10k x 10 floats): PR curves, test_predictions.npz
         self.last_test_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.loaded_epoch: int | None = None  # the epoch of the checkpoint Lightning last loaded into this module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cuda_graphs:
@@ -234,6 +235,11 @@ class ClassifierModule(L.LightningModule):
         if spec.monitor:
             scheduler["monitor"] = spec.monitor
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Remember which epoch the weights are from, so train reports the tested checkpoint's epoch without
+        reading the file again."""
+        self.loaded_epoch = checkpoint.get("epoch")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the resolved run config (plain types only) so eval can rebuild the model from the file alone."""
