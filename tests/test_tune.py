@@ -26,13 +26,18 @@ COMMAND = ("models=[conv_maxpool,rnn]", "budget.n_trials=2", "budget.max_epochs=
 NESTED = ("mode=nested", *COMMAND)
 
 
+def tune(run_dir: Path, *arguments: str) -> dict:
+    """`python -m fmnist.tune` as a user runs it, which must succeed; its comparison.json."""
+    result = run_cli("fmnist.tune", *arguments, run_dir=run_dir)
+    assert result.returncode == 0, result.output[-3000:]
+    return json.loads((run_dir / "comparison.json").read_text())
+
+
 @pytest.mark.cli
 @needs_optuna
 def test_two_models_tuned_with_one_budget_and_judged_on_held_out_folds(tmp_path: Path) -> None:
     run_dir = tmp_path / "comparison"
-    result = run_cli("fmnist.tune", *COMMAND, run_dir=run_dir)
-    assert result.returncode == 0, result.output[-3000:]
-    record = json.loads((run_dir / "comparison.json").read_text())
+    record = tune(run_dir, *COMMAND)
     for model in ("conv_maxpool", "rnn"):
         entry = record["models"][model]
         assert entry["trials"] == {"complete": 2, "pruned": 0, "failed": 0}
@@ -154,9 +159,7 @@ def test_a_copied_comparison_cannot_choose_folders_or_overrides(tmp_path: Path) 
 def test_nested_searches_never_see_their_outer_fold_and_a_rerun_trains_nothing(tmp_path: Path) -> None:
     """Slow (two models x two outer folds x (two trials + one fold), then the same command again)."""
     run_dir = tmp_path / "nested"
-    result = run_cli("fmnist.tune", *NESTED, run_dir=run_dir)
-    assert result.returncode == 0, result.output[-3000:]
-    record = json.loads((run_dir / "comparison.json").read_text())
+    record = tune(run_dir, *NESTED)
     assert record["settings"]["mode"] == "nested" and "split_seed" not in record["settings"]["search"]
     for model in ("conv_maxpool", "rnn"):
         for fold in (0, 1):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,26 +64,38 @@ def read_predictions(path: str | Path) -> Predictions:
     with 1 <= N <= 10,000. Each array's header (shape, dtype) is checked before np.load reads its data, so a small
     file cannot declare gigabytes, and an object array (a pickle, which could run code) is refused unread.
     """
+    return _refused_as_data_error(path, lambda: _parsed(read_run_bytes(Path(path))))
+
+
+def predictions_from_bytes(data: bytes, path: str | Path) -> Predictions:
+    """The same checks on a file's bytes already read once (the archive copies the very bytes it checked)."""
+    return _refused_as_data_error(path, lambda: _parsed(data))
+
+
+def _refused_as_data_error(path: str | Path, parse: Callable[[], Predictions]) -> Predictions:
     try:
-        data = read_run_bytes(Path(path))
-        if len(data) > len(ARRAYS) * MAX_ARRAY_BYTES:
-            raise RunFileError(f"{len(data):,} bytes, more than valid predictions can take")
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = sorted(info.filename for info in archive.infolist())
-            if names != sorted(f"{name}.npy" for name in ARRAYS):
-                raise RunFileError(f"holds [{', '.join(names[:5])[:200]}], expected exactly labels, predicted and "
-                                   "probabilities")
-            for name in ARRAYS:
-                _check_header(archive, name)
-        with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
-            arrays = {name: loaded[name] for name in ARRAYS}
-        return _checked(arrays)
+        return parse()
     except RunFileError as exc:
         problem = str(exc)
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, NotImplementedError) as exc:
         problem = f"cannot be read ({str(exc)[:200] or type(exc).__name__})"
     raise DataError(f"{path}: {problem}; these are not test predictions fmnist wrote. Fix: remove the file, or test "
                     "the run's checkpoint again to rewrite it.")
+
+
+def _parsed(data: bytes) -> Predictions:
+    if len(data) > len(ARRAYS) * MAX_ARRAY_BYTES:
+        raise RunFileError(f"{len(data):,} bytes, more than valid predictions can take")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = sorted(info.filename for info in archive.infolist())
+        if names != sorted(f"{name}.npy" for name in ARRAYS):
+            raise RunFileError(f"holds [{', '.join(names[:5])[:200]}], expected exactly labels, predicted and "
+                               "probabilities")
+        for name in ARRAYS:
+            _check_header(archive, name)
+    with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
+        arrays = {name: loaded[name] for name in ARRAYS}
+    return _checked(arrays)
 
 
 def _check_header(archive: zipfile.ZipFile, name: str) -> None:

@@ -19,7 +19,7 @@ from fmnist.core.atomic import write_text_atomic
 from fmnist.core.cli import user_error
 from fmnist.core.errors import DataError
 from fmnist.core.limits import clip
-from fmnist.core.predictions import read_predictions
+from fmnist.core.predictions import predictions_from_bytes
 from fmnist.core.run_files import (
     COMPARISON_FILE,
     HISTORY_FILE,
@@ -71,7 +71,7 @@ def archive(source: Path, destination: Path) -> int:
             try:
                 data = read_run_bytes(path)
                 if name == PREDICTIONS_FILE:
-                    read_predictions(path)
+                    predictions_from_bytes(data, path)
             except (RunFileError, DataError) as exc:
                 print(f"skipped {clip(path)}: {clip(exc)}", file=sys.stderr)
                 continue
