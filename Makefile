@@ -34,9 +34,9 @@ train: data
 	$(BIN)/python -m fmnist.train $(ARGS)
 
 # Lint first, so CI (.ci/run runs `make test` alone) fails on what ruff finds too. pytest-xdist: one worker per
-# core (two on a 2-core machine, at most 4), one torch thread each.
+# core (two on a 2-core machine, at most 4), one torch thread each; an idle worker takes tests queued on the other.
 test: lint data
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --maxprocesses 4 $(ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal $(ARGS)
 
 test-slow: data
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
@@ -46,7 +46,7 @@ results: $(INSTALLED)
 	$(BIN)/python -m fmnist.report.studies docs/results
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check fmnist tests
+	$(BIN)/ruff check fmnist tests tools
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache

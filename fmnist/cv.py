@@ -1,15 +1,5 @@
-"""`python -m fmnist.cv model=<name> data.num_folds=5`: k-fold cross-validation, then `cv_summary.json`.
-
-Every fold is an ordinary `fit_and_test` run (fresh module, trainer, callbacks, logger) in `<run dir>/fold_<k>/`,
-so each fold reads like a train run; TensorBoard versions are `<run dir>/tensorboard/fold_<k>`.
-Re-running the same command in the same run dir (`hydra.run.dir=<it>`) skips completed folds and resumes an
-interrupted one from its last checkpoint.
-
-Repeated k-fold (`cv.repeats=r`): the folds of data.split_seed, then of split_seed + 1, ... (r different
-partitions of the train set); the first partition's folds stay in `fold_<k>/`, each further one goes in
-`split_seed_<s>/fold_<k>/`, so adding repeats to a finished CV trains only the new folds. The report pairs two
-models by (split seed, fold) and tests them with the corrected repeated k-fold t-test (fmnist.report.stats).
-"""
+"""`python -m fmnist.cv model=<name> data.num_folds=5`: k-fold cross-validation (`cv.repeats=r`: over r split seeds),
+each fold an ordinary `fit_and_test` run in `fold_<k>/`, then `cv_summary.json`; a rerun skips completed folds."""
 
 from __future__ import annotations
 
@@ -133,11 +123,8 @@ def summarize(folds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def build_summary(run_dir: Path, folds: list[int], results: list[dict[str, Any]], ensemble: bool,
                   split_seeds: list[int] | None = None) -> dict[str, Any]:
-    """cv_summary.json's content, from the folds' metrics alone (and their test predictions for the ensemble).
-
-    `folds` and `split_seeds` run in parallel, one entry per fitted fold; a plain k-fold leaves split_seeds None
-    and its summary as it always was, a repeated one lists each fold's split seed (the first is data.split_seed).
-    """
+    """cv_summary.json's content, from the folds' metrics (and test predictions for the ensemble); a repeated
+    k-fold gives each fold's split seed (`split_seeds`, the first data.split_seed), a plain one None."""
     seeds = split_seeds or [None] * len(folds)
     base = seeds[0]
     directories = [fold_dir(run_dir, fold, seed, base) for fold, seed in zip(folds, seeds, strict=True)]
@@ -196,12 +183,8 @@ def cross_validate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def summarize_completed_folds(run_dir: Path, folds: list[int], ensemble: bool = True) -> dict[str, Any] | None:
-    """Write `run_dir`'s cv_summary.json over `folds` once every one of them has completed, else return None.
-
-    A study runs each fold as its own parallel job (conf/study/); this joins them. Each job calls it after writing
-    its own metrics.json, so the job that finishes last sees every fold; a failed fold leaves no summary
-    (re-running the study's command skips the completed folds and retries it).
-    """
+    """Write `run_dir`'s cv_summary.json over `folds` once every one has completed, else return None: a study's
+    one-fold jobs each call it, so the job that finishes last joins them."""
     results = [completed_metrics(fold_dir(run_dir, fold)) for fold in folds]
     if any(result is None for result in results):
         return None
@@ -213,8 +196,7 @@ def summarize_completed_folds(run_dir: Path, folds: list[int], ensemble: bool = 
 
 
 class SummarizeFolds(Callback):
-    """Hydra callback of a study (conf/study/study_a.yaml): after each one-fold job, write its model dir's
-    cv_summary.json if all the model's folds (`folds`, default all data.num_folds) have completed."""
+    """Hydra callback of a study (conf/study/study_a.yaml): summarize_completed_folds after each one-fold job."""
 
     def __init__(self, folds: list[int] | None = None, ensemble: bool = True) -> None:
         self.folds = None if folds is None else [int(fold) for fold in folds]

@@ -1,7 +1,5 @@
-"""`python -m fmnist.eval ckpt_path=<checkpoint or run dir>`: test a trained model; see conf/eval.yaml.
-
-Writes what a person needs to judge the model: figures, per-class tables, calibration and metrics.json.
-"""
+"""`python -m fmnist.eval ckpt_path=<checkpoint or run dir>`: test a trained model; see conf/eval.yaml. Writes what a
+person needs to judge it: figures, per-class tables, calibration and metrics.json."""
 
 from __future__ import annotations
 
@@ -12,17 +10,21 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from fmnist.core.checkpoints import recorded_checkpoint
 from fmnist.core.command import hydra_command
 from fmnist.core.constants import CLASS_NAMES
 from fmnist.core.figures import confusion_heatmap, save_figure
 from fmnist.core.limits import run_limits
 from fmnist.core.metrics_file import COMPLETED, completed_metrics, write_metrics
-from fmnist.core.run_files import CHECKPOINT_DIR
-from fmnist.inference.calibration import expected_calibration_error, reliability_diagram
 from fmnist.inference.checkpoint import LoadedModel, load_model
-from fmnist.inference.gallery import mistakes_gallery
 from fmnist.inference.predictor import classifier, inference_trainer, resolve_precision, resolve_tta
-from fmnist.inference.reports import per_class_rows, write_per_class
+from fmnist.inference.reports import (
+    expected_calibration_error,
+    mistakes_gallery,
+    per_class_rows,
+    reliability_diagram,
+    write_per_class,
+)
 from fmnist.inference.testset import run_datamodule
 
 log = logging.getLogger("fmnist.eval")  # not __name__: run as __main__ by python -m
@@ -34,10 +36,10 @@ def training_test_acc(model: LoadedModel) -> float | None:
     """What the training run reported for this very checkpoint, when its metrics.json sits beside it."""
     run_dir = model.path.parent.parent
     metrics = completed_metrics(run_dir)  # checked: test/acc is a share or null
-    if metrics is None or not isinstance(metrics.get("best_ckpt"), str) or metrics.get("test/acc") is None:
+    recorded = recorded_checkpoint(run_dir)
+    if metrics is None or metrics.get("test/acc") is None or recorded is None:
         return None
-    same = (run_dir / CHECKPOINT_DIR / Path(metrics["best_ckpt"]).name).resolve() == model.path.resolve()
-    return float(metrics["test/acc"]) if same else None
+    return float(metrics["test/acc"]) if recorded.resolve() == model.path.resolve() else None
 
 
 def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -46,15 +48,13 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     model = load_model(cfg.ckpt_path, run_limits(cfg))
     trainer = inference_trainer(str(cfg.device), resolve_precision(str(cfg.precision), model.config))
     tta = resolve_tta(str(cfg.eval.tta), model.config)
-    trained_with_flips = model.config.get("augmentation", {}).get("flip", False) or model.config.model.get(
-        "tta_flip", False)
-    if tta == "flip" and not trained_with_flips:
+    if tta == "flip" and not (model.config.augmentation.flip or model.config.model.tta_flip):
         log.warning("%s was trained without augmentation.flip: mirrored images are new to it, so flip TTA may "
                     "lower its accuracy", model.name)
     module = classifier(model, tta)
     datamodule = run_datamodule(model.config, cfg.data)
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    scalars = {key: float(value) for key, value in results.items()}  # training's test/* names, as its metrics.json
+    scalars = {key: float(value) for key, value in results.items()}
     confusion = module.last_confusion["test"]
     assert module.last_test_outputs is not None  # set by every test epoch that saw a batch
     probabilities, targets = module.last_test_outputs
@@ -67,14 +67,12 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     count = int(cfg.eval.gallery_size)
     save_figure(mistakes_gallery(images, probabilities, targets, CLASS_NAMES, count,
                                  f"{count} most confident mistakes, {title}"), run_dir / FILES["mistakes"])
-    files = dict(FILES)
     if cfg.eval.calibration:
         bins = int(cfg.eval.bins)
         scalars["test/ece"] = expected_calibration_error(probabilities, targets, bins)
         save_figure(reliability_diagram(probabilities, targets, bins, f"reliability, {title}"),
                     run_dir / FILES["reliability"])
-    else:
-        files.pop("reliability")
+    files = {key: name for key, name in FILES.items() if key != "reliability" or cfg.eval.calibration}
 
     metrics = write_metrics(run_dir, {
         "task": "eval",
@@ -103,8 +101,7 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> float:
-    """The job of `python -m fmnist.eval`: return the test accuracy (eval selects nothing, so reporting test here is
-    safe)."""
+    """The job of `python -m fmnist.eval`: the test accuracy (eval selects nothing, so reporting test is safe)."""
     return float(run_eval(cfg, run_dir)["test/acc"])
 
 

@@ -1,7 +1,5 @@
 """`python -m fmnist.export ckpt_path=<ckpt> format=onnx|torchscript`: a verified model file; see conf/export.yaml.
-
-`fmnist.export`: ONNX or TorchScript files that are checked against PyTorch before they are kept.
-"""
+ONNX or TorchScript files are checked against PyTorch before they are kept."""
 
 from __future__ import annotations
 
@@ -49,8 +47,7 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, opset: int | None) -> tu
     for name in QUIET_LOGGERS:  # the exporter's graph passes log every step at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
     batch = torch.export.Dim("batch")
-    # It also prints its progress and warns about internals (deprecations, LSTM weight attributes); the comparison
-    # with PyTorch below is what decides whether the file is right.
+    # its progress and warnings about internals are noise: the comparison with PyTorch decides whether it is right
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(net, (example,), dynamo=True, input_names=["x"], output_names=["logits"],
@@ -62,13 +59,12 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, opset: int | None) -> tu
 
 def _export_torchscript(net: nn.Module, example: torch.Tensor, opset: int | None) -> tuple[bytes, Runner]:
     with warnings.catch_warnings():
-        # torch.jit is deprecated in favour of torch.export, and tracing warns about shape-dependent Python;
-        # the check below runs other batch sizes than the traced one, which is what those warnings are about.
+        # deprecation and tracing warnings: the check runs other batch sizes than the traced one
         warnings.simplefilter("ignore")
         buffer = io.BytesIO()
         torch.jit.save(torch.jit.trace(net, example), buffer)
         loaded = torch.jit.load(io.BytesIO(buffer.getvalue()), map_location="cpu")
-    return buffer.getvalue(), lambda x: loaded(x)
+    return buffer.getvalue(), loaded
 
 
 EXPORTERS = {"onnx": _export_onnx, "torchscript": _export_torchscript}
@@ -90,7 +86,7 @@ def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if kind not in EXPORTERS:
         raise ConfigError("format", f"'{kind}' is not an export format", f"use one of {sorted(EXPORTERS)}")
     model = load_model(cfg.ckpt_path, run_limits(cfg))
-    # the name was checked to be a bare config name (inference/checkpoint.py), so the default stays in the run dir
+    # the name was checked to be a bare config name, so the default stays in the run dir
     output = Path(str(cfg.output)) if cfg.output else run_dir / f"{model.name}{SUFFIXES[kind]}"
     refuse_special_target(output)
     loader = official_test_batches(model.config, cfg.data)

@@ -1,12 +1,5 @@
 """`python -m fmnist.lr_find [overrides]`: Lightning's learning-rate range test on a training recipe; conf/lr_find.yaml.
-
-The same config as `fmnist.train` (model, optimizer, data, augmentation, ...). Lightning's Tuner trains
-`lr_find.num_training` steps on the training split while the rate grows from `min_lr` to `max_lr`, then restores the
-initial weights. The suggestion is the rate of the steepest loss descent against log(lr) (`lr_find.suggestion=
-log_slope`), or Lightning's own (`lightning`: against lr itself); both are recorded. Writes `lr_find.png` (loss
-against rate, both marked) and `lr_find.json` into the run dir, and prints the override to train with. Only
-training batches are seen: the test set is never loaded into a step.
-"""
+Only training batches are seen; writes lr_find.png and lr_find.json, and prints the override to train with."""
 
 from __future__ import annotations
 
@@ -41,12 +34,8 @@ def lr_override(lr: float) -> str:
 
 
 def steepest_descent_lr(lrs: list[float], losses: list[float], skip_begin: int = 10, skip_end: int = 1) -> float | None:
-    """The rate where the loss falls fastest against log(lr): the slope the plot's log axis shows.
-
-    Lightning's own suggestion (since 2.5.3) takes the slope against lr itself; on the exponential sweep that
-    favours the small rates, where the points lie close together (Lightning issue #21141), and its loss smoothing
-    starts from zero, so the first rates read low (issue #14167). Same skips as Lightning's.
-    """
+    """The rate where the loss falls fastest against log(lr), as the plot shows it: Lightning's slope against lr
+    favours the closely spaced small rates (Lightning issues #21141, #14167)."""
     pairs = [(lr, loss) for lr, loss in zip(lrs[skip_begin:-skip_end], losses[skip_begin:-skip_end], strict=True)
              if math.isfinite(loss)]
     if len(pairs) < 3:

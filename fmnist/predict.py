@@ -1,7 +1,5 @@
 """`python -m fmnist.predict ckpt_path=<ckpt> input=<test|folder|image|idx> output=<csv>`: see conf/predict.yaml.
-
-`fmnist.predict`: class and probabilities for the test set, a folder of images, one image or an IDX file.
-"""
+Class and probabilities for the test set, a folder of images, one image or an IDX file."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""`python -m fmnist.resume <run dir> [override ...]`: continue a killed or stopped run in place, with its overrides.
-
-Re-running `python -m fmnist.train <the same overrides> hydra.run.dir=<run dir> ckpt_path=last` does the same;
-this reads the overrides Hydra saved so nobody has to remember them. The run dir may come from someone else, so
-its overrides file is data: each entry must parse as a command-line override (Hydra's own parser), and one that
-could choose code or read the environment (a `_target_`-style key, an interpolation) or that changes Hydra itself
-is replayed only when the user passes the very same override again on this command line.
-"""
+"""`python -m fmnist.resume <run dir> [override ...]`: continue a stopped run in place with its saved overrides, which
+are data: one that could choose code, read the environment or change Hydra is replayed only when passed again."""
 
 from __future__ import annotations
 
@@ -25,6 +19,7 @@ from fmnist.core.run_files import CHECKPOINT_DIR, OVERRIDES_FILE, RunFileError, 
 
 # Set by resume itself, from the command line, not from the file.
 REPLACED = ("ckpt_path=", "hydra.run.dir=")
+RESTART = "Fix: restart the run with python -m fmnist.train and your own overrides."
 # Keys that make Hydra call or configure code, and interpolations (which can read environment variables).
 CODE_MARKERS = ("_target_", "_args_", "_partial_", "_convert_", "_recursive_", "${")
 
@@ -47,19 +42,17 @@ def read_overrides(run_dir: Path) -> list[str]:
     try:
         overrides = read_run_yaml(overrides_file) or []
     except RunFileError as exc:
-        raise ResumeError(f"{clip(overrides_file)} {exc}. Fix: restart the run with python -m fmnist.train and your "
-                          "own overrides.") from None
+        raise ResumeError(f"{clip(overrides_file)} {exc}. {RESTART}") from None
     if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
-        raise ResumeError(f"{clip(overrides_file)} must be a list of override strings, such as - model=lstm. Fix: "
-                          "restart the run with python -m fmnist.train and your own overrides.")
+        raise ResumeError(f"{clip(overrides_file)} must be a list of override strings, such as - model=lstm. "
+                          f"{RESTART}")
     parser = OverridesParser.create()
     for item in overrides:
         try:
             parsed = parser.parse_overrides([item])[0]
         except HydraException as exc:
             raise ResumeError(f"{clip(overrides_file)}: {clip(item, 120)!r} is not a command-line override "
-                              f"({clip(str(exc).splitlines()[0], 160)}). Fix: restart the run with python -m "
-                              "fmnist.train and your own overrides.") from None
+                              f"({clip(str(exc).splitlines()[0], 160)}). {RESTART}") from None
         if parsed.is_sweep_override():
             raise ResumeError(f"{clip(overrides_file)}: {clip(item, 120)!r} is a sweep, and resume continues one run. "
                               "Fix: resume each job's own run dir.")

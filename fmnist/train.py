@@ -1,7 +1,5 @@
-"""`python -m fmnist.train [overrides]`: train, validate and test one model; see conf/train.yaml.
-
-Fit, pick the best checkpoint on validation, test it once, and write `metrics.json`.
-"""
+"""`python -m fmnist.train [overrides]` (conf/train.yaml): fit one model, pick the best checkpoint on validation, test
+it once, and write `metrics.json`."""
 
 from __future__ import annotations
 
@@ -20,18 +18,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from fmnist.core.atomic import write_text_atomic
-from fmnist.core.checkpoints import (
-    CheckpointError,
-    check_checkpoint_matches,
-    check_state_dict_fits,
-    last_checkpoint,
-    load_checkpoint,
-    resolve_ckpt_path,
-)
+from fmnist.core.checkpoints import CheckpointError, last_checkpoint, load_checkpoint, resolve_ckpt_path
 from fmnist.core.command import hydra_command
 from fmnist.core.console import print_summary
 from fmnist.core.errors import FmnistError, OutputWriteError, RunInterrupted
-from fmnist.core.limits import clip, run_limits
+from fmnist.core.limits import clip
 from fmnist.core.metrics_file import COMPLETED, INTERRUPTED, PRUNED, run_identity, write_metrics, write_stopped
 from fmnist.core.numbers import percent
 from fmnist.core.predictions import write_predictions
@@ -74,23 +65,15 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
     """Everything that defines the run, for TensorBoard's HParams tab (paths left out)."""
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
-    container.pop("paths", None)
     container.get("data", {}).pop("data_dir", None)
-    container.pop("callbacks", None)
-    container.pop("logger", None)
-    container.pop("extras", None)  # how the run prints, not what it trains
-    container.pop("limits", None)  # what a file read back may cost, not what it trains
+    for key in ("paths", "callbacks", "logger", "extras", "limits"):  # where and how it runs, not what it trains
+        container.pop(key, None)
     return container
 
 
 def prepare_final_checkpoint(trainer: L.Trainer, run_dir: Path) -> str | None:
-    """Settle the weights that validation, test, best_ckpt, eval and predict use after fit; return their checkpoint.
-
-    Without weight averaging: the checkpoint picked on validation (None without a checkpoint callback: the final
-    weights). Lightning's EMA / WeightAveraging validates and checkpoints its averaged weights, so its best
-    checkpoint holds them; it is taken out of the trainer so it does not swap weights again. SWA's average enters
-    the module only when fit ends: it is saved as its own checkpoint and evaluated.
-    """
+    """The checkpoint of the weights to test (None: the final ones): SWA's average, which enters the module only when
+    fit ends, saved as its own; else the one picked on validation (EMA's averaged, its callback removed)."""
     if _find(trainer, StochasticWeightAveraging) is not None:
         path = run_dir / CHECKPOINT_DIR / AVERAGED_CHECKPOINT
         trainer.save_checkpoint(path)
@@ -102,9 +85,8 @@ def prepare_final_checkpoint(trainer: L.Trainer, run_dir: Path) -> str | None:
 
 
 def stopping_signal(error: BaseException) -> signal.Signals | None:
-    """The signal behind what a run raised, or None. Lightning's own handling: on SIGTERM its loops raise
-    SIGTERMException at the next batch boundary; on SIGINT (KeyboardInterrupt) a Trainer call shuts down and exits
-    with 1 from its KeyboardInterrupt handler; outside Trainer calls the KeyboardInterrupt arrives as is."""
+    """The signal behind what a run raised, or None: Lightning raises SIGTERMException on SIGTERM, and on SIGINT
+    a Trainer call exits with 1 from its KeyboardInterrupt handler (elsewhere the KeyboardInterrupt arrives as is)."""
     if isinstance(error, RunInterrupted):
         return None
     if isinstance(error, SIGTERMException):
@@ -133,11 +115,8 @@ def record_interruption(cfg: DictConfig, run_dir: Path, signum: signal.Signals) 
 
 
 def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train one model on one split; return (and save) the figures every other command reads.
-
-    The run dir is held first, so a second live run there is refused (core/run_lock.py). A SIGTERM (a scheduler's
-    pre-emption) or SIGINT ends it with RunInterrupted, once metrics.json says "interrupted".
-    """
+    """Train one model on one split; return (and save) the figures every other command reads. A SIGTERM or SIGINT
+    ends it with RunInterrupted once metrics.json says "interrupted"."""
     if rank_zero_only.rank == 0:  # data-parallel workers run this too, in the same dir: rank 0 holds it for all
         hold_run_dir(run_dir)
     try:
@@ -204,9 +183,6 @@ def _fit(cfg: DictConfig, run_dir: Path) -> Fitted:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
     resume_from = resolve_ckpt_path(cfg.ckpt_path, run_dir)
-    if resume_from is not None:
-        check_state_dict_fits(check_checkpoint_matches(resume_from, cfg.model.name, run_limits(cfg)), module,
-                              resume_from)
     trainer = build_trainer(cfg, run_dir)
     if trainer.world_size > 1:
         trainer.callbacks.append(SpawnedProcessMetrics())  # trainer=ddp_spawn: each process's own metric states
@@ -233,8 +209,7 @@ def _epoch_record(trainer: L.Trainer) -> EpochRecord:
     ms_per_step = timer.ms_per_step if timer else None
     images_per_second = timer.images_per_second if timer else None
     if history and not rows and trainer.world_size > 1:
-        # trainer=ddp_spawn: the epochs ran in spawned processes, so this process's callbacks saw none of them;
-        # rank 0 wrote each epoch's row to history.csv, the step timer's figures included
+        # trainer=ddp_spawn: this process's callbacks saw no epoch, but rank 0 wrote each one's row to history.csv
         rows = read_history_rows(history.path)
         ms_per_step, images_per_second = _median(rows, "train/ms_per_step"), _median(rows, "train/images_per_second")
     # epochs trained: history's rows, since SWA's BatchNorm pass after the last epoch counts as one more to Lightning

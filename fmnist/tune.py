@@ -1,15 +1,5 @@
-"""`python -m fmnist.tune models=[conv_maxpool,lstm]`: compare tuned models fairly; see conf/tune.yaml.
-
-Per model, in its own folder of the run dir: `search/` (an Optuna search with fmnist's sweeper, the budget the same
-for every model), then `tuned/` and `default/` (fmnist.cv of the best configuration and of the model's default one
-on a partition of the train set the search never validated on). `report/` ranks the tuned models on those folds
-with the study reports' statistics and adds the tuning section (fmnist.report.tuning). Each step is an fmnist
-command run as a process, so every run dir is an ordinary one; a step already done is skipped on a rerun.
-
-`mode=nested`: per model and outer fold k of the evaluation partition, in `<model>/outer_<k>/`, a `search/` whose
-trials train and validate on inner folds of fold k's training part (data.inner_folds), then `tuned/`, the best
-configuration trained on the whole training part and validated on fold k; the report measures the selection bias.
-"""
+"""`python -m fmnist.tune models=[conv_maxpool,lstm]` (docs/tuning.md): per model a search on one budget, then the
+best and default configurations judged on folds the search never validated on, each step an fmnist command."""
 
 from __future__ import annotations
 
@@ -17,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +30,6 @@ from fmnist.search.space import build_search_space, override_value
 log = logging.getLogger("fmnist.tune")  # not __name__: run as __main__ by python -m
 COMPARISON_ATTR = "fmnist:comparison"  # a study's user attribute: the comparison (run dir and settings) it serves
 MODES = ("held_out", "nested")  # one search per model judged on another partition, or one per outer fold
-
-
-def _positive(key: str, value: Any) -> int:
-    if not is_int(value) or value < 1:
-        raise ConfigError(key, f"{clip(value, 80)} is not a positive integer", f"set {key}=N")
-    return value
 
 
 def outer_folds(cfg: DictConfig) -> list[int]:
@@ -83,7 +68,9 @@ def check_settings(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("budget.pruner", f"{clip(pruner, 80)!r} is not a pruner option",
                           "use median, successive_halving, hyperband or null")
     for key in ("budget.n_trials", "budget.max_epochs"):
-        _positive(key, OmegaConf.select(cfg, key))
+        value = OmegaConf.select(cfg, key)
+        if not is_int(value) or value < 1:
+            raise ConfigError(key, f"{clip(value, 80)} is not a positive integer", f"set {key}=N")
     check_fold(cfg.search.num_folds, cfg.search.fold, ("search.num_folds", "search.fold"))
     outer_folds(cfg)
     if mode == "held_out" and cfg.search.split_seed == cfg.evaluation.split_seed:
@@ -181,12 +168,11 @@ def study_results(study: Any) -> dict[str, Any]:
     from optuna.trial import TrialState
 
     states = [trial.state for trial in study.trials]
-    complete = [trial for trial in study.trials if trial.state == TrialState.COMPLETE]
     seconds = sum((trial.datetime_complete - trial.datetime_start).total_seconds() for trial in study.trials
                   if trial.datetime_complete is not None and trial.datetime_start is not None)
-    best = study.best_trial if complete else None
     trials = {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
               "failed": states.count(TrialState.FAIL)}
+    best = study.best_trial if trials["complete"] else None
     return {"study": study.study_name, "trials": trials, "search_seconds": seconds,
             "search_best": best.value if best else None, "best_params": dict(best.params) if best else {}}
 
@@ -211,11 +197,9 @@ def checked_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
     from optuna.distributions import CategoricalDistribution
 
     overrides = ["hparams_search=equal_budget", f"+search_space={model}"]
-    if GlobalHydra.instance().is_initialized():  # inside the tune command's own Hydra app: its config path
+    initialized = GlobalHydra.instance().is_initialized()  # inside the tune command's own Hydra app: its config path
+    with nullcontext() if initialized else initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         composed = compose("train", overrides=overrides, return_hydra_config=True)
-    else:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            composed = compose("train", overrides=overrides, return_hydra_config=True)
     space = build_search_space(OmegaConf.to_container(composed.hydra.sweeper.params), []).distributions
     for key, value in params.items():
         distribution = space.get(key)
@@ -233,8 +217,7 @@ def checked_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def cross_validate_model(cfg: DictConfig, model: str, folder: Path, params: dict[str, Any],
                          folds: list[int] | None) -> float:
-    """fmnist.cv of the model with `params` on `folds` (None: all) of the evaluation partition; return its
-    training seconds."""
+    """fmnist.cv of the model with `params` on `folds` (None: all) of the evaluation; its training seconds."""
     evaluation = cfg.evaluation
     run_step("fmnist.cv", [
         f"model={model}", *(f"{key}={override_value(value)}" for key, value in params.items()),
@@ -248,8 +231,7 @@ def cross_validate_model(cfg: DictConfig, model: str, folder: Path, params: dict
 
 
 def run_held_out(cfg: DictConfig, run_dir: Path, record: dict[str, Any], storage: str, key: str) -> None:
-    """Per model: one search, then its best and its default configuration cross-validated on the evaluation's
-    partition."""
+    """Per model: one search, then its best and default configurations cross-validated on the evaluation's."""
     searches = {model: held_out_search(cfg, model, run_dir) for model in cfg.models}
     for search in searches.values():  # every model's study is checked before any model trains
         open_comparison_study(storage, search.study, key)

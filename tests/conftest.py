@@ -34,3 +34,10 @@ def train_cli(tmp_path: Path):
 
     return run
 
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules with tests that start processes first, each kept whole: under xdist their long tests start early
+    instead of ending the run alone on one worker, and a module's fixtures are built by one worker."""
+    starting = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("cli")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in starting)

@@ -27,31 +27,8 @@ def run_train(*overrides: str, run_dir: Path) -> CliResult:
 
 
 @pytest.mark.cli
-def test_a_run_off_a_terminal_prints_epoch_lines_a_summary_and_the_tree_when_asked(tmp_path: Path) -> None:
-    result = run_train("trainer.max_epochs=2", "logger=csv", "tags=[baseline,cpu]", "extras.print_config=true",
-                       run_dir=tmp_path / "run")
-    assert result.returncode == 0, result.output[-3000:]
-    # the config tree, forced on off a terminal
-    assert "config" in result.stdout and "├── model" in result.stdout and "conv_maxpool" in result.stdout
-    # one line per epoch (no progress bar in a pipe)
-    lines = [line for line in result.output.splitlines() if "fmnist.train" in line and "] - epoch " in line]
-    assert [line.split("] - ")[1].split(":")[0] for line in lines] == ["epoch 0/1", "epoch 1/1"]
-    assert all("train loss" in line and "val loss" in line and "acc" in line and line.endswith(" s") for line in lines)
-    # the summary table at the end
-    assert "conv_maxpool: results" in result.stdout and "accuracy" in result.stdout and "macro F1" in result.stdout
-    assert f"results: {result.run_dir}" in result.stdout
-    # tags: in metrics.json and in the logger's hparams
-    assert result.metrics()["tags"] == ["baseline", "cpu"]
-    hparams = OmegaConf.load(next((result.run_dir / "csv").rglob("hparams.yaml")))
-    assert list(hparams.tags) == ["baseline", "cpu"]
-    # the known notices are filtered by default, and nothing else
-    assert LEAF_SPEC not in result.output and TIP not in result.output
-    assert "Restoring states from the checkpoint" not in result.output
-    assert "GPU available" in result.output  # Lightning's other info lines stay
-
-
-@pytest.mark.cli
 def test_ignore_warnings_false_shows_them_all_and_no_tree_off_a_terminal(tmp_path: Path) -> None:
+    """The other side of the train smoke test (tests/test_train_cli.py), whose run filters them."""
     result = run_train("trainer.max_epochs=1", "logger=none", "extras.ignore_warnings=false", run_dir=tmp_path / "run")
     assert result.returncode == 0, result.output[-3000:]
     assert LEAF_SPEC in result.stderr and TIP in result.output

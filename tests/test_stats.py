@@ -39,7 +39,7 @@ def test_corrected_resampled_ttest_on_known_numbers() -> None:
     # se = sqrt((1/5 + 1/4) * 17e-6) = 2.76586e-3, t = 5.42327, df 4 -> p = 0.0056049 (R: 2 * pt(-5.42327, 4)),
     # half-width = qt(0.975, 4) * se = 2.776445 * 2.76586e-3 = 7.67927e-3.
     test = stats.corrected_resampled_ttest([0.010, 0.020, 0.015, 0.012, 0.018], test_train_ratio=0.25)
-    assert test.difference == pytest.approx(0.015)
+    assert test.estimate == pytest.approx(0.015)
     assert test.p_value == pytest.approx(0.0056049, rel=1e-4)
     assert (test.low, test.high) == pytest.approx((0.015 - 7.67927e-3, 0.015 + 7.67927e-3), rel=1e-5)
     plain = stats.corrected_resampled_ttest([0.010, 0.020, 0.015, 0.012, 0.018], test_train_ratio=0.0)

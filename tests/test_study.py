@@ -87,7 +87,7 @@ def test_a_failing_job_leaves_the_others_results(tmp_path: Path) -> None:
     result = study(sweep_dir, "study=study_a", "experiment=study_a_rnn", "data.num_folds=2", "cv.folds=[0],[1]",
                    "optimizer.lr=0.001,-1", "hydra.sweep.subdir=${model.name}_lr${optimizer.lr}",
                    "data.train_subset=1000", "trainer.max_epochs=1", "++trainer.limit_val_batches=2",
-                   "++trainer.limit_test_batches=2", "hydra.launcher.n_jobs=2")
+                   "++trainer.limit_test_batches=2", "hydra.launcher.n_jobs=1")  # inline: parallel jobs are above
     assert result.returncode != 0 and "optimizer.lr" in result.output
     good, bad = sweep_dir / "rnn_lr0.001", sweep_dir / "rnn_lr-1"
     assert [json.loads((good / f"fold_{k}" / METRICS_FILE).read_text())["status"] for k in (0, 1)] == \

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
 
-from tests.helpers import compose, read_metrics, run_guarded_in_process, run_in_process
+from tests.helpers import compose, read_metrics, run_cli, run_guarded_in_process, run_in_process
+from tests.test_extras import LEAF_SPEC, TIP
 
 REQUIRED_KEYS = {"model", "params", "epochs", "train/acc", "val/acc", "val/precision", "val/recall", "val/f1",
                  "test/acc", "test/precision", "test/recall", "test/f1", "train_seconds", "ms_per_step",
@@ -24,13 +26,32 @@ def assert_learned(metrics: dict, run_dir: Path, model: str, params: int) -> Non
 
 
 @pytest.mark.cli
-def test_short_real_training_learns_and_writes_metrics(train_cli) -> None:
-    """`python -m fmnist.train` as a user runs it: the train command's one successful start in the suite."""
-    result = train_cli("model=conv_maxpool", "data.train_subset=6000", "logger=csv", "trainer.max_epochs=2",
-                       "data.batch_size=64")
+def test_short_real_training_learns_writes_metrics_and_prints_its_lines(tmp_path: Path) -> None:
+    """`python -m fmnist.train` as a user runs it, off a terminal, with Python's default warning filters: the train
+    command's one successful start in the suite (tests/test_extras.py checks the printing helpers in-process)."""
+    result = run_cli("fmnist.train", "model=conv_maxpool", "data.train_subset=6000", "logger=csv",
+                     "trainer.max_epochs=2", "data.batch_size=64", "tags=[baseline,cpu]", "extras.print_config=true",
+                     run_dir=tmp_path / "run", python_warnings=True)
     assert result.returncode == 0, result.output[-3000:]
     assert_learned(result.metrics(), result.run_dir, "conv_maxpool", 63_050)
     assert (result.run_dir / ".hydra" / "config.yaml").is_file()
+    # the config tree, forced on off a terminal
+    assert "config" in result.stdout and "├── model" in result.stdout and "conv_maxpool" in result.stdout
+    # one line per epoch (no progress bar in a pipe)
+    lines = [line for line in result.output.splitlines() if "fmnist.train" in line and "] - epoch " in line]
+    assert [line.split("] - ")[1].split(":")[0] for line in lines] == ["epoch 0/1", "epoch 1/1"]
+    assert all("train loss" in line and "val loss" in line and "acc" in line and line.endswith(" s") for line in lines)
+    # the summary table at the end
+    assert "conv_maxpool: results" in result.stdout and "accuracy" in result.stdout and "macro F1" in result.stdout
+    assert f"results: {result.run_dir}" in result.stdout
+    # tags: in metrics.json and in the logger's hparams
+    assert result.metrics()["tags"] == ["baseline", "cpu"]
+    hparams = OmegaConf.load(next((result.run_dir / "csv").rglob("hparams.yaml")))
+    assert list(hparams.tags) == ["baseline", "cpu"]
+    # the known notices are filtered by default, and nothing else
+    assert LEAF_SPEC not in result.output and TIP not in result.output
+    assert "Restoring states from the checkpoint" not in result.output
+    assert "GPU available" in result.output  # Lightning's other info lines stay
 
 
 def test_a_short_real_lstm_training_learns(tmp_path: Path) -> None:

@@ -1,10 +1,5 @@
-"""`python -m fmnist.bench [hydra overrides]`: fmnist's training step against a plain PyTorch loop, the data
-pipeline and inference; with --switches each per-fit speed switch against its recipe; with --time-to-accuracy the
-speedrun recipe's test accuracy and training time over seeds.
-
-Overrides are the same as for `python -m fmnist.train` and apply to every run, e.g. `trainer=gpu
-trainer.precision=bf16-mixed model.compile=true`; every loop runs on the device the trainer config selects.
-"""
+"""`python -m fmnist.bench [hydra overrides]`: fmnist's training step against a plain PyTorch loop, data pipeline
+and inference; --switches each per-fit speed switch against its recipe; --time-to-accuracy the speedrun recipe."""
 
 from __future__ import annotations
 
@@ -13,13 +8,12 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from statistics import mean, pstdev
 from typing import Any
 
 import torch
 
 from fmnist.bench.configs import compose_run, probe_trainer
-from fmnist.bench.report import machine, print_report, write_report
+from fmnist.bench.report import machine, print_report, spread, write_report
 from fmnist.bench.speed import QUICK_BUDGET, Budget, speed_report
 from fmnist.bench.switches import SWITCHES, VALIDATION_SWITCH, switch_report
 from fmnist.train import fit_and_test
@@ -43,14 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--seconds", type=float, default=Budget.seconds, help="target length of each timed run")
     add("--threads", type=int, default=None,
         help="torch CPU threads (default: torch's choice); 1 steadies timings on a shared CPU")
-    add("--no-grouped", dest="grouped", action="store_false",
-        help="skip timing the opt-in module=grouped_steps beside the default module")
     add("--no-inference", dest="inference", action="store_false", help="skip the inference throughput")
     add("--quick", action="store_true", help="seconds instead of minutes: a smoke test")
     add("--output", type=Path, default=Path("outputs/bench/bench.json"), help="where bench.json goes")
     add("--switches", nargs="*", metavar="EXPERIMENT", default=None,
-        help="instead of the speed table: time each per-fit speed switch (fused Adam, torch.compile, channels-last, "
-        "bf16 autocast, validation batch) against its recipe, e.g. --switches study_a_conv_maxpool")
+        help="instead of the speed table: time each per-fit speed switch against these recipes (default: study A's)")
     add("--only", nargs="+", choices=[*SWITCHES, VALIDATION_SWITCH], default=None, metavar="SWITCH",
         help="with --switches: time only these, e.g. --only 'bf16 autocast'")
     add("--steps", type=int, default=256, help="optimizer steps per timed fit for --switches")
@@ -59,10 +50,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--experiment", default="speedrun", help="the recipe --time-to-accuracy trains (speedrun_gpu on a GPU)")
     add("--runs", type=int, default=5, help="seeds for --time-to-accuracy")
     return parser.parse_args(argv)
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"mean": mean(values), "std": pstdev(values), "min": min(values), "max": max(values)}
 
 
 def time_to_accuracy(target: float, runs: int, experiment: str, overrides: list[str], runs_dir: Path,
@@ -105,9 +92,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 steps=args.steps, warmup=Budget.warmup, repeats=args.repeats, only=args.only)}
         else:
             budget = QUICK_BUDGET if args.quick else Budget(repeats=args.repeats, seconds=args.seconds)
-            report = speed_report(args.models, args.batch_sizes, [*(QUICK_OVERRIDES if args.quick else ()),
-                                                                  *args.overrides], budget, args.grouped,
-                                  args.inference, work_dir)
+            overrides = [*(QUICK_OVERRIDES if args.quick else ()), *args.overrides]
+            report = speed_report(args.models, args.batch_sizes, overrides, budget, args.inference, work_dir)
     if hasattr(os, "getloadavg"):
         report["machine"]["load_average_at_end"] = list(os.getloadavg())
     write_report(args.output, report)

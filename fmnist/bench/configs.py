@@ -22,10 +22,10 @@ def compose_run(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
         return compose("train", overrides=[*overrides, f"paths.output_dir={output_dir}"])
 
 
-def study_batch_size(model: str, conf_dir: str = CONF_DIR) -> tuple[int | None, str | None]:
+def study_batch_size(model: str) -> tuple[int | None, str | None]:
     """(batch size, experiment) of the model's own recipe in conf/experiment/: a study's protocol first
     (study_*.yaml), otherwise any recipe built on the model (e.g. speedrun for fast_cnn)."""
-    paths = sorted((Path(conf_dir) / "experiment").glob("*.yaml"), key=lambda p: (not p.stem.startswith("study_"), p))
+    paths = sorted((Path(CONF_DIR) / "experiment").glob("*.yaml"), key=lambda p: (not p.stem.startswith("study_"), p))
     for path in paths:
         recipe = OmegaConf.load(path)
         models = [entry["override /model"] for entry in recipe.get("defaults") or []

@@ -7,10 +7,9 @@ import contextlib
 import math
 import resource
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -25,17 +24,14 @@ from fmnist.training.devices import synchronize
 from fmnist.training.module import OptimizerFactory
 
 
-@dataclass(frozen=True)
-class Clocks:
-    """Wall and process CPU seconds and minor page faults so far: CPU time barely moves when other processes share
-    the cores, and page faults count fresh memory touched, so both stay readable where wall time is noise."""
-
+class Clocks(NamedTuple):
     wall: float
     cpu: float
     page_faults: int
 
 
 def clocks(device: torch.device) -> Clocks:
+    """Wall and CPU seconds and minor page faults: the last two stay readable where other jobs make wall time noise."""
     synchronize(device)
     return Clocks(time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
@@ -52,7 +48,7 @@ class Timing:
 
     @classmethod
     def between(cls, start: Clocks, end: Clocks, steps: int, batch_size: int) -> Timing:
-        return cls(steps, batch_size, end.wall - start.wall, end.cpu - start.cpu, end.page_faults - start.page_faults)
+        return cls(steps, batch_size, *(after - before for before, after in zip(start, end, strict=True)))
 
     @property
     def ms_per_step(self) -> float:
@@ -68,14 +64,12 @@ class Timing:
 
 
 class StepWindow(L.Callback):
-    """Clocks from the end of the last warm-up Lightning step to the end of the last one: the timed batches
-    fetched and trained, hooks and metric updates included."""
+    """Clocks from the end of the last warm-up Lightning step to the end of the last one, so the timed batches
+    include their fetch, hooks and metric updates."""
 
     group_aware = True  # its window is whole Lightning steps, groups included, by design
 
     def __init__(self, warmup: int) -> None:
-        if warmup < 1:
-            raise ValueError("the framework timing needs at least one warm-up step")
         self.warmup = warmup
         self.start: Clocks | None = None
         self.end: Clocks | None = None
@@ -95,11 +89,9 @@ class StepWindow(L.Callback):
 
 def time_framework(cfg: DictConfig, datamodule: FashionMnistDataModule, steps: int, warmup: int,
                    run_dir: Path) -> Timing:
-    """fmnist as a user runs it (the config's module, logger, callbacks and metrics) for warmup + steps optimizer
-    steps, validation left out; steps are whole groups of `data.steps_per_execution`, as Lightning steps hold."""
+    """fmnist as a user runs it (module, logger, callbacks, metrics) without validation; `steps` are whole groups
+    of `data.steps_per_execution`, as a Lightning step holds them."""
     per_group = datamodule.steps_per_execution
-    if steps % per_group:
-        raise ValueError(f"{steps} steps are not whole groups of data.steps_per_execution={per_group}")
     warmup_count = max(1, math.ceil(warmup / per_group))  # whole Lightning steps, at least one
     groups = warmup_count + steps // per_group
     if groups > datamodule.train_dataloader().full_items:
@@ -116,8 +108,8 @@ def time_framework(cfg: DictConfig, datamodule: FashionMnistDataModule, steps: i
 
 
 class BareModule(L.LightningModule):
-    """The smallest LightningModule Lightning accepts: `bare / plain` is the price of Lightning's own loop, which
-    no LightningModule avoids, so `fmnist / bare` is what fmnist adds (metrics, logging, callbacks)."""
+    """The smallest LightningModule: `bare / plain` is the price of Lightning's own loop, which no LightningModule
+    avoids, so `fmnist / bare` is what fmnist adds (metrics, logging, callbacks)."""
 
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory, label_smoothing: float) -> None:
         super().__init__()
@@ -133,7 +125,6 @@ class BareModule(L.LightningModule):
 
 def time_bare_lightning(cfg: DictConfig, net: nn.Module, optimizer: OptimizerFactory, batches: TensorBatches,
                         steps: int, warmup: int) -> Timing:
-    """One `trainer.fit` of BareModule over warmup + steps batches, clocked like the fmnist run."""
     window = StepWindow(warmup)
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
                         max_epochs=1, limit_train_batches=warmup + steps, limit_val_batches=0, logger=False,
@@ -143,25 +134,27 @@ def time_bare_lightning(cfg: DictConfig, net: nn.Module, optimizer: OptimizerFac
     return window.timing(steps, batches.batch_size)
 
 
-def autocast_for(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """The autocast Lightning's `trainer.precision` would apply; other precisions are not benchmarked."""
-    if precision in ("32-true", "32", 32):
-        return contextlib.nullcontext
+    if precision in ("32-true", "32"):
+        return contextlib.nullcontext()
     if precision == "bf16-mixed":
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     raise ValueError(f"the benchmark's plain loop supports trainer.precision 32-true or bf16-mixed, not {precision!r}")
 
 
-def time_plain_loop(net: nn.Module, optimizer_factory: OptimizerFactory, images: torch.Tensor, labels: torch.Tensor,
-                    batch_size: int, mean: float, std: float, input_kind: str, steps: int, warmup: int,
-                    label_smoothing: float = 0.0, channels_last: bool = False, precision: str = "32-true",
-                    seed: int = 0) -> Timing:
-    """The baseline: what any training loop must do per step (shuffled batch, scale, normalise, forward, loss,
-    backward, step) on the same resident uint8 `images` (N, 28, 28), so `fmnist / plain` prices all fmnist adds."""
-    device = images.device
+def time_plain_loop(cfg: DictConfig, datamodule: FashionMnistDataModule, net: nn.Module,
+                    optimizer_factory: OptimizerFactory, steps: int, warmup: int, seed: int = 0) -> Timing:
+    """What any training loop must do per step (shuffled batch, scale, normalise, forward, loss, backward, step) on
+    the datamodule's resident uint8 images, so `fmnist / plain` prices all fmnist adds."""
+    loader, batch_size = datamodule.train_dataloader(), datamodule.batch_size
+    images, labels, device = loader.images, loader.labels, loader.images.device
+    # read once: a DictConfig lookup in the loop would add to every step
+    mean, std, smoothing = datamodule.mean, datamodule.std, cfg.regularization.label_smoothing
+    image_input, channels_last = cfg.model.input == "image", bool(cfg.model.get("channels_last", False))
     net.train()
     optimizer = optimizer_factory(net.parameters())
-    autocast = autocast_for(precision, device)
+    autocast = autocast_for(str(cfg.trainer.precision), device)
     generator = torch.Generator(device=device).manual_seed(seed)
     order, start = None, clocks(device)
     for step in range(warmup + steps):
@@ -172,12 +165,12 @@ def time_plain_loop(net: nn.Module, optimizer_factory: OptimizerFactory, images:
         index, order = order[:batch_size], order[batch_size:]
         raw, y = images.index_select(0, index), labels.index_select(0, index)
         x = raw.float().mul_(1.0 / 255.0).sub_(mean).div_(std)
-        if input_kind == "image":
+        if image_input:
             x = x.unsqueeze(1)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            loss = F.cross_entropy(net(x), y, label_smoothing=label_smoothing)
+        with autocast:
+            loss = F.cross_entropy(net(x), y, label_smoothing=smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,6 +1,5 @@
-"""`--switches`: each opt-in per-fit speed switch timed side by side with its recipe unchanged. A switch is worth
-turning on only where its ratio is well below 1 and its results stay within float noise (docs/speed.md); bf16
-autocast is fast only where the CPU or GPU computes in bf16 natively, which the report says."""
+"""`--switches`: each opt-in per-fit speed switch timed beside its recipe unchanged, since a switch is worth turning
+on only where it is clearly faster there (bf16 autocast only where the chip computes in bf16 natively)."""
 
 from __future__ import annotations
 
@@ -11,36 +10,26 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from fmnist.bench.configs import compose_run, resident_datamodule
 from fmnist.bench.loops import time_framework
+from fmnist.bench.report import spread
 from fmnist.training.builders import build_module, build_trainer
 
-# name -> overrides on top of the recipe; each is timed against the recipe unchanged
 SWITCHES: dict[str, tuple[str, ...]] = {
     "fused Adam": ("optimizer.foreach=false", "+optimizer.fused=true"),
     "torch.compile": ("model.compile=true",),
     "channels-last": ("model.channels_last=true",),
     "bf16 autocast": ("trainer.precision=bf16-mixed",),
 }
-VALIDATION_SWITCH = "eval batch"  # the validation batch sizes below, selected by this name in `only`
-EVAL_BATCH_SIZES = (256, 1024, 4096)  # validation's inference batch (data.eval_batch_size, default 1024)
+VALIDATION_SWITCH = "eval batch"  # the name `only` selects EVAL_BATCH_SIZES by
+EVAL_BATCH_SIZES = (256, 1024, 4096)  # data.eval_batch_size, default 1024
 log = logging.getLogger("fmnist.bench")
 
 
-def timed_fit(cfg: DictConfig, probe: L.Trainer, steps: int, warmup: int, run_dir: Path) -> tuple[float, float]:
-    """(ms per optimizer step in the steady window, seconds of the whole call: set-up, compile, warm-up)."""
-    started = time.perf_counter()
-    timing = time_framework(cfg, resident_datamodule(cfg, probe), steps, warmup, run_dir)
-    return timing.ms_per_step, time.perf_counter() - started
-
-
-def validation_seconds(cfg: DictConfig, probe: L.Trainer, eval_batch_size: int, run_dir: Path) -> float:
-    """One pass over the validation fold (12,000 images at 5 folds) with an untrained model, after a warm-up pass."""
-    cfg = cfg.copy()
-    with open_dict(cfg):
-        cfg.data.eval_batch_size = eval_batch_size
+def validation_seconds(cfg: DictConfig, probe: L.Trainer, run_dir: Path) -> float:
+    """One pass over the validation fold with an untrained model, after a warm-up pass."""
     datamodule, module, trainer = resident_datamodule(cfg, probe), build_module(cfg), build_trainer(cfg, run_dir)
     trainer.validate(module, datamodule=datamodule, verbose=False)
     started = time.perf_counter()
@@ -62,14 +51,16 @@ def time_switch(experiment: str, name: str, base: list[str], probe: L.Trainer, w
     """Baseline and switched fits alternating A B A B ... (drift hits both alike): median ms/step, ratios, and the
     first fit's seconds of each, where torch.compile's compile time shows."""
     cfgs = {"baseline": compose_run(base, work_dir), "switched": compose_run([*base, *SWITCHES[name]], work_dir)}
-    timings: dict[str, list[tuple[float, float]]] = {"baseline": [], "switched": []}
+    timings: dict[str, list[tuple[float, float]]] = {"baseline": [], "switched": []}  # (ms/step, fit seconds)
     for repeat in range(repeats):
         for label, cfg in cfgs.items():
-            timings[label].append(timed_fit(cfg, probe, steps, warmup, work_dir / f"{label}{repeat}"))
+            started = time.perf_counter()  # the whole fit: set-up, compile and warm-up too
+            timing = time_framework(cfg, resident_datamodule(cfg, probe), steps, warmup, work_dir / f"{label}{repeat}")
+            timings[label].append((timing.ms_per_step, time.perf_counter() - started))
     ratios = [switched / baseline for (baseline, _), (switched, _) in zip(*timings.values(), strict=True)]
     row = {"experiment": experiment, "switch": name, "overrides": list(SWITCHES[name]), "steps": steps,
            **{f"{label}_ms_per_step": statistics.median(ms for ms, _ in runs) for label, runs in timings.items()},
-           "ratio": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
+           "ratio": spread(ratios),
            **{f"{label}_first_fit_seconds": runs[0][1] for label, runs in timings.items()}}
     log.info("%s, %s: %.2f -> %.2f ms/step (x%.3f); first fit %.1f s -> %.1f s", experiment, name,
              row["baseline_ms_per_step"], row["switched_ms_per_step"], row["ratio"]["median"],
@@ -79,9 +70,9 @@ def time_switch(experiment: str, name: str, base: list[str], probe: L.Trainer, w
 
 def validation_rows(experiment: str, base: list[str], probe: L.Trainer, work_dir: Path) -> list[dict[str, Any]]:
     """One validation pass per eval batch size, as a ratio to the recipe's own eval batch size."""
-    cfg = compose_run(base, work_dir)
-    seconds = {size: validation_seconds(cfg, probe, size, work_dir / f"val{size}") for size in EVAL_BATCH_SIZES}
-    default = seconds.get(int(cfg.data.eval_batch_size))
+    seconds = {size: validation_seconds(compose_run([*base, f"data.eval_batch_size={size}"], work_dir), probe,
+                                        work_dir / f"val{size}") for size in EVAL_BATCH_SIZES}
+    default = seconds.get(int(compose_run(base, work_dir).data.eval_batch_size))
     for size, value in seconds.items():
         log.info("%s, validation at eval batch %d: %.2f s", experiment, size, value)
     return [{"experiment": experiment, "switch": f"data.eval_batch_size={size}",

@@ -8,7 +8,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -23,11 +23,8 @@ class UnsafeOutputError(FmnistError):
 
 @contextmanager
 def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
-    """A binary stream to a temp file beside `path`, fsynced and renamed over it only on success.
-
-    If the system refuses the write (disk full, folder read-only, ...), the temp file is removed, `path` keeps
-    its old content, and OutputWriteError names the file and the cause instead of a traceback deep in a writer.
-    """
+    """A binary stream to a temp file beside `path`, renamed over it only on success; a refused write (disk full,
+    read-only folder) leaves the old file and raises OutputWriteError naming it, not a traceback deep in a writer."""
     path = Path(path)
     refuse_special_target(path)
     try:
@@ -56,29 +53,25 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
 
 
 class _WriteErrors:
-    """The stream atomic_writer hands out: the file itself, but it remembers the OSError a write or flush raised.
-
-    A writer may swallow that error and raise its own: torch.save's zip writer turns a full disk into
-    `RuntimeError: [enforce fail at inline_container.cc] unexpected pos`, which no longer says what happened.
-    """
+    """The file, remembering the OSError a write or flush raised: torch.save's zip writer turns a full disk into
+    `RuntimeError: ... unexpected pos`, which no longer says what happened."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self.error: OSError | None = None
 
-    def write(self, data: Any) -> int:
+    def _remembered(self, call: Callable[..., Any], *args: Any) -> Any:
         try:
-            return self._stream.write(data)
+            return call(*args)
         except OSError as exc:
             self.error = exc
             raise
 
+    def write(self, data: Any) -> int:
+        return self._remembered(self._stream.write, data)
+
     def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except OSError as exc:
-            self.error = exc
-            raise
+        self._remembered(self._stream.flush)
 
     def __getattr__(self, name: str) -> Any:  # seek, tell, fileno, ...: the file's own
         return getattr(self._stream, name)
@@ -113,11 +106,8 @@ def write_json_atomic(path: str | Path, payload: Any) -> None:
 
 
 def write_csv_atomic(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(key for key in row if key not in columns)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buffer.getvalue())

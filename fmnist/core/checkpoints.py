@@ -1,8 +1,5 @@
-"""The checkpoint format fmnist writes, and the one way to find, read and check such a file.
-
-Only torch here, no Lightning. Every reader of a checkpoint goes through `load_checkpoint` (training through its
-CheckpointIO plugin), so a wrong or hostile file gets one clear line; docs/security.md lists what is checked.
-"""
+"""The checkpoint format fmnist writes, and the one way to find, read and check such a file (torch only): every
+reader goes through `read_checkpoint`, so a wrong or hostile file gets one clear line (docs/security.md)."""
 
 from __future__ import annotations
 
@@ -56,16 +53,10 @@ def recorded_checkpoint(run_dir: Path) -> Path | None:
     return candidate if candidate is not None and candidate.is_file() else None
 
 
-def _is_unset(value: Any) -> bool:
-    return value is None or str(value).strip() in ("", "???")
-
-
 def resolve_ckpt_path(value: Any, run_dir: str | Path | None = None, *, required: bool = False) -> Path | None:
-    """The checkpoint file a `ckpt_path` value names: a file itself, a run dir's single best checkpoint, or
-    with `run_dir`, `last` = that run's last.ckpt. Unset, or `last` before any save, is None (start fresh);
-    `required=True` refuses those instead, for commands that need a trained model.
-    """
-    if _is_unset(value):
+    """The file a `ckpt_path` names (a file, a run dir's best checkpoint, or `last` of `run_dir`); None to start
+    fresh (unset, or `last` before any save), which `required=True` refuses, for commands that need a model."""
+    if value is None or str(value).strip() in ("", "???"):
         if required:
             raise CheckpointError(f"ckpt_path is not set. {HOW_TO_FIX}.")
         return None
@@ -97,11 +88,8 @@ def resolve_ckpt_path(value: Any, run_dir: str | Path | None = None, *, required
 
 
 def _check_container(path: Path, limits: Limits) -> None:
-    """Before unpickling: a zip archive (torch.save's format) of bounded size whose entries are all stored.
-
-    torch writes tensors uncompressed, so a deflated entry can only be a decompression bomb; the legacy
-    non-zip format allocates each storage at the size its pickle declares before reading it, so it is refused.
-    """
+    """Before unpickling: a bounded zip archive of stored entries; torch never deflates, so a deflated entry is a
+    bomb, and the legacy non-zip format allocates what its pickle declares before reading it."""
     size = path.stat().st_size
     if size > limits.max_checkpoint_mb * 2**20:
         raise CheckpointError(f"ckpt_path {clip(path)}: {size / 2**20:,.0f} MB, over limits.max_checkpoint_mb="
@@ -191,12 +179,8 @@ def load_checkpoint(value: Any, limits: Limits = DEFAULT_LIMITS) -> dict[str, An
 
 
 def confine_callback_paths(checkpoint: dict[str, Any], checkpoint_dir: Path, own: bool) -> dict[str, Any]:
-    """Callback states name checkpoint files that Lightning later loads or deletes; keep them inside this run.
-
-    The run's `own` checkpoint (from its checkpoints folder, a resume also of a copied run dir, or a file its
-    Trainer wrote) keeps its states with each recorded file re-based to that folder by its bare name; a foreign
-    one loses every such state, so a file can never make Lightning delete or load anything elsewhere.
-    """
+    """Callback states name files Lightning later loads or deletes: the run's `own` checkpoint keeps them re-based
+    to its folder by bare name, a foreign one loses them, so a file never reaches anything elsewhere."""
     folder = checkpoint_dir.resolve()
     states = checkpoint.get("callbacks") or {}
     for key in list(states):
@@ -240,41 +224,32 @@ def run_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
 
 def net_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The backbone's own weights: the module's `net.` prefix and torch.compile's wrapper prefix removed."""
-    weights = {}
-    for key, value in state_dict.items():
-        if key.startswith(NET_PREFIX):
-            name = key.removeprefix(NET_PREFIX)
-            weights[name.removeprefix(COMPILED_PREFIX)] = value
-    return weights
+    return {key.removeprefix(NET_PREFIX).removeprefix(COMPILED_PREFIX): value for key, value in state_dict.items()
+            if key.startswith(NET_PREFIX)}
 
 
-def check_checkpoint_matches(path: str | Path, model_name: str, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    """Refuse a checkpoint of another architecture before its weights fail to load halfway."""
-    checkpoint = load_checkpoint(path, limits)
-    saved = run_config(checkpoint, path)["model"]["name"]
-    if saved != model_name:
-        raise CheckpointError(f"ckpt_path {clip(path)} belongs to model '{saved}', but this run builds "
-                              f"'{model_name}'. Fix: add model={saved} (and that run's other overrides), or pick a "
-                              f"{model_name} checkpoint.")
-    return checkpoint
-
-
-def check_state_dict_fits(checkpoint: dict[str, Any], module: torch.nn.Module, path: str | Path) -> None:
-    """Same model name but other sizes (say hidden_size 64 vs 100): name the first mismatching tensor."""
+def check_checkpoint_fits(checkpoint: dict[str, Any], module: torch.nn.Module, model_name: str | None,
+                          path: str | Path) -> None:
+    """Refuse a checkpoint of another model, or of the same one at other sizes (say hidden_size 64 vs 100), before
+    its weights fail to load halfway; `model_name` None skips the name (a module built without a run config)."""
+    if model_name is not None:
+        saved = run_config(checkpoint, path)["model"]["name"]
+        if saved != model_name:
+            raise CheckpointError(f"ckpt_path {clip(path)} belongs to model '{saved}', but this run builds "
+                                  f"'{model_name}'. Fix: add model={saved} (and that run's other overrides), or pick "
+                                  f"a {model_name} checkpoint.")
     expected = module.state_dict()
     for key, value in checkpoint["state_dict"].items():
         if key in expected and tuple(expected[key].shape) != tuple(value.shape):
             raise CheckpointError(f"ckpt_path {clip(path)} has {key} of shape {tuple(value.shape)}, but this config "
                                   f"builds {tuple(expected[key].shape)}. Fix: repeat the overrides of the run "
                                   "that wrote it (see its .hydra/overrides.yaml).")
-    missing = sorted(set(expected) - set(checkpoint["state_dict"]))
-    if missing:
-        raise CheckpointError(f"ckpt_path {clip(path)} lacks {clip(missing[0], 80)} (and {len(missing) - 1} more "
-                              "tensors); it was written by a different architecture.")
-    extra = sorted(set(checkpoint["state_dict"]) - set(expected))
-    if extra:
-        raise CheckpointError(f"ckpt_path {clip(path)} holds {clip(extra[0], 80)} (and {len(extra) - 1} more tensors) "
-                              "that this model does not have; it was written by a different architecture.")
+    saved = set(checkpoint["state_dict"])
+    for names, verb, note in ((set(expected) - saved, "lacks", ""),
+                              (saved - set(expected), "holds", " that this model does not have")):
+        if names:
+            raise CheckpointError(f"ckpt_path {clip(path)} {verb} {clip(min(names), 80)} (and {len(names) - 1} more "
+                                  f"tensors){note}; it was written by a different architecture.")
 
 
 def stored_normalisation(state: Any) -> tuple[float, float]:

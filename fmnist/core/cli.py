@@ -19,7 +19,7 @@ PATH_ERRNOS = frozenset({errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EISDIR,
 log = logging.getLogger("fmnist")
 
 
-def _in_multirun() -> bool:
+def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
@@ -30,18 +30,15 @@ def user_error(message: str, status: int = EXIT_USER_ERROR) -> int:
 
 
 def run_guarded(task: Callable[[], T]) -> T:
-    """Run a task; a user error, or the system refusing a file, ends a single run with one line and exit 2.
-
-    In a sweep it fails only that job. Lightning re-raises what a callback or a checkpoint save raised
-    unchanged, so a full disk during `trainer.fit` arrives here as the OutputWriteError of atomic_writer.
-    """
+    """Run a task; a user error, or the system refusing a file, ends a single run with one line and exit 2, and
+    fails only its job in a sweep (Lightning re-raises a callback's or checkpoint save's error unchanged)."""
     try:
         return task()
     except (FmnistError, OSError) as exc:
         message = user_message(exc)
         if message is None:
             raise  # an OSError that names no file and no full or read-only disk: a bug, whose traceback helps
-        if _in_multirun():
+        if in_multirun():
             log.error("%s", message)
             raise
         raise SystemExit(user_error(message)) from None

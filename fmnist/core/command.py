@@ -43,26 +43,18 @@ def explicit_run_dir(argv: Sequence[str]) -> Path | None:
     return named_output_dirs(argv).get("hydra.run.dir")
 
 
-def _writable(folder: Path) -> str | None:
-    """None if a file can be created in `folder` (created if missing), else the reason."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        return exc.strerror or type(exc).__name__
-    return None
-
-
 def exit_unless_output_writable(argv: Sequence[str]) -> None:
     """Hydra creates the run dir before any fmnist code runs and fails with a traceback; check first."""
-    folders = list(named_output_dirs(argv).values()) or [Path.cwd()]
-    for folder in folders:
-        reason = _writable(folder)
-        if reason:
+    for folder in list(named_output_dirs(argv).values()) or [Path.cwd()]:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
             raise SystemExit(user_error(f"cannot write the output directory {folder} ({reason}). Fix: choose a "
                                         "writable place with hydra.run.dir=... (hydra.sweep.dir=... for -m), or run "
-                                        "from a writable folder."))
+                                        "from a writable folder.")) from None
 
 
 def resume_hint(stop: RunInterrupted, run_dir: Path) -> str:
@@ -73,14 +65,8 @@ def resume_hint(stop: RunInterrupted, run_dir: Path) -> str:
 
 def hydra_command(config_name: str, job: Callable[[DictConfig, Path], Any], *, hold_named_run_dir: bool = False,
                   unfinished: Callable[[RunInterrupted, Path], str] = resume_hint) -> Callable[[], None]:
-    """The console script of a command whose job is `job(cfg, run_dir)`.
-
-    Before Hydra starts: the output dir must be writable, and with `hold_named_run_dir` a run dir named on the
-    command line is held, so Hydra never rewrites .hydra/ in a dir a live run holds. Then Hydra composes
-    conf/<config_name>.yaml, the config's `extras` and `process` settings apply, and the job runs with user errors
-    as one line; what it returns is what a Hydra sweeper optimises. A SIGTERM or SIGINT prints
-    `unfinished(stop, run_dir)` and exits 128 + the signal.
-    """
+    """The console script of `job(cfg, run_dir)`; with `hold_named_run_dir` a run dir named on the command line is
+    held before Hydra starts, so Hydra never rewrites .hydra/ in a dir a live run holds."""
 
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
     def run(cfg: DictConfig) -> Any:

@@ -1,12 +1,5 @@
-"""What a command does around its job (the lightning-hydra-template's `extras`), from `cfg.extras`.
-
-- `ignore_warnings` (true): hide the known, harmless notices of the libraries (below), each by its message and
-  category or logger, never everything; false shows them all.
-- `print_config` (null): the composed config as a rich tree at the start; null: only when stdout is a terminal.
-- `print_summary` (true): a short rich table of the results at the end.
-
-Standard library, omegaconf and rich only: nothing here imports Lightning.
-"""
+"""What a command does around its job (the lightning-hydra-template's `extras`, conf/train.yaml); no Lightning
+here, so the report stays light."""
 
 from __future__ import annotations
 
@@ -29,9 +22,8 @@ KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     # PossibleUserWarning: fmnist's batches are tensors already on the device, not worker processes
     (r".*does not have many workers", UserWarning),
 )
-# Lightning's info lines (rank_zero_info, logged by these loggers) to drop: its "💡 Tip" adverts (litlogger at every
-# Trainer, litmodels), and the two lines that the post-fit validate and test print for the checkpoint they load.
-# "Restored all states" (a resumed fit) stays, and so does every other line.
+# Lightning's info lines to drop: its "💡 Tip" adverts, and the two lines that the post-fit validate and test print
+# for the checkpoint they load ("Restored all states", a resumed fit, stays).
 LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
 KNOWN_LOG_LINES = ("💡 Tip:", "Restoring states from the checkpoint path at",
                    "Loaded model weights from the checkpoint at")
@@ -40,18 +32,11 @@ TREE_ORDER = ("model", "data", "augmentation", "optimizer", "scheduler", "regula
               "logger", "callbacks", "seed", "tags", "ckpt_path", "paths", "extras")
 
 
-class DropKnownLines(logging.Filter):
-    """Drops log records whose message starts with one of `prefixes`."""
-
-    def __init__(self, prefixes: Sequence[str]) -> None:
-        super().__init__()
-        self.prefixes = tuple(prefixes)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefixes)
+def _keeps_line(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(KNOWN_LOG_LINES)
 
 
-_LINE_FILTER = DropKnownLines(KNOWN_LOG_LINES)
+_LINE_FILTER = _keeps_line
 
 
 def ignore_known_warnings() -> None:
@@ -73,35 +58,25 @@ def wants(setting: bool | None) -> bool:
     return is_terminal() if setting is None else bool(setting)
 
 
-def _plain(cfg: DictConfig) -> dict[str, Any]:
-    try:
-        container = OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # an unresolvable value: show it as written; the command reports the error itself
-        container = OmegaConf.to_container(cfg, resolve=False)
-    assert isinstance(container, dict)
-    return container
-
-
 def _yaml(value: Any) -> Syntax:
     return Syntax(OmegaConf.to_yaml(value).rstrip(), "yaml", theme="ansi_dark", background_color="default")
 
 
-def config_tree(cfg: DictConfig) -> Tree:
+def print_config_tree(cfg: DictConfig, console: Console | None = None) -> None:
     """The composed config, resolved: one branch per top-level group (its YAML), one leaf per top-level value."""
-    plain = _plain(cfg)
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an unresolvable value: show it as written; the command reports the error itself
+        plain = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(plain, dict)
     tree = Tree("config", style="bold", guide_style="dim")
-    keys = [key for key in TREE_ORDER if key in plain] + [key for key in plain if key not in TREE_ORDER]
-    for key in keys:
+    for key in [key for key in TREE_ORDER if key in plain] + [key for key in plain if key not in TREE_ORDER]:
         value = plain[key]
         if isinstance(value, dict) and value:
             tree.add(f"[bold]{key}[/bold]").add(_yaml(value))
         else:
             tree.add(_yaml({key: value}))
-    return tree
-
-
-def print_config_tree(cfg: DictConfig, console: Console | None = None) -> None:
-    (console or Console()).print(config_tree(cfg))
+    (console or Console()).print(tree)
 
 
 def apply_extras(cfg: DictConfig, rank_zero: bool = True) -> None:

@@ -40,7 +40,6 @@ class RunInterrupted(SystemExit):
         self.run_dir = Path(run_dir)
 
     def __reduce__(self) -> tuple[type, tuple[int, str]]:
-        """Pickle from its parts: a sweep job in another process (joblib) sends it back pickled."""
         return type(self), (int(self.signum), str(self.run_dir))
 
 
@@ -70,7 +69,6 @@ class OutputWriteError(FmnistError):
         self.code = code
 
     def __reduce__(self) -> tuple[type, tuple[str, str, int | None]]:
-        """Pickle from its parts, like ConfigError: a sweep job sends its error back pickled."""
         return type(self), (self.path, self.reason, self.code)
 
     @classmethod

@@ -1,9 +1,5 @@
-"""Caps on what a file read back may cost; their values live in conf/limits/default.yaml (docs/security.md).
-
-A checkpoint, run dir, image or IDX file is data another person may have made. Each cap is checked before the
-work it bounds (decoding, decompressing, allocating), so a small hostile file cannot take gigabytes or hours.
-Commands that read such files compose the config group `limits`; library code defaults to DEFAULT_LIMITS.
-"""
+"""Caps on what a file read back may cost (conf/limits/default.yaml, docs/security.md), each checked before the work
+it bounds, so a small hostile checkpoint, run dir, image or IDX file cannot take gigabytes or hours."""
 
 from __future__ import annotations
 

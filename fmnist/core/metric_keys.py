@@ -1,7 +1,5 @@
-"""How per-class figures are named in metrics.json, TensorBoard and the report's tables: written here only.
-
-Standard library only, so the report can look the figures up without importing torchmetrics or Lightning.
-"""
+"""How per-class figures are named in metrics.json, TensorBoard and the report's tables: written here only, with
+the standard library, so the report looks them up without importing torchmetrics or Lightning."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""metrics.json, one run's figures and how it ended (a status below): the one module that writes, reads and checks
-it. A completed run's file may come from anyone: metrics_problem checks it, one message per rule, before it counts.
-"""
+"""metrics.json, one run's figures and how it ended: the one module that writes, reads and checks it (a completed
+run's file may come from anyone, so metrics_problem checks it before it counts)."""
 
 from __future__ import annotations
 
@@ -123,9 +122,8 @@ def _confusion_problem(value: Any) -> str | None:
 
 
 def split_of(metrics: dict[str, Any]) -> tuple:
-    """What makes two runs' validation sets the same, the split seed aside for k-fold (a repeated k-fold's folds
-    come from several seeds and pair by (split seed, fold)); a holdout's split seed stays in (it picks the train
-    subset); a nested search's inner split is part of it."""
+    """What makes two runs' validation sets the same: k-fold leaves the split seed out (a repeated k-fold pairs by
+    (split seed, fold)), a holdout keeps it (it picks the train subset)."""
     holdout = metrics.get("holdout_size")
     return (metrics.get("split_seed") if holdout else "folds", None if holdout else metrics.get("num_folds"),
             holdout, metrics.get("train_subset"), metrics.get("inner_folds"), metrics.get("inner_fold"))

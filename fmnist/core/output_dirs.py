@@ -1,12 +1,5 @@
-"""A run dir, sweep dir or report folder that already exists is checked before anything is written into it.
-
-Such a folder may have been copied from a colleague or a cluster (docs/security.md). A symbolic link planted in
-it would make a writer that opens files in place (Hydra's .hydra/*.yaml and job log, Lightning's loggers, the run
-lock) write into the file the link names, wherever that is; a FIFO there would block a writer forever. So fmnist
-refuses, with one line, any folder it is about to write into that holds a link or a special file anywhere in it,
-before Hydra, Lightning or fmnist writes a byte: the Hydra callback below runs before Hydra's own job set-up,
-and `hold_run_dir` checks again for the run dirs that code outside a Hydra run (cv's folds, tests) writes.
-"""
+"""An existing output folder (maybe copied from elsewhere, docs/security.md) is refused if it holds a link or special
+file: writers that open files in place (Hydra, Lightning, the run lock) would write through it, or block on a FIFO."""
 
 from __future__ import annotations
 

@@ -57,13 +57,8 @@ def write_predictions(path: str | Path, probabilities: np.ndarray, labels: np.nd
 
 
 def read_predictions(path: str | Path) -> Predictions:
-    """A test_predictions.npz as write_predictions leaves it, or DataError naming the file and what is wrong.
-
-    The file is data (a run dir may come from anyone): it must be a regular file (read_run_bytes) no larger than
-    the largest valid one, a zip of exactly labels (N,), predicted (N,) integers and probabilities (N, 10) floats
-    with 1 <= N <= 10,000. Each array's header (shape, dtype) is checked before np.load reads its data, so a small
-    file cannot declare gigabytes, and an object array (a pickle, which could run code) is refused unread.
-    """
+    """A test_predictions.npz as write_predictions leaves it, else DataError: the file is data, so each array's
+    header is checked before its data is read (no declared gigabytes, no pickled objects)."""
     return _refused_as_data_error(path, lambda: _parsed(read_run_bytes(Path(path))))
 
 

@@ -1,7 +1,5 @@
-"""Process-wide settings that the commands apply, visibly, before anything trains (conf/train.yaml: `process`).
-
-Each can be turned off (`process.keep_freed_memory=false`); docs/speed.md has what each one measured.
-"""
+"""Process-wide settings the commands apply before anything trains (conf/train.yaml: `process`), each of which can
+be turned off; docs/speed.md has what each one measured."""
 
 from __future__ import annotations
 
@@ -13,9 +11,9 @@ import sys
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from fmnist.core.cli import in_multirun
 from fmnist.core.errors import ConfigError
 from fmnist.core.numbers import is_int
 
@@ -27,10 +25,8 @@ KEEP_BYTES = 1 << 30
 
 @functools.cache  # once per process: every trainer of a sweep or benchmark asks again
 def keep_freed_memory(keep_bytes: int = KEEP_BYTES) -> bool:
-    """glibc keeps up to `keep_bytes` of freed memory for reuse instead of page-faulting fresh pages every step.
-
-    True when glibc took the thresholds; False elsewhere (macOS, Windows, musl), where nothing changes.
-    """
+    """glibc keeps up to `keep_bytes` of freed memory for reuse instead of page-faulting fresh pages every step;
+    True when glibc took the thresholds, False elsewhere (macOS, Windows, musl)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -43,11 +39,8 @@ def keep_freed_memory(keep_bytes: int = KEEP_BYTES) -> bool:
 
 
 def drop_futile_nvml_check() -> bool:
-    """Drop Lightning's PYTORCH_NVML_BASED_CUDA_CHECK=1 where NVIDIA's management library is absent.
-
-    There torch retries loading the library on every optimizer step's "is there a GPU?" check and then falls back
-    to the query it would have made anyway, so the variable protects nothing. True when it was dropped.
-    """
+    """Drop Lightning's PYTORCH_NVML_BASED_CUDA_CHECK=1 where NVIDIA's library is absent: torch would retry loading
+    it at every optimizer step's GPU check, protecting nothing. True when it was dropped."""
     if os.environ.get(NVML_CHECK) != "1" or ctypes.util.find_library("nvidia-ml") is not None:
         return False
     del os.environ[NVML_CHECK]
@@ -64,20 +57,18 @@ def available_cores() -> int:
 def parallel_jobs() -> int:
     """How many jobs of this Hydra run share the machine at once: the joblib launcher's n_jobs in a multirun
     (-1: one per core, as joblib reads it), else 1."""
-    if not HydraConfig.initialized():
+    if not in_multirun():
         return 1
-    hydra_cfg = HydraConfig.get()
-    launcher = hydra_cfg.launcher
-    if hydra_cfg.mode != RunMode.MULTIRUN or "joblib" not in str(launcher.get("_target_", "")).lower():
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")).lower():
         return 1
     n_jobs = int(launcher.get("n_jobs") or 1)
     return available_cores() if n_jobs < 0 else n_jobs
 
 
 def threads_per_job(setting: int | str | None, jobs: int, cores: int) -> int | None:
-    """torch's thread count for `process.threads`: auto = an equal share of the cores (at least one) when jobs
-    run side by side, so jobs x threads <= cores whenever there are at least as many cores as jobs, and torch's
-    own choice (OMP_NUM_THREADS, else the physical cores) for a job alone; None: always torch's choice."""
+    """torch's thread count for `process.threads` (None: torch's choice): auto = an equal share of the cores (at
+    least one) when jobs run side by side, torch's choice for a job alone."""
     if setting is None or (setting == "auto" and jobs <= 1):
         return None
     if setting == "auto":

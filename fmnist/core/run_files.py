@@ -1,8 +1,5 @@
-"""The files a run directory holds, the one place their names are written, and how any of them is read as data.
-
-metrics.json has its own module (core/metrics_file.py), and so has test_predictions.npz (core/predictions.py).
-Only the standard library and YAML here, so that the report can read runs without importing Lightning.
-"""
+"""The files a run directory holds, the one place their names are written, and how any of them is read as data;
+standard library and YAML only, so the report reads runs without importing Lightning."""
 
 from __future__ import annotations
 

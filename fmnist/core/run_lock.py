@@ -1,9 +1,5 @@
-"""One live run per run dir: an OS lock (flock) on a file in the dir, held until the process ends.
-
-Two runs writing one dir overwrite each other's checkpoints and metrics.json and both report success. The lock
-belongs to the open file, so the kernel drops it when its process ends in any way (crash, SIGKILL, OOM killer):
-a dead run never blocks a restart, and there is no stale lock to clean up. Standard library only.
-"""
+"""One live run per run dir (two would overwrite each other's results): an flock on a file in the dir, which the
+kernel drops however its process ends, so a dead run never blocks a restart and no stale lock is left."""
 
 from __future__ import annotations
 
@@ -29,12 +25,8 @@ class RunDirInUseError(FmnistError):
 
 
 def hold_run_dir(run_dir: str | Path) -> None:
-    """Lock `run_dir` for the rest of this process, or raise RunDirInUseError while another live process holds it.
-
-    Taking it again in the same process is a no-op (cv folds, sweep jobs and tests run in one process). Only the
-    process that writes the results calls it: under data parallelism the launching process (global rank 0), never
-    the workers it starts in the same dir. A file system without locks (some network mounts) only gets a warning.
-    """
+    """Lock `run_dir` for the rest of this process (again: a no-op), or raise RunDirInUseError while another live
+    process holds it; only the process that writes the results (rank 0) calls it."""
     directory = Path(run_dir).resolve()
     if directory in _held:
         return

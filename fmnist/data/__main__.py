@@ -1,8 +1,5 @@
 """`python -m fmnist.data [--data-dir DIR] [--no-download]`: make sure the data is there and valid.
-
-Exit 0 when found and valid, 3 when it is missing (so `make data` knows to install the Debian package),
-1 when it is present but corrupt.
-"""
+Exit 0 when it is, 3 when it is missing (`make data` then installs the Debian package), 1 when it is corrupt."""
 
 from __future__ import annotations
 

@@ -15,12 +15,8 @@ from fmnist.core.numbers import is_real
 
 
 def shift_and_mirror(x: torch.Tensor, pixels: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Mirror a random half of the batch left-right (if `flip`) and shift each image by up to `pixels` in x
-    and y, filling with background (0). x: (B, H, W), any dtype.
-
-    Both moves are folded into one flat `gather` over the padded batch: on a CPU that beats a `torch.where`
-    flip followed by a three-index advanced-indexing translate (measured in docs/speed.md).
-    """
+    """Mirror a random half of the (B, H, W) batch (if `flip`) and shift each image by up to `pixels`, filling with
+    0, in one flat gather over the padded batch: faster on a CPU than a flip then a translate (docs/speed.md)."""
     batch, height, width = x.shape
     device = x.device
     source = F.pad(x, (pixels, pixels, pixels, pixels)) if pixels else x
@@ -61,16 +57,8 @@ MIXING_STREAM = 0x6D6978  # "mix": the mixing draws' own random stream, apart fr
 def mix_batch(x: torch.Tensor, y: torch.Tensor, mixup_alpha: float, cutmix_alpha: float, probability: float,
               switch_probability: float, rng: np.random.Generator,
               num_classes: int = NUM_CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mixup (Zhang et al.) or CutMix (Yun et al.) of one batch with its own reverse, and soft labels.
-
-    x: a float batch (B, 1, H, W) or (B, H, W), never modified; y: integer labels (B,). Returns the mixed batch
-    (same shape, dtype and memory format) and soft labels (B, num_classes) that sum to 1: `lam` of the image's
-    own label and `1 - lam` of its partner's (for CutMix, `lam` is the share of pixels kept). One weight per
-    batch, as timm does; the partner of image i is image B-1-i (the batch is already shuffled). The draws come
-    from the host `rng`: no device sync, and the device's random stream is the one a run without mixing uses.
-    With `probability` < 1 some batches stay unmixed (one-hot labels); with both alphas set, a mixed batch
-    is CutMix with `switch_probability`, else mixup.
-    """
+    """Mixup (Zhang et al.) or CutMix (Yun et al.) of a float batch with its own reverse, and its soft labels
+    (docs/recipes.md); the draws come from the host `rng`, so the device's random stream is left as it is."""
     soft = F.one_hot(y, num_classes).to(x.dtype)
     if rng.random() >= probability:
         return x, soft
@@ -95,11 +83,8 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, mixup_alpha: float, cutmix_alpha
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Which batch augmentations run on training batches.
-
-    flip / translate / erase move or zero pixels of the uint8 batch (`__call__`); mixup_alpha / cutmix_alpha mix
-    the normalised float batch with its reverse and turn the labels into soft targets (`mix`).
-    """
+    """Which augmentations run on training batches: pixel moves on the uint8 batch (`__call__`), then mixing
+    of the normalised float batch with soft labels (`mix`)."""
 
     flip: bool = False
     translate: int = 0
@@ -146,8 +131,7 @@ class Augmentation:
 
     def mix(self, x: torch.Tensor, y: torch.Tensor, batch_size: int,
             rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mix each `batch_size` batch of an item on its own (an item of several batches, for grouped steps, is
-        mixed exactly as those batches one by one would be); returns the mixed images and soft labels."""
+        """Mix each `batch_size` batch of an item on its own, as those batches one by one would be mixed."""
         parts = [mix_batch(x_part, y_part, self.mixup_alpha, self.cutmix_alpha, self.mix_probability,
                            self.switch_probability, rng)
                  for x_part, y_part in zip(x.split(batch_size), y.split(batch_size), strict=True)]

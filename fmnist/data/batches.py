@@ -32,18 +32,8 @@ class BatchTransform:
 
 
 class TensorBatches:
-    """An epoch of (x, y) batches; shuffling and augmentation are a function of (seed, epoch).
-
-    Making them depend on the epoch number (set by Lightning through `set_epoch`, as it does for a
-    DistributedSampler) rather than on hidden RNG state lets a resumed run see the same batches.
-
-    With `steps_per_execution` K > 1 each item holds K consecutive batches in one tensor (the last item of an
-    epoch may hold fewer, and its last batch may be short): the same images in the same order as K = 1,
-    so that a training step can run K optimizer steps on `x.split(batch_size)` (see GroupedStepsModule).
-
-    With mixup or CutMix on (augmentation.mixup_alpha / cutmix_alpha), training items carry soft labels
-    (B, classes) instead of class indices; evaluation items never do.
-    """
+    """An epoch of (x, y) items; shuffling and augmentation are a function of (seed, epoch), so a resumed run sees
+    the same batches. An item holds `steps_per_execution` consecutive batches (GroupedStepsModule)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, transform: BatchTransform,
                  train: bool = False, seed: int = 0, drop_last: bool = False, steps_per_execution: int = 1) -> None:
@@ -92,7 +82,6 @@ class TensorBatches:
             generator = torch.Generator(device=device).manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(len(self.labels), device=device, generator=generator)
         augmentation = self.transform.augmentation
-        # mixup / CutMix: soft labels (B, classes) for training batches; validation and test are never mixed
         mixing_rng = augmentation.mixing_rng(self.seed, self.epoch) if self.train and augmentation.mixing else None
         end = min(self.batches_per_epoch * self.batch_size, len(self.labels))
         item_size = self.batch_size * self.steps_per_execution

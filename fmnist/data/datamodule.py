@@ -23,12 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class FashionMnistDataModule(L.LightningDataModule):
-    """Official split; validation from the 60k train set only (k-fold or first-N holdout, optionally split again
-    into inner folds for a nested search).
-
-    The whole set stays resident as uint8 on the training device and batches are sliced from it,
-    so a GPU never waits on host copies and a CPU never waits on workers.
-    """
+    """Official split; validation from the 60k train set only. The whole set stays resident as uint8 on the training
+    device, so a GPU never waits on host copies and a CPU never waits on workers."""
 
     def __init__(
         self,
@@ -79,7 +75,6 @@ class FashionMnistDataModule(L.LightningDataModule):
         self.steps_per_execution = steps_per_execution
         self.train_index = np.empty(0, dtype=np.int64)
         self.val_index = np.empty(0, dtype=np.int64)
-        self.source: Path | None = None
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.mean = 0.0
         self.std = 1.0
@@ -88,8 +83,7 @@ class FashionMnistDataModule(L.LightningDataModule):
         locate(self.data_dir, self.download, self.system_dir)
 
     def _split(self, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """The outer split; with inner folds, its training part split again (the outer validation images are then
-        neither trained nor validated on); the train subset is taken last, from whatever trains."""
+        """The outer split, its training part split again for inner folds; the train subset is taken last."""
         if self.holdout_size is not None:
             train_idx, val_idx = holdout_first(len(labels), self.holdout_size)
         else:
@@ -102,10 +96,8 @@ class FashionMnistDataModule(L.LightningDataModule):
         if self._splits:
             return
         data = load_fashion_mnist(self.data_dir, self.download, self.verify_checksums, self.system_dir)
-        self.source = data.source
         self.train_index, self.val_index = self._split(data.train_labels)
-        # Normalisation statistics of the official train set, as the studies used.
-        pixels = data.train_images.float().div_(255.0)
+        pixels = data.train_images.float().div_(255.0)  # the official train set's statistics, as the studies used
         self.mean, self.std = float(pixels.mean()), float(pixels.std())
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         train_index, val_index = torch.from_numpy(self.train_index), torch.from_numpy(self.val_index)
@@ -122,12 +114,8 @@ class FashionMnistDataModule(L.LightningDataModule):
     @staticmethod
     def _shard(images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, rank: int, world: int,
                equal: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """This process's share under data parallelism: every `world`-th image from `rank`.
-
-        Training shards are cut to equal length so every process takes the same number of optimizer steps;
-        evaluation shards are left uneven, so the test figures count each image exactly once (no padding
-        duplicates, unlike a DistributedSampler). With one process this is the whole split.
-        """
+        """Every `world`-th image from `rank`: training shards cut to equal length (the same number of steps per
+        process), evaluation shards uneven so each image counts exactly once (unlike a DistributedSampler)."""
         if world > 1:
             per_process = len(index) // world
             index = index[rank::world][:per_process] if equal else index[rank::world]
@@ -138,8 +126,7 @@ class FashionMnistDataModule(L.LightningDataModule):
         return BatchTransform(self.mean, self.std, self.input_kind, self.augmentation, self.channels_last)
 
     def state_dict(self) -> dict[str, float]:
-        """The normalisation, which Lightning saves in every checkpoint: predict normalises a user's images as
-        training did without reading the train set."""
+        """The normalisation, saved in every checkpoint so that predict needs no train set."""
         return {"mean": self.mean, "std": self.std}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

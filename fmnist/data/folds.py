@@ -16,7 +16,7 @@ INNER_KEYS = ("data.inner_folds", "data.inner_fold")
 def stratified_fold(labels: torch.Tensor, num_folds: int, fold: int, split_seed: int,
                     keys: tuple[str, str] = FOLD_KEYS) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val) of one fold; the same seed always gives the same folds. `keys` name the settings in
-    an error (the outer or the inner split's)."""
+    an error."""
     check_fold(num_folds, fold, keys)
     y = labels.cpu().numpy()
     smallest = int(np.bincount(y).min())
@@ -29,8 +29,7 @@ def stratified_fold(labels: torch.Tensor, num_folds: int, fold: int, split_seed:
 
 
 def check_fold(num_folds: int, fold: int, keys: tuple[str, str] = FOLD_KEYS) -> None:
-    """The one check of data.num_folds and data.fold (or of the pair `keys` names): run by the commands before any
-    data is read, and here."""
+    """The one check of data.num_folds and data.fold (or the pair `keys` names), also run before any data is read."""
     if not is_int(num_folds) or num_folds < 2:
         raise ConfigError(keys[0], f"{num_folds!r} is not an integer >= 2",
                           f"use {keys[0]}=2 or more (5 is the default)")
@@ -53,8 +52,7 @@ def check_inner_fold(inner_folds: int | None, inner_fold: int | None) -> bool:
 
 def inner_split(labels: torch.Tensor, outer_train: np.ndarray, inner_folds: int, inner_fold: int,
                 split_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val) of an inner fold of the outer training part, for a nested search: drawn from
-    `outer_train` alone, so its validation images can never be the outer validation fold's."""
+    """Indices (train, val) of an inner fold drawn from `outer_train` alone, so no outer validation image enters."""
     train, val = stratified_fold(labels[torch.from_numpy(outer_train)], inner_folds, inner_fold, split_seed,
                                  INNER_KEYS)
     return outer_train[train], outer_train[val]

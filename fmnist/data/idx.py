@@ -1,10 +1,5 @@
-"""Read and validate IDX files, so a truncated, foreign or hostile file fails with its name, not a traceback.
-
-The header (magic, dimensions) is read and checked first; the payload size follows from it exactly and is
-refused above a cap before anything is allocated. Then exactly that many bytes are read from the (gzip)
-stream, a chunk at a time, and one more byte is asked for: a file longer or shorter than its header says is
-refused. So a small gzip file that inflates to gigabytes costs its header's size, never more.
-"""
+"""Read and validate IDX files, so a truncated, foreign or hostile file fails with its name, not a traceback; the
+header is checked and the payload capped before anything is allocated, so a gzip bomb costs its header's size."""
 
 from __future__ import annotations
 
@@ -62,54 +57,38 @@ def is_gzip(path: Path) -> bool:
         return handle.read(2) == GZIP_MAGIC
 
 
-def _read_exactly(stream: BinaryIO, size: int) -> bytes:
-    """Up to `size` bytes (fewer only at the end of the stream); `size` is a header's few bytes."""
-    data = b""
-    while len(data) < size:
-        more = stream.read(size - len(data))
-        if not more:
-            break
-        data += more
-    return data
-
-
-def _header(stream: BinaryIO, path: Path, magic: int, fix: str) -> tuple[int, ...]:
-    head = _read_exactly(stream, 4)
+def _shape(stream: BinaryIO, path: Path, magic: int, count: int | None, max_count: int, fix: str) -> tuple[int, ...]:
+    """The header's shape, checked before any payload is read: the magic, the item shape and the item count (or,
+    when `count` is None, the cap)."""
+    head = stream.read(4)  # buffered (gzip or file) streams return fewer bytes only at the end
     if len(head) < 4:
         raise DataError(f"{path}: only {len(head)} bytes, too short for an IDX header; the file is truncated. {fix}")
     found = int.from_bytes(head, "big")
     if found != magic:
         raise DataError(f"{path}: IDX magic number {found}, expected {magic}; this is not the right IDX file. {fix}")
     ndim = head[3]  # 3 for images, 1 for labels: fixed by the magic number checked above
-    dims = _read_exactly(stream, 4 * ndim)
+    dims = stream.read(4 * ndim)
     if len(dims) < 4 * ndim:
         raise DataError(f"{path}: header truncated ({4 + len(dims)} bytes). {fix}")
-    return tuple(int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
-
-
-def _check_shape(shape: tuple[int, ...], path: Path, magic: int, count: int | None, max_count: int,
-                 limit_name: str, fix: str) -> None:
-    """Before any payload is read: the items are of the expected shape, and as many as expected (or allowed)."""
-    items = shape[1:]
-    if items != ITEM_SHAPES[magic]:
-        raise DataError(f"{path}: images are {items}, expected 28x28. {fix}")
+    shape = tuple(int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+    if shape[1:] != ITEM_SHAPES[magic]:
+        raise DataError(f"{path}: images are {shape[1:]}, expected 28x28. {fix}")
     if count is not None and shape[0] != count:
         raise DataError(f"{path}: holds {shape[0]:,} items, expected {count:,}. {fix}")
     if shape[0] > max_count:
-        raise DataError(f"{path}: its header declares {shape[0]:,} items, more than the cap {limit_name}={max_count}. "
-                        f"Fix: split the file, or raise the cap with {limit_name}=N.")
+        raise DataError(f"{path}: its header declares {shape[0]:,} items, more than the cap limits.max_images="
+                        f"{max_count}. Fix: split the file, or raise the cap with limits.max_images=N.")
+    return shape
 
 
-def read_idx(path: Path, magic: int, count: int | None, max_count: int, limit_name: str = "limits.max_images",
-             checksum: bool = False, fix: str = REFETCH) -> IdxContent:
-    """An IDX file of `magic`'s kind (gzipped or not) holding `count` items (any number when None, up to
-    `max_count`; `limit_name` is what the user sets to raise that cap); `fix` ends the message of a damaged file.
-    Memory: the payload array plus one chunk, whatever the file's real length."""
+def read_idx(path: Path, magic: int, count: int | None, max_count: int, checksum: bool = False,
+             fix: str = REFETCH) -> IdxContent:
+    """An IDX file of `magic`'s kind holding `count` items (any number up to `max_count` when None); it costs the
+    payload array plus one chunk, whatever the file's real length."""
     digest = hashlib.md5(usedforsecurity=False) if checksum else None
     try:
         with (gzip.open(path, "rb") if is_gzip(path) else path.open("rb")) as stream:
-            shape = _header(stream, path, magic, fix)
-            _check_shape(shape, path, magic, count, max_count, limit_name, fix)
+            shape = _shape(stream, path, magic, count, max_count, fix)
             payload = np.empty(math.prod(shape), dtype=np.uint8)  # bounded by max_count items just above
             view = memoryview(payload)
             filled = 0

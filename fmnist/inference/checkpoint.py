@@ -1,11 +1,5 @@
-"""Rebuild a trained backbone from a checkpoint file, treating everything in the file as data.
-
-The file names its model; the model's class comes from the catalog (conf/model/, plus the config folders the
-user put on hydra.searchpath), never from a `_target_` in the file, as timm's `create_model` builds by name.
-The file contributes only plain values (numbers, strings, booleans, lists of them) as that class's arguments,
-checked against its signature, with no interpolation resolved; the model is sized on the meta device before
-anything is allocated. docs/security.md has the threat model.
-"""
+"""Rebuild a trained backbone from a checkpoint file, treating everything in it as data (docs/security.md): the file
+only names its model, whose class comes from the catalog, and gives checked plain values as its arguments."""
 
 from __future__ import annotations
 
@@ -63,7 +57,6 @@ class LoadedModel:
 
     @property
     def input_kind(self) -> str:
-        """'image' -> (B, 1, 28, 28) batches, 'rows' -> (B, 28, 28)."""
         return str(self.config.model.input)
 
 
@@ -101,8 +94,7 @@ def _catalog_entry(name: str, path: Path) -> DictConfig:
 
 
 def _net_arguments(stored_model: dict[str, Any], entry: DictConfig, path: Path) -> tuple[type, dict[str, Any]]:
-    """The catalog's class for the model and the file's arguments to it, each checked to be a plain value that
-    the class's signature names; the file's own `_target_` must agree with the catalog's or be absent."""
+    """The catalog's class for the model, and the file's arguments to it: plain values its signature names."""
     target = str(entry.net._target_)
     net = _mapping(stored_model.get("net", {}), path, "model.net")
     stored_target = net.get("_target_")
@@ -158,7 +150,7 @@ def _data_settings(stored: dict[str, Any], path: Path) -> dict[str, Any]:
     for key in DATA_KEYS:
         if key in data:
             value = data[key]
-            if value is not None and (not is_int(value)):
+            if value is not None and not is_int(value):
                 raise _refuse(path, f"its data.{key} is {clip(value, 80)!r}, not an integer or null")
             settings[key] = value
     return settings
@@ -171,7 +163,7 @@ def rebuilt_config(entry: DictConfig, stored_model: dict[str, Any], stored: dict
         raise _refuse(path, f"its model.input {clip(stored_model.get('input'), 80)!r} is not the catalog's "
                             f"{entry.input!r} for model '{entry.name}'")
     seed = stored.get("seed")
-    if seed is not None and (not is_int(seed)):
+    if seed is not None and not is_int(seed):
         raise _refuse(path, f"its seed is {clip(seed, 80)!r}, not an integer or null")
     augmentation = _mapping(stored.get("augmentation", {}), path, "augmentation")
     precision = _mapping(stored.get("trainer", {}), path, "trainer").get("precision", "32-true")
@@ -191,8 +183,7 @@ def rebuilt_config(entry: DictConfig, stored_model: dict[str, Any], stored: dict
 
 
 def load_model(value: Any, limits: Limits = DEFAULT_LIMITS) -> LoadedModel:
-    """Build the catalog's backbone for the checkpoint's model name and load its `net.` weights, on the CPU in
-    eval mode (the inference Trainer moves it to its device)."""
+    """The catalog's backbone for the checkpoint's model name with its `net.` weights, on the CPU in eval mode."""
     path = resolve_ckpt_path(value, required=True)
     checkpoint = load_checkpoint(path, limits)
     weights = net_weights(checkpoint["state_dict"])
@@ -210,12 +201,11 @@ def load_model(value: Any, limits: Limits = DEFAULT_LIMITS) -> LoadedModel:
         raise _refuse(path, f"its weights do not fit model {config.model.name} as its config describes it "
                             f"({clip(str(exc).splitlines()[0], 200)})", "Fix: pick a checkpoint fmnist wrote") from None
     net.eval().requires_grad_(False)
-    epoch = checkpoint.get("epoch")
     normalisation = None
     if DATAMODULE_STATE_KEY in checkpoint:  # absent from checkpoints written before fmnist saved it
         try:
             normalisation = stored_normalisation(checkpoint[DATAMODULE_STATE_KEY])
         except ValueError as exc:
             raise _refuse(path, str(exc)) from None
-    return LoadedModel(net=net, config=config, path=path, epoch=epoch if isinstance(epoch, int) else None,
-                       normalisation=normalisation)
+    # check_layout let only an int (or nothing) through as the epoch
+    return LoadedModel(net=net, config=config, path=path, epoch=checkpoint.get("epoch"), normalisation=normalisation)

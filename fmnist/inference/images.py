@@ -1,18 +1,5 @@
-"""Turn user images into Fashion-MNIST images: 28x28 uint8 grey, light object on a black background.
-
-Zalando made Fashion-MNIST from product photos (white background) in seven steps, listed in the
-data set's README: PNG; trim edges close to the corner colour (5% of the largest RGB distance);
-resize the longest edge to 28 by subsampling pixels; sharpen (Gaussian, radius and sigma 1.0);
-extend the shortest edge to 28, centred; negate; 8-bit grey. `to_fashion_mnist` follows them with
-Pillow; docs/inference.md lists the exact calls and where they approximate the original.
-
-The files are data someone else may have made (docs/security.md): a folder holds at most `limits.max_images`
-files and an image at most `limits.max_image_pixels` pixels, both checked before anything is decoded (the size
-is in the header); only formats Pillow decodes itself are opened, whatever the file's name (never EPS, which runs
-Ghostscript); and the conversion works on the decoded uint8 pixels in blocks, so its float copies stay small
-whatever the image's size. An image over the cap ends the run with one line; a file that is not a readable
-image is skipped by name, as before.
-"""
+"""Turn user images into Fashion-MNIST images (28x28 uint8 grey, light on black) by Zalando's steps (docs/inference.md);
+the files are untrusted (docs/security.md), so counts and sizes are capped before anything is decoded."""
 
 from __future__ import annotations
 
@@ -87,9 +74,8 @@ def _formats() -> tuple[str, ...]:
 
 
 def open_rgb(path: Path, max_pixels: int = DEFAULT_LIMITS.max_image_pixels) -> Image.Image:
-    """Decode fully (so a truncated file fails here, with its name); transparency becomes white.
-
-    Image.open reads only the header: the size is checked against `max_pixels` before any pixel is decoded."""
+    """Decode fully (a truncated file fails here, with its name); transparency becomes white. Image.open reads
+    only the header, so the size is checked against `max_pixels` before any pixel is decoded."""
     try:
         with Image.open(path, formats=_formats()) as opened:
             width, height = opened.size
@@ -110,29 +96,22 @@ def open_rgb(path: Path, max_pixels: int = DEFAULT_LIMITS.max_image_pixels) -> I
 
 
 def _background(pixels: np.ndarray) -> np.ndarray:
-    """The median colour of the outermost pixels: the corners alone are fooled by one stray pixel.
-    `pixels`: uint8 (H, W, 3); only the border is made float."""
+    """The median colour of the outermost pixels: the corners alone are fooled by one stray pixel."""
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).astype(np.float32)
     return np.median(border, axis=0)
 
 
 def _trim(image: Image.Image, pixels: np.ndarray, background: np.ndarray, fuzz: float) -> Image.Image:
-    """Crop to the pixels farther than `fuzz` from the background; the distances are computed a block of rows
-    at a time (each pixel exactly as on the whole image), so the float copies never exceed one block."""
+    """Crop to the pixels farther than `fuzz` from the background, measured a block of rows at a time so that the
+    float copies stay small whatever the image's size."""
     height, width = pixels.shape[:2]
-    rows_hit = np.zeros(height, dtype=bool)
-    cols_hit = np.zeros(width, dtype=bool)
+    far = np.empty((height, width), dtype=np.uint8)
     step = max(1, BLOCK_PIXELS // width)
     for top in range(0, height, step):
         block = pixels[top: top + step].astype(np.float32)
-        distance = np.linalg.norm(block - background, axis=-1) / (255.0 * math.sqrt(3.0))
-        hit = distance > fuzz
-        rows_hit[top: top + step] = hit.any(axis=1)
-        cols_hit |= hit.any(axis=0)
-    rows, cols = np.flatnonzero(rows_hit), np.flatnonzero(cols_hit)
-    if rows.size == 0:
-        return image  # a blank image: nothing to trim to
-    return image.crop((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+        far[top: top + step] = np.linalg.norm(block - background, axis=-1) / (255.0 * math.sqrt(3.0)) > fuzz
+    box = Image.fromarray(far).getbbox()
+    return image if box is None else image.crop(box)  # a blank image has nothing to trim to
 
 
 def _fit(image: Image.Image, background: np.ndarray, conversion: Conversion) -> Image.Image:
@@ -148,9 +127,9 @@ def _fit(image: Image.Image, background: np.ndarray, conversion: Conversion) -> 
 
 
 def to_fashion_mnist(image: Image.Image, conversion: Conversion = Conversion()) -> np.ndarray:
-    """An RGB image of any size -> uint8 (28, 28). A 28x28 image is already at the target size: only
-    grey conversion and negation apply, so Fashion-MNIST's own images pass through unchanged."""
-    pixels = np.asarray(image)  # uint8 (H, W, 3), one copy
+    """An RGB image of any size -> uint8 (28, 28); a 28x28 one is only made grey (and negated), so Fashion-MNIST's
+    own images pass through unchanged."""
+    pixels = np.asarray(image)
     background = _background(pixels)
     if image.size != (IMAGE_SIZE, IMAGE_SIZE):
         trimmed = _trim(image, pixels, background, conversion.fuzz)
@@ -164,45 +143,15 @@ def to_fashion_mnist(image: Image.Image, conversion: Conversion = Conversion()) 
 
 
 def _is_idx(path: Path) -> bool:
-    """Gzipped, or an IDX file of unsigned bytes (magic 0x000008nn, any number of dimensions: read_idx says which
-    it must be)."""
+    """Gzipped, or an IDX file of unsigned bytes (read_idx checks the rest)."""
     with path.open("rb") as handle:
         head = handle.read(4)
     return head[:2] == GZIP_MAGIC or (len(head) == 4 and head[:3] == IDX_UBYTE_PREFIX)
 
 
-def read_idx_images(path: Path, limits: Limits = DEFAULT_LIMITS) -> InputSet:
-    """An IDX images file (gzipped or not) of at most `limits.max_images` 28x28 images, e.g.
-    t10k-images-idx3-ubyte.gz; its header is checked before its data is read (fmnist.data.idx)."""
-    images = read_idx(path, IMAGES_MAGIC, None, limits.max_images, fix=IDX_FIX).tensor
-    return InputSet(names=[str(i) for i in range(len(images))], images=images, skipped=[])
-
-
-def read_image_files(paths: list[Path], conversion: Conversion, names: list[str],
-                     limits: Limits = DEFAULT_LIMITS) -> InputSet:
-    """Convert every readable file; an unreadable one is logged by name and left out; one over
-    `limits.max_image_pixels` ends it all (ImageTooLarge), before anything is decoded."""
-    if len(paths) > limits.max_images:
-        raise DataError(f"{len(paths):,} image files, more than the cap limits.max_images={limits.max_images}. "
-                        "Fix: split them into smaller folders, or raise the cap with limits.max_images=N.")
-    converted = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-    kept: list[str] = []
-    skipped: list[tuple[str, str]] = []
-    for path, name in zip(paths, names, strict=True):
-        try:
-            converted[len(kept)] = to_fashion_mnist(open_rgb(path, limits.max_image_pixels), conversion)
-            kept.append(name)
-        except UnreadableImage as exc:
-            log.warning("skipped %s", exc)
-            skipped.append((name, str(exc)))
-    images = converted if len(kept) == len(paths) else converted[: len(kept)].copy()
-    return InputSet(names=kept, images=torch.from_numpy(images), skipped=skipped)
-
-
 def _image_files(folder: Path, conversion: Conversion, limits: Limits) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The folder's image files (not sub-folders), sorted, and the entries named like images that are not readable
-    files (a dangling link, a link loop, a FIFO, ...), each with its reason: they are skipped, never opened.
-    Counting stops past `limits.max_images`, so a folder of millions of entries is refused without listing them."""
+    """The folder's image files, sorted, and the entries named like images that are not regular files (a dangling
+    link, a FIFO, ...), which are skipped unopened; a folder over `limits.max_images` is refused while listing."""
     files, skipped = [], []
     with os.scandir(folder) as entries:
         for entry in entries:
@@ -226,34 +175,44 @@ def _image_files(folder: Path, conversion: Conversion, limits: Limits) -> tuple[
     return sorted(files), sorted(skipped)
 
 
+def _read_folder(folder: Path, conversion: Conversion, limits: Limits) -> InputSet:
+    """Convert every readable image file; an unreadable one is logged and left out, one over the pixel cap ends it
+    all (ImageTooLarge)."""
+    paths, skipped = _image_files(folder, conversion, limits)
+    if not paths and not skipped:
+        raise DataError(f"input {folder}: no {'/'.join(conversion.extensions)} files in this folder.")
+    for _, reason in skipped:
+        log.warning("skipped %s", reason)
+    converted = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    kept: list[str] = []
+    for path in paths:
+        try:
+            converted[len(kept)] = to_fashion_mnist(open_rgb(path, limits.max_image_pixels), conversion)
+            kept.append(path.name)
+        except UnreadableImage as exc:
+            log.warning("skipped %s", exc)
+            skipped.append((path.name, str(exc)))
+    if not kept:
+        raise DataError(f"input {folder}: none of its {len(skipped)} image file(s) could be read: "
+                        + clip("; ".join(reason for _, reason in skipped)))
+    images = converted if len(kept) == len(paths) else converted[: len(kept)].copy()
+    return InputSet(names=kept, images=torch.from_numpy(images), skipped=skipped)
+
+
 def read_inputs(path: Path, conversion: Conversion, limits: Limits = DEFAULT_LIMITS) -> InputSet:
-    """A folder of images, one image file, or an IDX images file; `limits` (the config group) caps their cost.
-    A system error on the input is named as an input problem, never as one of the outputs."""
+    """A folder of images, one image file, or an IDX images file; a system error on it is named as an input
+    problem, never as one of the outputs."""
     try:
-        return _read_inputs(path, conversion, limits)
+        if not path.exists():
+            raise DataError(f"input {path}: no such file or folder. Fix: input=test, a folder of PNG/JPEG files, "
+                            "one image file, or an IDX images file.")
+        if path.is_dir():
+            return _read_folder(path, conversion, limits)
+        if _is_idx(path):
+            images = read_idx(path, IMAGES_MAGIC, None, limits.max_images, fix=IDX_FIX).tensor
+            return InputSet(names=[str(i) for i in range(len(images))], images=images, skipped=[])
+        image = to_fashion_mnist(open_rgb(path, limits.max_image_pixels), conversion)  # unreadable: the error itself
+        return InputSet(names=[path.name], images=torch.from_numpy(image)[None], skipped=[])
     except OSError as exc:
         raise DataError(f"input {clip(path)}: cannot be read ({exc.strerror or exc}). Fix: check that it exists and "
                         "is readable, or pass another input (test, a folder, an image, an IDX file).") from None
-
-
-def _read_inputs(path: Path, conversion: Conversion, limits: Limits) -> InputSet:
-    if not path.exists():
-        raise DataError(f"input {path}: no such file or folder. Fix: input=test, a folder of PNG/JPEG files, "
-                        "one image file, or an IDX images file.")
-    if path.is_dir():
-        files, unusable = _image_files(path, conversion, limits)
-        if not files and not unusable:
-            raise DataError(f"input {path}: no {'/'.join(conversion.extensions)} files in this folder.")
-        found = read_image_files(files, conversion, [p.name for p in files], limits)
-        for _, reason in unusable:
-            log.warning("skipped %s", reason)
-        found.skipped[:0] = unusable
-    elif _is_idx(path):
-        return read_idx_images(path, limits)
-    else:  # one file: unreadable is the error itself
-        image = to_fashion_mnist(open_rgb(path, limits.max_image_pixels), conversion)
-        return InputSet(names=[path.name], images=torch.from_numpy(image)[None], skipped=[])
-    if not found.names:
-        raise DataError(f"input {path}: none of its {len(found.skipped)} image file(s) could be read: "
-                        + clip("; ".join(reason for _, reason in found.skipped)))
-    return found

@@ -1,16 +1,12 @@
 """`python -m fmnist.models [--json] [NAME ...] [hydra.searchpath=[file://DIR]]`: every model config with its size
-and cost per image, your own models beside the built-in ones.
-
-Your models join through Hydra's own `hydra.searchpath`, written exactly as on a train or cv command line
-(`hydra.searchpath=[file://my_conf]`, DIR holding `model/<name>.yaml`); `--searchpath DIR` is a shorthand for it.
-The classes they name must be importable (PYTHONPATH or pip install).
-"""
+and cost per image, your own (`hydra.searchpath` as on a train command line, or `--searchpath DIR`) included."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -69,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FmnistError, HydraException) as exc:
         return user_error(str(exc).splitlines()[0])
     if args.json:
-        print(json.dumps([info.as_dict() for info in infos], indent=2))
+        print(json.dumps([asdict(info) for info in infos], indent=2))
     else:
         print(format_table(infos))
     return 0

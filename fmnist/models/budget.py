@@ -3,8 +3,7 @@ before they take memory."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -23,10 +22,9 @@ class ModelTooLarge(FmnistError):
     """A model config asks for more parameters or submodules than the limits allow."""
 
 
-@contextmanager
-def construction_budget(max_elements: int, max_modules: int) -> Iterator[None]:
-    """Abort building a module as soon as it registers more parameter and buffer elements, or more submodules,
-    than allowed (torch's global registration hooks see every one as it is created)."""
+def build_within(build: Callable[[], nn.Module], max_elements: int, max_modules: int = MAX_MODULES) -> nn.Module:
+    """Build once on the meta device, aborting as soon as torch's global registration hooks see more parameter and
+    buffer elements, or submodules, than allowed (nothing is allocated); then build for real."""
     counts = {"elements": 0, "modules": 0}
 
     def count(kind: str, amount: int, cap: int, what: str) -> None:
@@ -45,15 +43,9 @@ def construction_budget(max_elements: int, max_modules: int) -> Iterator[None]:
                register_module_buffer_registration_hook(on_tensor),
                register_module_module_registration_hook(on_module)]
     try:
-        yield
+        with torch.device("meta"):
+            build()
     finally:
         for handle in handles:
             handle.remove()
-
-
-def build_within(build: Callable[[], nn.Module], max_elements: int, max_modules: int = MAX_MODULES) -> nn.Module:
-    """Build once on the meta device under the budget (nothing is allocated, so a huge size costs nothing), then
-    for real: a config's sizes are refused before they take memory."""
-    with construction_budget(max_elements, max_modules), torch.device("meta"):
-        build()
     return build()

@@ -1,16 +1,11 @@
-"""What every model config builds: family, input kind, parameters and multiply-accumulates per image.
-
-Configs are composed through Hydra exactly as `python -m fmnist.train model=<name>` would compose them,
-so the figures describe what a run trains, overrides and interpolations included. A user's own model configs
-join the built-in ones through Hydra's standard `hydra.searchpath` (a folder holding `model/<name>.yaml`), the
-same registration training, eval, predict and export use (docs/own_model.md).
-"""
+"""What every model config builds: family, input kind, parameters and multiply-accumulates per image, each config
+composed as `fmnist.train model=<name>` composes it (a user's own through `hydra.searchpath`)."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,8 +23,7 @@ from fmnist.core.errors import ConfigError, FmnistError
 from fmnist.core.limits import model_name_problem
 
 MODEL_FAMILIES = ("cnn", "sequence")  # what a model config's `family` may say (reports group by it)
-# Every key a model config declares (conf/base/model.yaml gives the last three their defaults): a missing one
-# fails deep inside training, an unknown one (a typo such as `tta_flips`) would be silently ignored.
+# Every key a model config declares: a missing one fails deep inside training, a typo would be silently ignored.
 MODEL_KEYS = ("name", "family", "input", "net", "compile", "channels_last", "tta_flip")
 FLAG_KEYS = ("channels_last", "tta_flip")
 
@@ -41,9 +35,6 @@ class ModelInfo:
     input: str
     params: int
     macs: int
-
-    def as_dict(self) -> dict[str, str | int]:
-        return asdict(self)
 
 
 def searchpath_overrides(searchpath: Sequence[str]) -> list[str]:
@@ -62,9 +53,8 @@ def model_names(conf_dir: str = CONF_DIR, searchpath: Sequence[str] = ()) -> lis
 
 
 def check_model_config(model_cfg: DictConfig, expected_name: str | None = None) -> None:
-    """The checks every model config passes, built-in or a user's own: each declared key present and nothing
-    else, a name like a config file's stem (the name a checkpoint is rebuilt by), a known family and input kind,
-    and a `net` with a `_target_`. One ConfigError naming the key and the fix."""
+    """The checks every model config passes, built-in or a user's own, each failing as one ConfigError that names
+    the key and the fix."""
     name = model_cfg.get("name") if isinstance(model_cfg, DictConfig) else None
     where = f"model config {name!r}" if isinstance(name, str) else "the model config"
     if not isinstance(model_cfg, DictConfig):
@@ -101,21 +91,14 @@ def check_model_config(model_cfg: DictConfig, expected_name: str | None = None) 
 
 
 def registered_model_config(name: str) -> DictConfig:
-    """The model config `model=<name>` composes for the command running now: fmnist's own conf/model/, plus the
-    folders the user put on `hydra.searchpath` (command line or their config), never anything a file names."""
-    overrides = [f"model={name}"]
+    """The model config `model=<name>` composes for the command running now (conf/model/ and the user's
+    `hydra.searchpath`), never anything a file names."""
     searchpath = list(HydraConfig.get().searchpath) if HydraConfig.initialized() else []
-    if searchpath:
-        overrides.append(f"hydra.searchpath=[{','.join(searchpath)}]")
+    overrides = [f"model={name}", *searchpath_overrides(searchpath)]
     if GlobalHydra.instance().is_initialized():
         return compose("train", overrides=overrides).model
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose("train", overrides=overrides).model
-
-
-def example_input(input_kind: str, batch: int = 1) -> torch.Tensor:
-    shape = (batch, 1, IMAGE_SIZE, IMAGE_SIZE) if input_kind == "image" else (batch, IMAGE_SIZE, IMAGE_SIZE)
-    return torch.zeros(shape)
 
 
 def count_params(net: nn.Module) -> int:
@@ -125,38 +108,28 @@ def count_params(net: nn.Module) -> int:
 
 @torch.no_grad()
 def count_macs(net: nn.Module, input_kind: str) -> int:
-    """Multiply-accumulates for one image in eval mode, from torch's flop counter (MACs = flops / 2).
-
-    oneDNN is switched off while counting: its fused CPU LSTM kernel is invisible to the flop counter,
-    whereas the plain kernel runs as matrix products the counter sees.
-    """
+    """Multiply-accumulates for one image in eval mode, from torch's flop counter (MACs = flops / 2), with oneDNN
+    off: the counter does not see its fused CPU LSTM kernel."""
     net.eval()
+    shape = (1, 1, IMAGE_SIZE, IMAGE_SIZE) if input_kind == "image" else (1, IMAGE_SIZE, IMAGE_SIZE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # oneDNN's flag setter warns about Intel-GPU TF32
         with torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter:
-            net(example_input(input_kind))
+            net(torch.zeros(shape))
     return counter.get_total_flops() // 2
 
 
-class ModelImportError(FmnistError):
-    """A model config's class cannot be imported or built."""
-
-
-def build_described(model_cfg: DictConfig) -> nn.Module:
-    """Build a model config's net; a user's class that does not import is one line naming the fix."""
+def describe(model_cfg: DictConfig) -> ModelInfo:
+    """A model config's size and cost; a user's class that does not build is one line naming the fix."""
     try:
-        return instantiate(model_cfg.net)
+        net = instantiate(model_cfg.net)
     except Exception as exc:
         cause = exc.__cause__ or exc
         target = OmegaConf.select(model_cfg, "net._target_")
-        raise ModelImportError(
+        raise FmnistError(
             f"model {model_cfg.name!r}: cannot build {target} ({' '.join(str(cause).split())[:200]}). Fix: make its "
             "package importable (PYTHONPATH=<folder holding it>, or pip install it) and check its arguments "
             "under net") from None
-
-
-def describe(model_cfg: DictConfig) -> ModelInfo:
-    net = build_described(model_cfg)
     return ModelInfo(name=model_cfg.name, family=model_cfg.family, input=model_cfg.input,
                      params=count_params(net), macs=count_macs(net, model_cfg.input))
 

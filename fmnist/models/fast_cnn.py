@@ -22,13 +22,8 @@ def conv_bn(in_channels: int, out_channels: int, pool: bool, momentum: float) ->
 
 
 class FastCNN(nn.Module):
-    """Stem conv, then one pooled conv block per width (28 -> 14 -> 7 -> 3), then a linear head on the
-    global max-pool (`head="max"`) or on the whole final map (`head="flatten"`, keeps where a feature is).
-
-    Few channels keep a CPU epoch short; BatchNorm lets a large batch train at a high learning rate;
-    the head's logits are scaled down (as airbench does) so label smoothing and a high learning
-    rate do not blow them up in the first steps.
-    """
+    """One pooled conv block per width, then a linear head on the global max-pool or the whole map; its logits are
+    scaled down (as airbench does) so a high learning rate does not blow them up in the first steps."""
 
     def __init__(self, stem: int = 0, widths: Sequence[int] = (32, 64, 128), extra_conv: bool = False,
                  head: str = "max", bn_momentum: float = 0.2, logit_scale: float = 0.2,

@@ -1,9 +1,5 @@
-"""Weight initialisation schemes, chosen per model config (`model.net.init`).
-
-The studies were written in different frameworks, and their default initialisations differ enough
-to change early training (Keras: Glorot-uniform kernels and zero biases; PyTorch: Kaiming-uniform
-with a=sqrt(5)). Reproducing a Keras study in PyTorch therefore means re-initialising explicitly.
-"""
+"""Weight initialisation schemes (`model.net.init`): the studies' frameworks initialise differently enough to change
+early training, so reproducing a Keras study in PyTorch means re-initialising explicitly."""
 
 from __future__ import annotations
 
@@ -13,8 +9,8 @@ INIT_SCHEMES = ("default", "glorot", "kaiming", "keras")
 
 
 def _recurrent_keras(layer: nn.RNNBase) -> None:
-    """Keras LSTM/GRU/SimpleRNN defaults: Glorot-uniform input kernel, orthogonal recurrent kernel, zero bias,
-    and (LSTM only) a forget-gate bias of one (`unit_forget_bias=True`)."""
+    """Keras' recurrent defaults: Glorot-uniform input kernel, orthogonal recurrent kernel, zero bias, and (LSTM
+    only) a forget-gate bias of one."""
     gates = {"LSTM": 4, "GRU": 3}.get(layer.mode, 1)
     hidden = layer.hidden_size
     for name, parameter in layer.named_parameters():
@@ -32,14 +28,8 @@ def _recurrent_keras(layer: nn.RNNBase) -> None:
 
 
 def initialise(net: nn.Module, scheme: str) -> nn.Module:
-    """Re-initialise every conv, linear and recurrent layer of `net` in place; BatchNorm keeps (1, 0).
-
-    default: leave PyTorch's initialisation alone.
-    glorot:  Glorot (Xavier) uniform weights and zero biases in conv/linear layers: Keras' Conv2D/Dense defaults.
-    kaiming: Kaiming-normal weights in conv/linear layers (fan-in, `nn.init.kaiming_normal_`'s defaults),
-             biases left as built.
-    keras:   glorot, plus Keras' recurrent defaults in RNN/LSTM/GRU layers: the whole Keras model's init.
-    """
+    """Re-initialise `net`'s conv, linear and recurrent layers in place: PyTorch's own (default), Keras' Conv2D/Dense
+    (glorot), Kaiming-normal weights (kaiming), or the whole Keras model's, recurrent layers too (keras)."""
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"init must be one of {INIT_SCHEMES}, got {scheme!r}")
     if scheme == "default":

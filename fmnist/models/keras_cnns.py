@@ -1,10 +1,5 @@
-"""The Keras CNNs of studies B and C, rebuilt in PyTorch layer for layer; all take (B, 1, 28, 28).
-
-Keras defaults that change training are carried over: Glorot-uniform kernels with zero biases
-(`init: glorot`, the default here) and BatchNorm's momentum 0.99 / epsilon 1e-3, which in PyTorch's
-convention is `momentum=0.01, eps=1e-3`. Every convolution and dense layer uses ReLU, as in the studies.
-The max-norm constraint of study C is not part of the module: it is `regularization.max_norm`.
-"""
+"""The Keras CNNs of studies B and C, rebuilt in PyTorch layer for layer; all take (B, 1, 28, 28). Keras defaults
+that change training are carried over: Glorot init and BatchNorm's momentum and epsilon."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""A pre-activation ResNet (He et al., 2016, "Identity Mappings in Deep Residual Networks") sized for 28x28.
-
-Not from the studies: the strong modern baseline. The stem is a single 3x3 conv with no pooling, as in
-the CIFAR variants, so the four stages see 28 -> 14 -> 7 -> 4 pixels; ImageNet's 7x7 stride-2 stem
-and max-pool would leave a 1x1 map after the second stage.
-"""
+"""A pre-activation ResNet (He et al., 2016), the strong modern baseline: a CIFAR-style 3x3 stem without pooling,
+as ImageNet's stem would leave a 1x1 map after the second stage on 28x28."""
 
 from __future__ import annotations
 
@@ -41,10 +37,8 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet(nn.Module):
-    """Stem conv, `len(blocks)` stages of pre-activation blocks (stride 2 from the second stage on), final
-    BN-ReLU, global average pool, linear. Defaults give PreAct ResNet-18 (2-2-2-2 blocks, 64-512 channels);
-    `blocks=[4,4,4], widths=[160,320,640], dropout=0.3` gives a WRN-28-10.
-    """
+    """Stem conv, stages of pre-activation blocks (stride 2 from the second on), BN-ReLU, global pool, linear.
+    The defaults give PreAct ResNet-18; `blocks=[4,4,4], widths=[160,320,640], dropout=0.3` a WRN-28-10."""
 
     def __init__(self, blocks: Sequence[int] = (2, 2, 2, 2), widths: Sequence[int] = (64, 128, 256, 512),
                  stem_width: int = 64, dropout: float = 0.0, init: str = "default",

@@ -14,17 +14,8 @@ CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.
 
 
 class RowRNN(nn.Module):
-    """An RNN / LSTM / GRU over the 28 rows; the final hidden state feeds a linear classifier.
-
-    For a bidirectional network the final states of both directions are joined, so the backward
-    direction contributes its summary of the whole image rather than of the last row only.
-
-    `hidden_size` is one width (with `num_layers` PyTorch layers of it) or a list of widths: a Keras-style
-    stack of single-layer recurrent nets of different sizes (study B's LSTM(784) -> LSTM(186)), which
-    PyTorch's `num_layers` cannot express. `dropout` acts between layers on every time step's output
-    (a Keras `Dropout` after `return_sequences=True`); `output_dropout` acts on the final state before
-    the classifier (a Keras `Dropout` after the last recurrent layer).
-    """
+    """An RNN / LSTM / GRU over the 28 rows whose final hidden states (both directions') feed a linear classifier.
+    A list of widths in `hidden_size` stacks layers of different sizes (study B's LSTM(784) -> LSTM(186))."""
 
     def __init__(self, cell: str = "lstm", hidden_size: int | Sequence[int] = 100, num_layers: int = 1,
                  bidirectional: bool = False, dropout: float = 0.0, output_dropout: float = 0.0,
@@ -40,7 +31,6 @@ class RowRNN(nn.Module):
         directions = 2 if bidirectional else 1
         self.rnn = CELLS[cell](IMAGE_SIZE, sizes[0], num_layers=num_layers, batch_first=True,
                                bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
-        # Further layers of other widths; empty (no parameters, no state-dict keys) for a single width.
         self.stack = nn.ModuleList(
             CELLS[cell](before * directions, after, batch_first=True, bidirectional=bidirectional)
             for before, after in zip(sizes[:-1], sizes[1:], strict=True)

@@ -1,7 +1,5 @@
-"""Study A's small PyTorch CNNs besides `conv_maxpool` (cnn.py), layer for layer as its code builds them.
-
-All take (B, 1, 28, 28) and keep PyTorch's default initialisation, as the study did.
-"""
+"""Study A's small PyTorch CNNs, layer for layer as its code builds them; all take (B, 1, 28, 28) and keep
+PyTorch's default initialisation, as the study did."""
 
 from __future__ import annotations
 
@@ -12,7 +10,26 @@ from fmnist.core.constants import NUM_CLASSES
 from fmnist.models.init import initialise
 
 
-class StrideConv(nn.Module):
+class FlatHead(nn.Module):
+    """A feature stack, flattened into the classifier; the subclasses only say which layers."""
+
+    features: nn.Module
+    classifier: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+class ConvMaxPool(FlatHead):
+    """`conv_maxpool`: one 3x3 conv, 2x2 max-pool, one linear layer (63,050 params)."""
+
+    def __init__(self, channels: int = 32, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.classifier = nn.Linear(channels * 14 * 14, num_classes)
+
+
+class StrideConv(FlatHead):
     """`stride_conv`: a 2x2 stride-2 conv replaces the max-pool (67,178 params)."""
 
     def __init__(self, channels: int = 32, init: str = "default", num_classes: int = NUM_CLASSES) -> None:
@@ -24,11 +41,8 @@ class StrideConv(nn.Module):
         self.classifier = nn.Linear(channels * 14 * 14, num_classes)
         initialise(self, init)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).flatten(1))
 
-
-class SmallConv(nn.Module):
+class SmallConv(FlatHead):
     """`small_conv`: two padded 2x2 stride-2 convs with LeakyReLU, 28 -> 15 -> 8 (24,778 params)."""
 
     def __init__(self, channels: int = 32, init: str = "default", num_classes: int = NUM_CLASSES) -> None:
@@ -40,17 +54,10 @@ class SmallConv(nn.Module):
         self.classifier = nn.Linear(channels * 8 * 8, num_classes)
         initialise(self, init)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).flatten(1))
 
-
-class DropNormConv(nn.Module):
-    """`drop_norm_l2` / `drop_norm_conv`: BatchNorm before each conv, dropout in the head.
-
-    Two quirks of the original are kept because they change results: the first BatchNorm normalises
-    the raw input image, and a LeakyReLU follows the logits (negative logits are squashed by 100x,
-    which changes the loss surface). `affine=False` with `conv2_channels=32` gives `drop_norm_conv`.
-    """
+class DropNormConv(FlatHead):
+    """`drop_norm_l2` / `drop_norm_conv`: BatchNorm before each conv, dropout in the head, and the original's two
+    quirks, which change results: a BatchNorm of the raw image and a LeakyReLU on the logits (docs/models.md)."""
 
     def __init__(self, conv1_channels: int = 8, conv2_channels: int = 16, hidden: int = 128,
                  dropout: float = 0.5, affine: bool = True, logit_activation: bool = True,
@@ -70,6 +77,3 @@ class DropNormConv(nn.Module):
             head.append(nn.LeakyReLU())
         self.classifier = nn.Sequential(*head)
         initialise(self, init)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).flatten(1))

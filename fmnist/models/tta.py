@@ -8,10 +8,7 @@ import torch
 
 
 def flip_averaged_logits(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """The mean logits of each image and its mirror image.
-
-    Mirroring is the last axis for both layouts ((B, 1, 28, 28) and (B, 28, 28)), and it commutes with
-    normalisation, so the flipped batch is what training's flip augmentation showed the model.
-    """
+    """The mean logits of each image and its mirror image (the last axis in both layouts, as training's flip
+    augmentation showed them)."""
     logits = forward(x)
     return (logits + forward(x.flip(-1))) / 2

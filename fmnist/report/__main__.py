@@ -1,8 +1,5 @@
-"""`python -m fmnist.report <dir> [<dir> ...] [--out DIR]`: report.md, leaderboard.csv and figures of the runs.
-
-The report goes to `<last dir>/report/` unless --out says otherwise: put your own runs last, after any runs you
-only read (committed baselines such as docs/results/study_a), and nothing is written beside those.
-"""
+"""`python -m fmnist.report <dir> [<dir> ...] [--out DIR]`: report.md, leaderboard.csv and figures of the runs, in
+`<last dir>/report/`: put your own runs last, after read-only baselines such as docs/results/study_a."""
 
 from __future__ import annotations
 
@@ -17,11 +14,6 @@ from fmnist.report.build import build_report, nothing_valid
 from fmnist.report.collect import collect
 
 
-def default_out(directories: Sequence[Path]) -> Path:
-    """`<last dir>/report`: the runs given last are the user's own, the earlier ones may be read-only baselines."""
-    return directories[-1] / "report"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fmnist.report", description=__doc__)
     parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories (searched recursively)")
@@ -32,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         return user_error(f"not a directory: {', '.join(missing)}. Fix: pass run or sweep dirs, e.g. "
                           "multirun/<date>/<time>")
-    out = args.out or default_out(args.dirs)
+    out = args.out or args.dirs[-1] / "report"
     collection = collect(args.dirs)
     message = nothing_valid(collection, args.dirs)
     if message:

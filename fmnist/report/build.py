@@ -1,5 +1,5 @@
-"""Build one report (report.md, leaderboard.csv, figures/) from a collection of runs: what `python -m fmnist.report`
-and `python -m fmnist.report.studies` both write. Nothing is re-run; run files are read as data (collect)."""
+"""One report (report.md, leaderboard.csv, figures/) of a collection of runs, the same for `python -m fmnist.report`
+and `make results`; nothing is re-run."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ from fmnist.core.atomic import write_csv_atomic, write_text_atomic
 from fmnist.core.limits import clip
 from fmnist.core.output_dirs import check_output_dir
 from fmnist.report import figures
-from fmnist.report.collect import Collection, collect
+from fmnist.report.collect import Collection, Group, collect
 from fmnist.report.compare import model_stats, pairwise
 from fmnist.report.protocols import protocol_section
 from fmnist.report.search import search_section
 from fmnist.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from fmnist.report.tables import (
     failures_table,
+    image,
     leaderboard,
     main_table,
     pairs_table,
     per_class_table,
-    pruned_table,
     run_link,
     runs_table,
     spread_table,
@@ -36,14 +36,9 @@ REPEATED_NOTE = (
     "models.")
 
 
-def _image(title: str, path: Path | None, out: Path) -> list[str]:
-    return [f"![{title}]({path.relative_to(out).as_posix()})", ""] if path is not None else []
-
-
-def statistics_section(collection: Collection, rows: list[dict], out: Path, figure_dir: Path) -> list[str]:
+def statistics_section(groups: list[Group], out: Path, figure_dir: Path) -> list[str]:
     """Intervals per model, the study's figure beside ours, and pairwise tests with Holm's correction."""
-    by_label = {group.label: group for group in collection.groups}
-    models = [model_stats(by_label[row["model"]]) for row in rows]
+    models = [model_stats(group) for group in groups]
     pairs = pairwise(models)
     lines = ["## How sure we are", "",
              "### Each model against its study", "", uncertainty_table(models), "",
@@ -86,9 +81,8 @@ def statistics_section(collection: Collection, rows: list[dict], out: Path, figu
               "tested.", ""]
     if any(model.repeated for model in models):
         lines += [REPEATED_NOTE, ""]
-    lines += _image("forest plot", figures.forest(models, figure_dir / "forest.png"), out)
-    lines += _image("difference matrix", figures.difference_matrix(models, pairs, figure_dir / "differences.png"),
-                    out)
+    lines += image("forest plot", figures.forest(models, figure_dir / "forest.png"), out)
+    lines += image("difference matrix", figures.difference_matrix(models, pairs, figure_dir / "differences.png"), out)
     return lines
 
 
@@ -114,21 +108,19 @@ def _header(collection: Collection, rows: list[dict], directories: Sequence[Path
 
 def _figures_section(rows: list[dict], out: Path, figure_dir: Path) -> list[str]:
     lines = ["## Figures", "", "### Accuracy against size and training cost", ""]
-    lines += _image("accuracy vs params", figures.accuracy_against(
+    lines += image("accuracy vs params", figures.accuracy_against(
         rows, "params_mean", "parameters", figure_dir / "accuracy_vs_params.png"), out)
-    lines += _image("accuracy vs training time", figures.accuracy_against(
+    lines += image("accuracy vs training time", figures.accuracy_against(
         rows, "train_seconds_mean", "training time per fold (s)", figure_dir / "accuracy_vs_train_time.png",
         plain_ticks=True), out)
     lines += ["### Per-class F1", ""]
-    return lines + _image("per-class F1", figures.per_class_f1(rows, figure_dir / "per_class_f1.png"), out)
+    return lines + image("per-class F1", figures.per_class_f1(rows, figure_dir / "per_class_f1.png"), out)
 
 
-def _per_model_section(collection: Collection, rows: list[dict], out: Path, figure_dir: Path) -> list[str]:
+def _per_model_section(groups: list[Group], rows: list[dict], out: Path, figure_dir: Path) -> list[str]:
     """Each model's overrides, runs, per-class test table, learning curves and confusion matrix."""
-    by_label = {group.label: group for group in collection.groups}
     lines = ["## Per model", ""]
-    for row in rows:
-        group = by_label[row["model"]]
+    for group, row in zip(groups, rows, strict=True):
         name = figures.slug(group.label)
         lines += [f"### {group.label}", ""]
         if group.overrides:
@@ -136,10 +128,10 @@ def _per_model_section(collection: Collection, rows: list[dict], out: Path, figu
         lines += ["Runs: " + ", ".join(run_link(run.path, out) for run in group.runs), ""]
         lines += ["Test set, per class (mean over fold models; recall = per-class accuracy):", "",
                   per_class_table(row), ""]
-        lines += _image(f"{group.label} learning curves",
-                        figures.learning_curves(group, figure_dir / f"curves_{name}.png"), out)
-        lines += _image(f"{group.label} test confusion", figures.confusion(group, figure_dir / f"confusion_{name}.png"),
-                        out)
+        lines += image(f"{group.label} learning curves",
+                       figures.learning_curves(group, figure_dir / f"curves_{name}.png"), out)
+        lines += image(f"{group.label} test confusion",
+                       figures.confusion(group, figure_dir / f"confusion_{name}.png"), out)
     return lines
 
 
@@ -147,30 +139,31 @@ def _unfinished_section(collection: Collection, out: Path) -> list[str]:
     lines = []
     if collection.pruned:
         lines += ["## Pruned runs", "", "Stopped early by the search's pruner (neither completed nor failed; left "
-                  "out of every figure above):", "", pruned_table(collection, out), ""]
+                  "out of every figure above):", "", failures_table(collection.pruned, out, why="why"), ""]
     lines += ["## Failed runs", ""]
-    return lines + [failures_table(collection, out) if collection.failures or collection.ignored else "None.", ""]
+    return lines + [failures_table(collection.failures, out, collection.ignored)
+                    if collection.failures or collection.ignored else "None.", ""]
 
 
 def build_report(directories: Sequence[Path], out: Path, collection: Collection | None = None,
                  title: str = "Fashion-MNIST model comparison", intro: str = "", protocols: bool = False,
                  sections: Sequence[str] = ()) -> Collection:
-    """Write the report of `directories`' runs into `out`; `protocols` adds the table of each model's training
-    protocol (epochs, batch, optimizer, ...) after the leaderboard, which a comparison across studies needs;
-    `sections` (Markdown lines, e.g. fmnist.tune's tuning section) follow the statistics.
-    `out` is checked first: an existing report folder that is or holds a link is refused, nothing written."""
+    """Write the report into `out` (refused, nothing written, where it is or holds a link); `protocols` adds each
+    model's training protocol, which a comparison across studies needs; `sections` follow the statistics."""
     check_output_dir(out)
     collection = collection or collect(directories)
     rows = leaderboard(collection)
+    by_label = {group.label: group for group in collection.groups}
+    groups = [by_label[row["model"]] for row in rows]
     write_csv_atomic(out / "leaderboard.csv", rows or [{"model": None}])
     figure_dir = out / "figures"
     lines = _header(collection, rows, directories, out, title, intro)
     if protocols:
-        lines += protocol_section(collection, [row["model"] for row in rows])
-    lines += statistics_section(collection, rows, out, figure_dir)
+        lines += protocol_section(groups)
+    lines += statistics_section(groups, out, figure_dir)
     lines += sections
     lines += _figures_section(rows, out, figure_dir)
-    lines += _per_model_section(collection, rows, out, figure_dir)
+    lines += _per_model_section(groups, rows, out, figure_dir)
     lines += search_section(directories, out, figure_dir)
     lines += _unfinished_section(collection, out)
     write_text_atomic(out / "report.md", "\n".join(lines))

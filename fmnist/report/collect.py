@@ -1,29 +1,11 @@
-"""Find every run below some directories and group the runs that are folds of one model configuration.
-
-A group is a model plus the overrides its runs were started with, fold left out. So the folds of one
-`fmnist.cv` run, and `fmnist.train -m data.fold=0,1,2,3,4` jobs, each form one group; trials of a sweep
-that change hyperparameters form one group each.
-
-Run dirs are data someone else may have made (docs/security.md), so every file is read as data and checked
-before it is used; nothing in them ends the report in a traceback, and nothing malformed reaches a mean:
-
-- Each file must be a regular file inside the run (a symbolic link, FIFO or device is refused: it would name a
-  path outside the run, or never end) of at most MAX_RUN_FILE_BYTES.
-- metrics.json: a JSON object; a completed run's must pass core.metrics_file.metrics_problem (a finite val/acc
-  in [0, 1], a model config's name, numbers where numbers belong). Anything else lists the run as broken, with
-  the reason, in the report's failures table, and keeps it out of every mean and test.
-- .hydra/overrides.yaml (looked for in the run dir and its parents, never above the directory given): safe YAML
-  holding a list of strings. Anything else (bad YAML, a `!!python/...` tag, a mapping, a number) lists the run
-  as broken too rather than grouping it without its overrides: a group must never mix configurations.
-- history.csv and test_predictions.npz are extras: a malformed one is ignored with a warning (listed under the
-  report's failures), and the run still counts. cv_summary.json likewise.
-"""
+"""Find the runs below some directories and group the folds of each model configuration. Run dirs are untrusted
+(docs/security.md): a malformed metrics.json or overrides.yaml lists its run as broken, kept out of every mean."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,11 +31,11 @@ from fmnist.core.run_files import (
 
 log = logging.getLogger(__name__)
 
-# Overrides that do not change what is trained: where output goes, which fold, how to resume; and the seed, so
-# that repeats over seeds form one group (the report separates seed from fold variance).
+TRIAL_OVERRIDE = "++search.trial="
+SEARCH_OVERRIDES = ("hparams_search=", TRIAL_OVERRIDE, "++callbacks.search_trial=")  # a search's, not a trial's
+# Overrides that do not change what is trained; the seed too, so that repeats over seeds form one group.
 IGNORED_OVERRIDE_PREFIXES = ("data.fold=", "seed=", "hydra.", "hydra/", "ckpt_path=", "logger=", "cv.folds=",
-                             "paths.", "data.data_dir=", "data.system_dir=", "hparams_search=",
-                             "++search.trial=", "++callbacks.search_trial=")  # a search's trial (fmnist.search)
+                             "paths.", "data.data_dir=", "data.system_dir=", *SEARCH_OVERRIDES)
 HISTORY_COLUMNS = ("epoch", "train/acc", "val/acc", "train/loss", "val/loss")  # what figures and compare use
 
 
@@ -98,6 +80,14 @@ class Collection:
         return [failure for failure in self.failures if failure.broken]
 
 
+def read_or_none(read: Callable[[Path], Any], path: Path) -> Any:
+    """An optional run file's content, or None where it is missing or not what fmnist writes."""
+    try:
+        return read(path)
+    except RunFileError:
+        return None
+
+
 def _shown(value: Any) -> str:
     return clip(repr(value), 60)
 
@@ -116,18 +106,18 @@ def _ensemble_problem(summary: dict[str, Any]) -> str | None:
     return None
 
 
-def run_root(directory: Path, top: Path | None = None) -> Path | None:
-    """The nearest enclosing Hydra job dir (the CV run for a fold, the job itself for a train run), searched no
-    higher than `top`, the directory the report was given: a file above it is not part of the runs."""
+def run_root(directory: Path, top: Path) -> Path | None:
+    """The nearest enclosing Hydra job dir (a fold's CV run), searched no higher than `top`, the directory the report
+    was given: a file above it is not part of the runs."""
     for candidate in (directory, *directory.parents):
         if os.path.lexists(candidate / OVERRIDES_FILE):
             return candidate
-        if top is None or candidate == top:
+        if candidate == top:
             break
     return None
 
 
-def group_overrides(directory: Path, top: Path | None = None) -> tuple[str, ...]:
+def group_overrides(directory: Path, top: Path) -> tuple[str, ...]:
     """The job's overrides that define what is trained, model left to the group's model name. RunFileError if
     .hydra/overrides.yaml is not a list of strings in safe YAML (no Python tags)."""
     root = run_root(directory, top)
@@ -145,31 +135,21 @@ def group_overrides(directory: Path, top: Path | None = None) -> tuple[str, ...]
     return tuple(sorted(keep))
 
 
-def read_history(path: Path) -> pd.DataFrame:
-    """The columns of history.csv the report draws (HISTORY_COLUMNS), numbers or NaN for blanks."""
-    return pd.DataFrame(read_history_columns(path, HISTORY_COLUMNS), dtype=float)
-
-
-def _history(directory: Path, ignored: list[tuple[Path, str]]) -> pd.DataFrame | None:
-    path = directory / HISTORY_FILE
+def _optional(directory: Path, name: str, read: Callable[[Path], Any], ignored: list[tuple[Path, str]]) -> Any:
+    """An extra file (history.csv, predictions): a malformed one is ignored with a warning and the run still counts."""
+    path = directory / name
     if not os.path.lexists(path):
         return None
     try:
-        return read_history(path)
-    except RunFileError as exc:
-        _ignore(path, str(exc), ignored)
-        return None
-
-
-def _predictions(directory: Path, ignored: list[tuple[Path, str]]) -> Predictions | None:
-    path = directory / PREDICTIONS_FILE
-    if not os.path.lexists(path):
-        return None
-    try:
-        return read_predictions(path)  # read once (bounded, about 0.6 MB in memory); compare uses it as is
-    except DataError as exc:
+        return read(path)
+    except (RunFileError, DataError) as exc:
         _ignore(path, clip(str(exc).removeprefix(f"{path}: ")), ignored)
         return None
+
+
+def _read_history(path: Path) -> pd.DataFrame:
+    """The columns of history.csv the report draws (HISTORY_COLUMNS), numbers or NaN for blanks."""
+    return pd.DataFrame(read_history_columns(path, HISTORY_COLUMNS), dtype=float)
 
 
 def _ignore(path: Path, reason: str, ignored: list[tuple[Path, str]]) -> None:
@@ -202,7 +182,7 @@ def _label(groups: list[Group]) -> None:
             distinct = [item for item in group.overrides if item not in shared]
             group.label = clip(f"{group.model} ({' '.join(distinct)})" if distinct else group.model)
     seen: dict[str, int] = {}
-    for group in groups:  # the same configuration found twice (say two sweep dirs): keep labels unique
+    for group in groups:  # labels clipped alike: keep them unique, they key the report's tables
         seen[group.label] = seen.get(group.label, 0) + 1
         if seen[group.label] > 1:
             group.label = f"{group.label} #{seen[group.label]}"
@@ -246,7 +226,8 @@ def collect(directories: Iterable[str | Path]) -> Collection:
             continue
         key = (metrics["model"], overrides)
         group = groups.setdefault(key, Group(model=key[0], overrides=overrides))
-        group.runs.append(Run(run_dir, metrics, _history(run_dir, ignored), _predictions(run_dir, ignored)))
+        group.runs.append(Run(run_dir, metrics, _optional(run_dir, HISTORY_FILE, _read_history, ignored),
+                              _optional(run_dir, PREDICTIONS_FILE, read_predictions, ignored)))
     for path, top in _below(directories, SUMMARY_FILE):
         try:
             summary = read_run_json(path)

@@ -1,10 +1,5 @@
-"""Per-model intervals and pairwise significance tests over a collection of runs (no model is re-run).
-
-Validation figures come from each run's metrics.json, test figures from its test_predictions.npz. A group's
-units are its folds (k-fold CV; with repeated k-fold, its (split seed, fold) pairs) or its seeds (a fixed holdout
-repeated over seeds); two groups are compared only on the same split (same data.num_folds or data.holdout_size,
-data.train_subset, the same split seeds) and the same units, else the pair is "not comparable".
-"""
+"""Per-model intervals and pairwise tests from the runs' own files; two groups are tested only on the same split
+and the same units (folds, (split seed, fold) pairs or seeds), else the pair is "not comparable"."""
 
 from __future__ import annotations
 
@@ -30,8 +25,8 @@ class ModelStats:
     unit_kind: str  # "fold" or "seed"
     val_by_unit: dict  # unit -> val accuracy (mean over the unit's training seeds); a fold unit is (split seed, fold)
     val: stats.Interval
-    val_std: float
-    test_runs: list[tuple[int | None, int | None, stats.Interval]]  # (fold, seed, bootstrap interval) per run
+    val_std: float | None
+    test_runs: list[tuple[dict, stats.Interval]]  # (metrics, bootstrap interval) of each run with predictions
     test_mean: float | None
     test_std: float | None
     test_interval: stats.Interval | None  # t-interval over the fold models' test accuracies
@@ -55,7 +50,7 @@ class ModelStats:
 
     @property
     def difference(self) -> float | None:
-        """Ours minus the study's, on the split the study published (val: CV mean; test: ensemble)."""
+        """Ours minus the study's, on the split the study published (val: CV mean; test: fold models' mean)."""
         if self.published is None or self.published.value is None:
             return None
         ours = self.val.estimate if self.published.split == "val" else self.test_mean
@@ -122,76 +117,78 @@ def _unit_order(item: tuple) -> tuple:
     return (unit,)
 
 
+def _std(values: list[float]) -> float | None:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def _test_figures(group: Group) -> tuple[list, list[str], stats.Interval | None, np.ndarray | None]:
+    """Each run's test interval from its predictions, where they disagree with metrics.json, and the ensemble."""
+    predictions = [(run.metrics, run.predictions) for run in group.runs if run.predictions is not None]
+    test_runs = [(item, stats.bootstrap_accuracy(found.correct)) for item, found in predictions]
+    notes = [f"fold {item.get('fold')} seed {item.get('seed')}: predictions give test acc {found.accuracy:.4f}, "
+             f"metrics.json {item['test/acc']:.4f}" for item, found in predictions
+             if item.get("test/acc") is not None and abs(found.accuracy - item["test/acc"]) > 1e-4]
+    if not predictions:
+        return test_runs, notes, None, None
+    correct = mean_ensemble([found for _, found in predictions]).correct
+    return test_runs, notes, stats.bootstrap_accuracy(correct), correct
+
+
+def _spread(metrics: list[dict], holdout: bool, split_seeds: tuple) -> tuple[float, float]:
+    """(seed std, fold std) where every (seed, fold) ran once on one partition; a holdout has seeds only."""
+    seeds = sorted({item.get("seed") for item in metrics}, key=str)
+    folds = sorted({item.get("fold") for item in metrics}, key=str)
+    if len(seeds) * len(folds) == len(metrics) and not holdout and len(split_seeds) == 1:
+        table = np.full((len(seeds), len(folds)), np.nan)
+        for item in metrics:
+            table[seeds.index(item.get("seed")), folds.index(item.get("fold"))] = item["val/acc"]
+        return stats.seed_and_fold_spread(table)
+    if holdout and len(seeds) > 1:
+        return float(np.std([item["val/acc"] for item in metrics], ddof=1)), math.nan
+    return math.nan, math.nan
+
+
 def model_stats(group: Group) -> ModelStats:
     metrics = [run.metrics for run in group.runs]
     splits = {split_of(item) for item in metrics}
-    split = splits.pop() if len(splits) == 1 else ("mixed",)
     holdout = bool(metrics[0].get("holdout_size"))
     unit_kind = "seed" if holdout else "fold"
     by_unit: dict = {}
     for item in metrics:
         by_unit.setdefault(_unit(item, unit_kind), []).append(float(item["val/acc"]))
-    val_by_unit = {unit: float(np.mean(values)) for unit, values in sorted(by_unit.items(), key=_unit_order)}
     split_seeds = tuple(sorted({item.get("split_seed") for item in metrics}, key=str)) if not holdout else ()
     val_values = [float(item["val/acc"]) for item in metrics]
-    predictions = [(run.metrics, run.predictions) for run in group.runs if run.predictions is not None]
-    notes = []
-    test_runs = [(item.get("fold"), item.get("seed"), stats.bootstrap_accuracy(found.correct), item.get("split_seed"))
-                 for item, found in predictions]
-    for item, found in predictions:
-        stored = item.get("test/acc")
-        if stored is not None and abs(found.accuracy - stored) > 1e-4:
-            notes.append(f"fold {item.get('fold')} seed {item.get('seed')}: predictions give test acc "
-                         f"{found.accuracy:.4f}, metrics.json {stored:.4f}")
-    test_values = [interval.estimate for _, _, interval, _ in test_runs]
-    ensemble = ensemble_correct = None
-    if predictions:
-        ensemble_correct = mean_ensemble([found for _, found in predictions]).correct
-        ensemble = stats.bootstrap_accuracy(ensemble_correct)
-    seeds = sorted({item.get("seed") for item in metrics}, key=str)
-    folds = sorted({item.get("fold") for item in metrics}, key=str)
-    seed_std = fold_std = math.nan
-    if len(seeds) * len(folds) == len(metrics) and not holdout and len(split_seeds) == 1:
-        table = np.full((len(seeds), len(folds)), np.nan)
-        for item in metrics:
-            table[seeds.index(item.get("seed")), folds.index(item.get("fold"))] = item["val/acc"]
-        seed_std, fold_std = stats.seed_and_fold_spread(table)
-    elif holdout and len(seeds) > 1:
-        seed_std = float(np.std(val_values, ddof=1))
+    test_runs, notes, ensemble, ensemble_correct = _test_figures(group)
+    test_values = [interval.estimate for _, interval in test_runs]
+    seed_std, fold_std = _spread(metrics, holdout, split_seeds)
     seconds = [item.get("train_seconds") for item in metrics if item.get("train_seconds") is not None]
     last = [float(run.history["val/acc"].iloc[-1]) for run in group.runs
             if run.history is not None and "val/acc" in run.history and len(run.history)]
     model = ModelStats(
-        group=group, split=split, unit_kind=unit_kind, val_by_unit=val_by_unit,
-        val=stats.t_interval(val_values),
-        val_std=float(np.std(val_values, ddof=1)) if len(val_values) > 1 else math.nan,
+        group=group, split=splits.pop() if len(splits) == 1 else ("mixed",), unit_kind=unit_kind,
+        val_by_unit={unit: float(np.mean(values)) for unit, values in sorted(by_unit.items(), key=_unit_order)},
+        val=stats.t_interval(val_values), val_std=_std(val_values),
         test_runs=test_runs, test_mean=float(np.mean(test_values)) if test_values else None,
-        test_std=float(np.std(test_values, ddof=1)) if len(test_values) > 1 else None,
-        test_interval=stats.t_interval(test_values) if test_values else None,
+        test_std=_std(test_values), test_interval=stats.t_interval(test_values) if test_values else None,
         ensemble=ensemble, ensemble_correct=ensemble_correct, seed_std=seed_std, fold_std=fold_std,
         published=PUBLISHED.get(group.model), train_seconds=float(np.mean(seconds)) if seconds else None,
         last_val=float(np.mean(last)) if len(last) == len(group.runs) else None, notes=notes,
         split_seeds=split_seeds)
     if model.repeated:  # repeated k-fold: the k x r training sets overlap, so its interval is corrected like its tests
-        corrected = stats.corrected_resampled_ttest(val_values, _test_train_ratio(model))
-        model.val = stats.Interval(corrected.difference, corrected.low, corrected.high)
+        model.val = stats.corrected_resampled_ttest(val_values, _test_train_ratio(model))
     return model
 
 
 def _known(model: ModelStats) -> bool:
     """Runs written before metrics.json recorded the split, or groups mixing splits, cannot be paired."""
     split = model.split
-    seeds_known = all(seed is not None for seed in model.split_seeds)
-    return (split != ("mixed",) and split[0] is not None and seeds_known
+    return (split != ("mixed",) and split[0] is not None and None not in model.split_seeds
             and (split[1] is not None or split[2] is not None))
 
 
 def _test_train_ratio(model: ModelStats) -> float:
     """n_val / n_train of one resample, for the corrected t-test; 0 for seeds on one fixed split."""
-    if model.unit_kind == "seed":
-        return 0.0
-    num_folds = model.split[1]
-    return 1.0 / (num_folds - 1)
+    return 0.0 if model.unit_kind == "seed" else 1.0 / (model.split[1] - 1)
 
 
 def unit_text(unit: int | tuple, repeated: bool) -> str:
@@ -202,7 +199,7 @@ def unit_text(unit: int | tuple, repeated: bool) -> str:
     return f"{split_seed}/{fold}" if repeated else str(fold)
 
 
-def _units(model: ModelStats, repeated: bool = False) -> str:
+def _units(model: ModelStats, repeated: bool) -> str:
     return ", ".join(unit_text(unit, repeated) for unit in model.val_by_unit)
 
 
@@ -210,26 +207,30 @@ def _seeds(model: ModelStats) -> str:
     return ", ".join(str(seed) for seed in model.split_seeds)
 
 
-def compare(first: ModelStats, second: ModelStats) -> Pair:
-    pair = Pair(first.label, second.label, comparable=False)
+def _not_comparable(first: ModelStats, second: ModelStats) -> str | None:
+    """Why two models cannot be paired unit by unit, or None where they can."""
     if not _known(first) or not _known(second):
-        pair.reason = "split not recorded"
-        return pair
+        return "split not recorded"
     if first.split != second.split:
-        pair.reason = "different splits"
-        return pair
-    if first.unit_kind == second.unit_kind == "fold" and first.split_seeds != second.split_seeds:
-        pair.reason = f"different split seeds: {_seeds(first)} against {_seeds(second)}"
-        return pair
-    if first.unit_kind != second.unit_kind or set(first.val_by_unit) != set(second.val_by_unit):
+        return "different splits"
+    if first.unit_kind != second.unit_kind:
+        return "folds against seeds"
+    if first.unit_kind == "fold" and first.split_seeds != second.split_seeds:
+        return f"different split seeds: {_seeds(first)} against {_seeds(second)}"
+    if set(first.val_by_unit) != set(second.val_by_unit):
         repeated = first.repeated or second.repeated
-        pair.reason = (f"different {first.unit_kind}s{' (split seed/fold)' if repeated else ''}: "
-                       f"{_units(first, repeated)} against {_units(second, repeated)}"
-                       if first.unit_kind == second.unit_kind else "folds against seeds")
+        return (f"different {first.unit_kind}s{' (split seed/fold)' if repeated else ''}: "
+                f"{_units(first, repeated)} against {_units(second, repeated)}")
+    return None
+
+
+def compare(first: ModelStats, second: ModelStats) -> Pair:
+    reason = _not_comparable(first, second)
+    pair = Pair(first.label, second.label, comparable=reason is None, reason=reason or "")
+    if reason is not None:
         return pair
-    pair.comparable = True
-    units = list(first.val_by_unit)  # paired by (split seed, fold), or by seed on a holdout
-    differences = [first.val_by_unit[unit] - second.val_by_unit[unit] for unit in units]
+    # paired by (split seed, fold), or by seed on a holdout
+    differences = [first.val_by_unit[unit] - second.val_by_unit[unit] for unit in first.val_by_unit]
     pair.val = stats.corrected_resampled_ttest(differences, _test_train_ratio(first))
     if first.ensemble_correct is not None and second.ensemble_correct is not None:
         pair.only_first, pair.only_second, pair.mcnemar_p = stats.mcnemar_exact(first.ensemble_correct,

@@ -1,4 +1,4 @@
-"""The report's figures (seaborn), drawn from files the runs wrote themselves: history.csv and metrics.json."""
+"""The report's figures (seaborn, headless: fmnist.core.figures sets Agg), drawn from the runs' own files."""
 
 from __future__ import annotations
 
@@ -7,21 +7,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, StrMethodFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, StrMethodFormatter  # noqa: E402
-
-from fmnist.core.constants import CLASS_NAMES  # noqa: E402
-from fmnist.core.figures import confusion_heatmap, save_figure  # noqa: E402
-from fmnist.core.metric_keys import class_column  # noqa: E402
-from fmnist.report.collect import Group  # noqa: E402
+from fmnist.core.constants import CLASS_NAMES
+from fmnist.core.figures import confusion_heatmap, save_figure
+from fmnist.core.metric_keys import class_column
+from fmnist.report.collect import Group
 
 CURVES = (("acc", "accuracy"), ("loss", "cross-entropy loss"))
 
@@ -89,9 +86,9 @@ def confusion(group: Group, path: Path) -> Path | None:
 
 
 def accuracy_against(rows: Sequence[dict[str, Any]], column: str, xlabel: str, path: Path,
-                     log_x: bool = True, plain_ticks: bool = False) -> Path | None:
-    """Val (CV) and test accuracy of every model against its size or cost; bars are fold std. `plain_ticks`: a log
-    axis labelled in its own unit at 1, 2, 5 x 10^k (100, 200, 500 s), for a range too narrow for powers of ten."""
+                     plain_ticks: bool = False) -> Path | None:
+    """Val (CV) and test accuracy of every model against its size or cost (log axis); bars are fold std.
+    `plain_ticks` labels 1, 2, 5 x 10^k in the axis' own unit, for a range too narrow for powers of ten."""
     points = []
     for row in rows:
         if row.get(column) is None:
@@ -108,9 +105,8 @@ def accuracy_against(rows: Sequence[dict[str, Any]], column: str, xlabel: str, p
     ax.errorbar(data.x, data.acc, yerr=data["std"], fmt="none", ecolor="grey", alpha=0.6)
     for (model, x), acc in data[data.split == "test"].groupby(["model", "x"])["acc"].first().items():
         ax.annotate(model, (x, acc), textcoords="offset points", xytext=(5, -12), fontsize=8)
-    if log_x:
-        ax.set_xscale("log")
-    if log_x and plain_ticks:
+    ax.set_xscale("log")
+    if plain_ticks:
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
@@ -137,8 +133,8 @@ def per_class_f1(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
 
 
 def forest(models: Sequence[Any], path: Path) -> Path | None:
-    """Each model's CV validation accuracy (t-interval over folds) and fold-ensemble test accuracy (bootstrap
-    interval over the test images), with the study's published figure and its binomial interval as a cross."""
+    """Each model's CV val accuracy (t-interval) and fold-ensemble test accuracy (bootstrap), with the study's
+    published figure and its binomial interval as a cross."""
     if not models:
         return None
     height = 1.6 + 0.55 * len(models)
@@ -154,10 +150,9 @@ def forest(models: Sequence[Any], path: Path) -> Path | None:
             ax.errorbar(100 * interval.estimate, row + offset, xerr=[[100 * (interval.estimate - low)],
                         [100 * (high - interval.estimate)]], fmt="o", color=colour, capsize=3,
                         label=name if row == 0 else None)
-        if model.published is not None and model.published.value is not None:
-            offset = 0.0  # between our val and test lines; the legend of the table says which split it is
-            theirs = model.published_interval
-            ax.errorbar(100 * theirs.estimate, row + offset, fmt="x", color="black", markersize=9, alpha=0.8,
+        theirs = model.published_interval
+        if theirs is not None:  # between our val and test lines; the table says which split it is
+            ax.errorbar(100 * theirs.estimate, row, fmt="x", color="black", markersize=9, alpha=0.8,
                         xerr=[[100 * (theirs.estimate - theirs.low)], [100 * (theirs.high - theirs.estimate)]],
                         elinewidth=1, capsize=2, label=None if row else "study's figure (95% binomial)")
     ax.set_yticks(range(len(models)), [model.label for model in reversed(list(models))])
@@ -172,8 +167,8 @@ def forest(models: Sequence[Any], path: Path) -> Path | None:
 
 
 def difference_matrix(models: Sequence[Any], pairs: Sequence[Any], path: Path) -> Path | None:
-    """Row minus column CV validation accuracy (pp); * marks Holm-adjusted p < 0.05 of the corrected t-test,
-    † of McNemar's test on the test set; blank cells are pairs on different splits (not comparable)."""
+    """Row minus column CV val accuracy (pp), marked where Holm-adjusted p < 0.05; blank cells are pairs on
+    different splits (not comparable)."""
     labels = [model.label for model in models]
     if len(labels) < 2:
         return None
@@ -183,11 +178,10 @@ def difference_matrix(models: Sequence[Any], pairs: Sequence[Any], path: Path) -
     for pair in pairs:
         if not pair.comparable or pair.val is None:
             continue
-        i, j = index[pair.first], index[pair.second]
         star = ("*" if pair.val_p_holm < 0.05 else "") + ("†" if pair.mcnemar_p_holm < 0.05 else "")
-        values[i, j], values[j, i] = 100 * pair.val.difference, -100 * pair.val.difference
-        text[i, j] = f"{100 * pair.val.difference:+.2f}{star}"
-        text[j, i] = f"{-100 * pair.val.difference:+.2f}{star}"
+        for i, j, sign in ((index[pair.first], index[pair.second], 1), (index[pair.second], index[pair.first], -1)):
+            values[i, j] = sign * 100 * pair.val.estimate
+            text[i, j] = f"{values[i, j]:+.2f}{star}"
     if np.isnan(values).all():
         return None
     size = 1.5 + 0.8 * len(labels)

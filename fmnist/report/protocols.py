@@ -1,10 +1,5 @@
-"""Each model's training protocol (epochs, batch, optimizer, schedule, augmentation, regularization, precision), read
-from its runs' resolved_config.yaml, so a comparison across studies shows what differs beside the figures: a paired
-test on the same folds says which trained model is better, not which architecture.
-
-resolved_config.yaml is read as data (safe YAML, a bounded regular file inside the run); only plain values are
-shown, and a missing or unreadable file shows "–".
-"""
+"""Each model's training protocol from its runs' resolved_config.yaml (read as data): a paired test says which
+trained model is better, not which architecture, so a comparison across studies shows what else differs."""
 
 from __future__ import annotations
 
@@ -13,8 +8,8 @@ from typing import Any
 
 from fmnist.core.limits import clip
 from fmnist.core.numbers import markdown_table
-from fmnist.core.run_files import RESOLVED_CONFIG_FILE, RunFileError, read_run_yaml
-from fmnist.report.collect import Collection, Run
+from fmnist.core.run_files import RESOLVED_CONFIG_FILE, read_run_yaml
+from fmnist.report.collect import Group, Run, read_or_none
 
 MISSING = "–"
 
@@ -97,10 +92,7 @@ FIELDS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
 
 def run_protocol(run: Run) -> dict[str, str] | None:
     """The protocol fields of one run, or None without a readable resolved_config.yaml."""
-    try:
-        config = read_run_yaml(run.path / RESOLVED_CONFIG_FILE)
-    except RunFileError:
-        return None
+    config = read_or_none(read_run_yaml, run.path / RESOLVED_CONFIG_FILE)
     if not isinstance(config, dict):
         return None
     return {name: read(config) for name, read in FIELDS}
@@ -116,12 +108,11 @@ def group_protocol(runs: Sequence[Run]) -> dict[str, str]:
     return merged
 
 
-def protocol_section(collection: Collection, order: Sequence[str]) -> list[str]:
+def protocol_section(groups: Sequence[Group]) -> list[str]:
     """report.md's protocol table (models in leaderboard order) and the fields in which they differ."""
-    by_label = {group.label: group for group in collection.groups}
-    protocols = {label: group_protocol(by_label[label].runs) for label in order}
-    body = [[label, *(protocols[label][name] for name, _ in FIELDS)] for label in order]
-    differing = [name for name, _ in FIELDS if len({protocols[label][name] for label in order}) > 1]
+    protocols = {group.label: group_protocol(group.runs) for group in groups}
+    body = [[label, *(protocol[name] for name, _ in FIELDS)] for label, protocol in protocols.items()]
+    differing = [name for name, _ in FIELDS if len({protocol[name] for protocol in protocols.values()}) > 1]
     verdict = (f"The protocols differ in: {', '.join(differing)}." if differing
                else "Every model here was trained with the same protocol.")
     return ["## Training protocols", "", markdown_table(("model", *(name for name, _ in FIELDS)), body), "",

@@ -1,10 +1,5 @@
-"""What each published study reported for its models (../shared/models.md), for the report to set beside ours.
-
-`split` says which figure we compare with: the study's validation figure where it published one, else its
-test figure; `images` is how many images it was measured on (study A: one of 10 folds, 6,000; its RNN/LSTM
-5-fold mean: every image of its pooled 70,000 once), which bounds its own sampling error. `protocol` notes
-where the study's own protocol differs from fmnist's (which validates on the 60k train set only and tests once).
-"""
+"""What each published study reported for its models (../shared/models.md), for the report to set beside ours;
+`images` bounds the study's own sampling error (study A: one of 10 folds, 6,000 images)."""
 
 from __future__ import annotations
 

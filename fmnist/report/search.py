@@ -1,12 +1,5 @@
-"""The report's search section: for each Optuna study whose trials ran below the report's directories, the counts of
-complete, pruned and failed trials, the optimisation history and parameter importances (Optuna's matplotlib
-figures), and the best trial as the command that reproduces it, with a warning that its figure is optimistic.
-
-A study is found from its jobs' `search.trial` override (.hydra/overrides.yaml, read as data). Run dirs may come
-from anyone (docs/security.md), so only a storage that is an existing local file (SQLite or journal) in or beside
-the reported folders, or in the working directory, is opened, and read-only; a database URL a run dir names is
-never connected to. Without the `sweep` extra the section is left out.
-"""
+"""The report's search section: each Optuna study whose trials ran below the reported folders, with its best trial
+as a command. Only a local storage file in or beside those folders is opened, read-only (docs/security.md)."""
 
 from __future__ import annotations
 
@@ -23,12 +16,11 @@ from hydra.errors import HydraException
 from fmnist.core.figures import save_figure
 from fmnist.core.limits import clip
 from fmnist.core.numbers import markdown_table
-from fmnist.core.run_files import OVERRIDES_FILE, RunFileError, read_run_yaml
-from fmnist.report.tables import run_link
+from fmnist.core.run_files import METRICS_FILE, OVERRIDES_FILE, read_run_json, read_run_yaml
+from fmnist.report.collect import SEARCH_OVERRIDES, TRIAL_OVERRIDE, read_or_none
+from fmnist.report.tables import image, run_link
 
 log = logging.getLogger(__name__)
-TRIAL_OVERRIDE = "++search.trial="
-DROPPED = ("++search.trial=", "++callbacks.search_trial=", "hparams_search=")  # not part of a trial's own command
 
 
 def _trial_jobs(directories: Sequence[Path]) -> dict[tuple[str, str], dict[int, tuple[Path, list[str]]]]:
@@ -37,10 +29,7 @@ def _trial_jobs(directories: Sequence[Path]) -> dict[tuple[str, str], dict[int, 
     studies: dict[tuple[str, str], dict[int, tuple[Path, list[str]]]] = {}
     for directory in directories:
         for path in sorted(directory.rglob(OVERRIDES_FILE)):
-            try:
-                overrides = read_run_yaml(path)
-            except RunFileError:
-                continue
+            overrides = read_or_none(read_run_yaml, path)
             if not isinstance(overrides, list):
                 continue
             line = next((item for item in overrides if isinstance(item, str) and item.startswith(TRIAL_OVERRIDE)), None)
@@ -56,10 +45,8 @@ def _trial_jobs(directories: Sequence[Path]) -> dict[tuple[str, str], dict[int, 
 
 
 def _local_storage(storage: str, roots: Sequence[Path]) -> Any:
-    """The storage, opened read-only, if it is a regular local file (SQLite or journal) inside one of `roots` (the
-    report's directories, the folders they are in, and the working directory); else None. A run dir from elsewhere
-    names its storage as data: a file outside those folders is never opened, and SQLite is opened with mode=ro, so
-    reading a study never writes Optuna's tables or version row into it."""
+    """The storage opened read-only (SQLite mode=ro: reading never writes Optuna's tables into it) if it is a regular
+    local file inside one of `roots`, else None: a run dir names its storage as data."""
     import optuna
 
     from fmnist.search.storage import SQLITE
@@ -75,18 +62,14 @@ def _local_storage(storage: str, roots: Sequence[Path]) -> Any:
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(resolved)))
 
 
-def reproduce_command(run_dir: Path, overrides: list[str], model: str | None) -> str:
-    """The command that trains the trial's configuration alone: its task (train or cv) and overrides, without the
-    search (hparams_search would start the search again; the model it picked is given instead)."""
-    task = "train"
-    try:
-        config = read_run_yaml(run_dir / ".hydra" / "config.yaml")
-        if isinstance(config, dict) and config.get("task_name") in ("train", "cv"):
-            task = config["task_name"]
-    except RunFileError:
-        pass
-    kept = [item for item in overrides if not item.startswith(DROPPED)]
-    if model and not any(item.startswith("model=") for item in kept):
+def reproduce_command(run_dir: Path, overrides: list[str]) -> str:
+    """The command that trains the trial's configuration alone: without hparams_search, which would start the search
+    again, and with the model it picked."""
+    config = read_or_none(read_run_yaml, run_dir / ".hydra" / "config.yaml")
+    model = (read_or_none(read_run_json, run_dir / METRICS_FILE) or {}).get("model")
+    task = config["task_name"] if isinstance(config, dict) and config.get("task_name") in ("train", "cv") else "train"
+    kept = [item for item in overrides if not item.startswith(SEARCH_OVERRIDES)]
+    if isinstance(model, str) and not any(item.startswith("model=") for item in kept):
         kept.insert(0, f"model={model}")
     return " ".join(["python", "-m", f"fmnist.{task}", *(shlex.quote(item) for item in kept)])
 
@@ -126,22 +109,15 @@ def study_lines(name: str, storage: str, opened: Any, jobs: dict[int, tuple[Path
                   + ", ".join(f"`{key}={value}`" for key, value in best.params.items()) + "."]
         if best.number in jobs:
             run_dir, overrides = jobs[best.number]
-            from fmnist.core.run_files import METRICS_FILE, read_run_json
-            try:
-                model = read_run_json(run_dir / METRICS_FILE).get("model")
-            except RunFileError:
-                model = None
             lines += ["", f"Its run: {run_link(run_dir, out)}; to train it again:", "", "```bash",
-                      reproduce_command(run_dir, overrides, model if isinstance(model, str) else None), "```"]
+                      reproduce_command(run_dir, overrides), "```"]
         lines += ["", f"This best validation figure was selected among {counts[TrialState.COMPLETE]} completed trials "
                   f"({len(trials)} in all), so it is optimistic: the maximum of many noisy estimates. Judge the "
                   "chosen configuration on folds it was not selected on (python -m fmnist.cv with the command's "
                   "overrides), and on the test set once, at the end.", ""]
         for title, plot, file in (("optimisation history", plots.plot_optimization_history, "history"),
                                   ("parameter importances", plots.plot_param_importances, "importances")):
-            path = _figure(plot, study, figure_dir / f"search_{slug}_{file}.png")
-            if path is not None:
-                lines += [f"![{name} {title}]({path.relative_to(out).as_posix()})", ""]
+            lines += image(f"{name} {title}", _figure(plot, study, figure_dir / f"search_{slug}_{file}.png"), out)
     elif len(study.directions) > 1:
         lines += [f"Pareto front: trials {', '.join(str(trial.number) for trial in study.best_trials)}.", ""]
     return lines
@@ -158,12 +134,11 @@ def search_section(directories: Sequence[Path], out: Path, figure_dir: Path) -> 
         return ["## Search", "", "Trials of an Optuna search are below; install the sweep extra "
                 "(pip install -e '.[sweep]') to see the study here.", ""]
     lines = ["## Search", ""]
+    # the reported folders, their parents (a sweep's multirun/ holds its optuna.db) and the working directory
+    roots = [*directories, *(directory.resolve().parent for directory in directories), Path.cwd()]
     for (name, storage), jobs in sorted(studies.items()):
         try:
-            # the reported folders, the folders they are in (a sweep dir's multirun/ holds its optuna.db), and the
-            # working directory
-            opened = _local_storage(storage, [*directories, *(directory.resolve().parent for directory in directories),
-                                              Path.cwd()])
+            opened = _local_storage(storage, roots)
             if opened is None:
                 lines += [f"### Study {name}", "", f"Its storage `{clip(storage)}` is not a local file in or beside "
                           "the reported folders or in the working directory, so it is not opened; browse it with "

@@ -1,10 +1,5 @@
-"""The statistics that say whether one model is better than another, and how sure we are.
-
-Intervals: a t-interval over folds for validation accuracy; a percentile bootstrap over the test images for a
-test accuracy. Pairs: the paired difference over folds with Nadeau and Bengio's corrected resampled t-test
-(training folds overlap, so the plain paired t-test is too confident), McNemar's exact test on the test
-predictions, and Holm's step-down correction over all pairs. Special functions come from scipy.stats.
-"""
+"""Whether one model beats another, and how sure we are: t-intervals over folds, a bootstrap over test images,
+Nadeau and Bengio's corrected t-test (training folds overlap), McNemar's exact test and Holm's correction."""
 
 from __future__ import annotations
 
@@ -27,12 +22,9 @@ class Interval:
 
 
 @dataclass(frozen=True)
-class PairedTest:
-    """A difference (first minus second) with its interval and two-sided p-value."""
+class PairedTest(Interval):
+    """A difference (first minus second, the estimate) with its interval and two-sided p-value."""
 
-    difference: float
-    low: float
-    high: float
     p_value: float
     n: int
 
@@ -58,8 +50,7 @@ def bootstrap_accuracy(correct: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES
 
 
 def binomial_interval(accuracy: float, images: int, confidence: float = CONFIDENCE) -> Interval:
-    """The exact (Clopper-Pearson) interval of an accuracy measured on `images` images: the sampling error of a
-    published figure, whose per-image results we do not have."""
+    """The exact (Clopper-Pearson) interval of a published figure, whose per-image results we do not have."""
     correct = int(round(accuracy * images))
     interval = stats.binomtest(correct, images).proportion_ci(confidence_level=confidence, method="exact")
     return Interval(accuracy, float(interval.low), float(interval.high))
@@ -71,29 +62,24 @@ def overlap(first: Interval, second: Interval) -> bool:
 
 def corrected_resampled_ttest(differences: Sequence[float], test_train_ratio: float,
                               confidence: float = CONFIDENCE) -> PairedTest:
-    """Nadeau and Bengio (2003): the variance of the mean difference over k resamples is inflated from
-    var/k to (1/k + n_test/n_train) var, because the k training sets overlap. With test_train_ratio=0 it is
-    the ordinary paired t-test (e.g. seeds on one fixed split)."""
+    """Nadeau and Bengio (2003): overlapping training sets inflate the mean's variance from var/k to
+    (1/k + n_test/n_train) var; test_train_ratio=0 is the ordinary paired t-test (seeds on one fixed split)."""
     array = np.asarray(differences, dtype=float)
     k = len(array)
     mean = float(array.mean())
     if k < 2:
         return PairedTest(mean, float("nan"), float("nan"), float("nan"), k)
-    variance = array.var(ddof=1)
-    standard_error = float(np.sqrt((1 / k + test_train_ratio) * variance))
+    standard_error = float(np.sqrt((1 / k + test_train_ratio) * array.var(ddof=1)))
     if standard_error == 0.0:
-        p_value = 1.0 if mean == 0.0 else 0.0
-        return PairedTest(mean, mean, mean, p_value, k)
-    statistic = mean / standard_error
-    p_value = float(2 * stats.t.sf(abs(statistic), df=k - 1))
+        return PairedTest(mean, mean, mean, 1.0 if mean == 0.0 else 0.0, k)
+    p_value = float(2 * stats.t.sf(abs(mean / standard_error), df=k - 1))
     half = float(stats.t.ppf(0.5 + confidence / 2, df=k - 1)) * standard_error
     return PairedTest(mean, mean - half, mean + half, p_value, k)
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, float]:
-    """McNemar's exact test on two classifiers' per-image correctness: (a right b wrong, a wrong b right, p).
-
-    Under the null the discordant images split 50/50, so p is a two-sided binomial test (scipy binomtest)."""
+    """McNemar's exact test on per-image correctness: (a right b wrong, a wrong b right, p), p a two-sided binomial
+    test of the discordant images against 50/50."""
     correct_a, correct_b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
     if correct_a.shape != correct_b.shape:
         raise ValueError(f"McNemar needs the same images: shapes {correct_a.shape} and {correct_b.shape}")
@@ -105,26 +91,18 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, in
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjustment (family-wise error): the i-th smallest p times (m - i), kept monotone.
-
-    NaN p-values (untestable pairs) stay NaN and do not count in m."""
+    """Holm's step-down adjustment (family-wise error); NaN p-values (untestable pairs) stay NaN and do not count."""
     array = np.asarray(p_values, dtype=float)
     adjusted = np.full(array.shape, np.nan)
     tested = np.flatnonzero(~np.isnan(array))
     order = tested[np.argsort(array[tested], kind="stable")]
-    m = len(order)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * array[index]))
-        adjusted[index] = running
+    scaled = np.minimum(1.0, (len(order) - np.arange(len(order))) * array[order])
+    adjusted[order] = np.maximum.accumulate(scaled)
     return adjusted.tolist()
 
 
 def seed_and_fold_spread(values: np.ndarray) -> tuple[float, float]:
-    """For a seeds x folds table of one model's accuracies: (seed std, fold std).
-
-    Seed std: the std over seeds within a fold, pooled over folds (root mean of the per-fold variances).
-    Fold std: the std over folds of the seed-averaged accuracies. NaN where a dimension has one entry."""
+    """(seed std pooled over folds, fold std of the seed means) of a seeds x folds table; NaN for one entry."""
     values = np.asarray(values, dtype=float)
     seeds, folds = values.shape
     seed_std = float(np.sqrt(values.var(axis=0, ddof=1).mean())) if seeds > 1 else float("nan")

@@ -12,7 +12,8 @@ from fmnist.core.constants import CLASS_NAMES
 from fmnist.core.limits import clip
 from fmnist.core.metric_keys import class_column, class_metric_key
 from fmnist.core.numbers import is_finite_number, markdown_table, mean_and_std, percent
-from fmnist.report.collect import Collection, Group
+from fmnist.report.collect import Collection, Failure, Group
+from fmnist.report.compare import unit_text
 
 # Averaged over a group's runs (folds); each also gets a sample standard deviation (ddof=1).
 RUN_METRICS = ("val/acc", "train/acc", "gap", "test/acc", "test/precision", "test/recall", "test/f1",
@@ -20,15 +21,17 @@ RUN_METRICS = ("val/acc", "train/acc", "gap", "test/acc", "test/precision", "tes
 PER_CLASS = (("precision", "precision"), ("recall", "acc"), ("f1", "f1"))  # (column label, logged metric)
 
 
-def _number(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
+    """A run file's number, or None for anything else (run files are data)."""
     return float(value) if is_finite_number(value) else None
 
 
-def _run_value(metrics: dict[str, Any], key: str) -> float | None:
-    if key == "gap":  # train minus validation accuracy: how much the model overfits
-        train, val = _number(metrics.get("train/acc")), _number(metrics.get("val/acc"))
-        return None if train is None or val is None else train - val
-    return _number(metrics.get(key))
+def _over_runs(group: Group, key: str) -> tuple[float | None, float | None]:
+    """Mean and sample std over the group's runs (folds); "gap" is train minus val accuracy, how much it overfits."""
+    if key != "gap":
+        return mean_and_std(finite(run.metrics.get(key)) for run in group.runs)
+    gaps = [(finite(run.metrics.get("train/acc")), finite(run.metrics.get("val/acc"))) for run in group.runs]
+    return mean_and_std(None if train is None or val is None else train - val for train, val in gaps)
 
 
 def group_row(group: Group) -> dict[str, Any]:
@@ -36,17 +39,14 @@ def group_row(group: Group) -> dict[str, Any]:
     row: dict[str, Any] = {"model": group.label, "architecture": group.model, "runs": len(group.runs),
                            "folds": " ".join(str(run.metrics.get("fold")) for run in group.runs)}
     for key in RUN_METRICS:
-        mean, std = mean_and_std([_run_value(run.metrics, key) for run in group.runs])
         name = key.replace("/", "_")
-        row[f"{name}_mean"], row[f"{name}_std"] = mean, std
+        row[f"{name}_mean"], row[f"{name}_std"] = _over_runs(group, key)
     row["ensemble_members"] = group.ensembles[0]["members"] if group.ensembles else None
-    row["ensemble_test_acc"] = mean_and_std([_number(e.get("test/acc")) for e in group.ensembles])[0]
-    row["ensemble_test_f1"] = mean_and_std([_number(e.get("test/f1")) for e in group.ensembles])[0]
+    row["ensemble_test_acc"] = mean_and_std(finite(e.get("test/acc")) for e in group.ensembles)[0]
+    row["ensemble_test_f1"] = mean_and_std(finite(e.get("test/f1")) for e in group.ensembles)[0]
     for label, metric in PER_CLASS:
         for name in CLASS_NAMES:
-            key = class_metric_key("test", metric, name)
-            row[class_column("test", label, name)] = mean_and_std([_number(run.metrics.get(key))
-                                                               for run in group.runs])[0]
+            row[class_column("test", label, name)] = _over_runs(group, class_metric_key("test", metric, name))[0]
     row["overrides"] = clip(" ".join(group.overrides))
     return row
 
@@ -72,17 +72,13 @@ MAIN_HEADERS = ("model", "folds", "val acc % (CV mean ± std)", "train acc %", "
 
 
 def main_table(rows: Sequence[dict[str, Any]]) -> str:
-    body = []
-    for row in rows:
-        gap = row["gap_mean"]
-        body.append([
-            row["model"], str(row["runs"]), percent(row["val_acc_mean"], row["val_acc_std"]),
-            percent(row["train_acc_mean"]), points(gap),
-            percent(row["test_acc_mean"], row["test_acc_std"]), percent(row["ensemble_test_acc"]),
-            percent(row["test_precision_mean"]), percent(row["test_recall_mean"]), percent(row["test_f1_mean"]),
-            number(row["params_mean"]), number(row["ms_per_step_mean"], 2), number(row["images_per_second_mean"]),
-            number(row["train_seconds_mean"], 1), number(row["epochs_mean"], 1 if row["epochs_std"] else 0),
-        ])
+    body = [[row["model"], str(row["runs"]), percent(row["val_acc_mean"], row["val_acc_std"]),
+             percent(row["train_acc_mean"]), points(row["gap_mean"]),
+             percent(row["test_acc_mean"], row["test_acc_std"]), percent(row["ensemble_test_acc"]),
+             percent(row["test_precision_mean"]), percent(row["test_recall_mean"]), percent(row["test_f1_mean"]),
+             number(row["params_mean"]), number(row["ms_per_step_mean"], 2), number(row["images_per_second_mean"]),
+             number(row["train_seconds_mean"], 1), number(row["epochs_mean"], 1 if row["epochs_std"] else 0)]
+            for row in rows]
     return markdown_table(MAIN_HEADERS, body)
 
 
@@ -98,25 +94,31 @@ def run_link(path: Path, out: Path) -> str:
     return f"[{Path(path).name}]({relative})"
 
 
-def failures_table(collection: Collection, out: Path) -> str:
-    body = [[run_link(failure.path, out), clip(failure.model), clip(failure.error)] for failure in collection.failures]
-    body += [[run_link(path.parent, out), "", f"ignored {path.name}: {clip(reason)}"]
-             for path, reason in collection.ignored]
-    return markdown_table(("run", "model", "error"), body)
+def failures_table(failures: Sequence[Failure], out: Path, ignored: Sequence[tuple[Path, str]] = (),
+                   why: str = "error") -> str:
+    body = [[run_link(failure.path, out), clip(failure.model), clip(failure.error)] for failure in failures]
+    body += [[run_link(path.parent, out), "", f"ignored {path.name}: {clip(reason)}"] for path, reason in ignored]
+    return markdown_table(("run", "model", why), body)
 
 
-def pruned_table(collection: Collection, out: Path) -> str:
-    body = [[run_link(run.path, out), clip(run.model), clip(run.error)] for run in collection.pruned]
-    return markdown_table(("run", "model", "why"), body)
+def bracket(interval: Any, spec: str = ".2f") -> str:
+    """' [90.85, 91.55]' in percent; nothing where the interval is undefined (one run)."""
+    if not math.isfinite(interval.low):
+        return ""
+    return f" [{100 * interval.low:{spec}}, {100 * interval.high:{spec}}]"
 
 
-def interval_text(interval: Any, digits: int = 2) -> str:
-    """'91.20 [90.85, 91.55]' in percent; a lone value where the interval is undefined (one run)."""
+def image(title: str, path: Path | None, out: Path) -> list[str]:
+    """A figure's Markdown lines, linked relative to the report; none where the figure was not drawn."""
+    return [f"![{title}]({path.relative_to(out).as_posix()})", ""] if path is not None else []
+
+
+def interval_text(interval: Any, signed: bool = False) -> str:
+    """'91.20 [90.85, 91.55]' in percent, or a paired difference in signed points '+0.43 [-0.64, +1.50]'."""
     if interval is None:
         return "–"
-    if not math.isfinite(interval.low):
-        return f"{100 * interval.estimate:.{digits}f}"
-    return f"{100 * interval.estimate:.{digits}f} [{100 * interval.low:.{digits}f}, {100 * interval.high:.{digits}f}]"
+    spec = "+.2f" if signed else ".2f"
+    return f"{100 * interval.estimate:{spec}}" + bracket(interval, spec)
 
 
 def points(difference: float | None) -> str:
@@ -153,12 +155,10 @@ def uncertainty_table(models: Sequence[Any]) -> str:
     body = []
     for model in models:
         published = model.published
-        units = f"{len(model.group.runs)} ({unit_count(model)})"
         body.append([
-            model.label, published.study if published else "–", units,
-            percent(model.val.estimate, model.val_std if math.isfinite(model.val_std) else None),
-            interval_text(model.val), percent(model.last_val), percent(model.test_mean, model.test_std),
-            interval_text(model.ensemble),
+            model.label, published.study if published else "–", f"{len(model.group.runs)} ({unit_count(model)})",
+            percent(model.val.estimate, model.val_std), interval_text(model.val), percent(model.last_val),
+            percent(model.test_mean, model.test_std), interval_text(model.ensemble),
             f"{published.text} ({published.split})" if published else "–",
             interval_text(model.published_interval), points(model.difference), points(model.test_difference),
             yes_no(model.reproduced), yes_no(model.consistent), number(model.train_seconds, 0),
@@ -170,12 +170,9 @@ def runs_table(models: Sequence[Any]) -> str:
     """Every run's test accuracy with its bootstrap interval over the 10k test images."""
     body = []
     for model in models:
-        by_key = {(run.metrics.get("split_seed"), run.metrics.get("fold"), run.metrics.get("seed")): run.metrics
-                  for run in model.group.runs}
-        for fold, seed, interval, split_seed in model.test_runs:
-            metrics = by_key.get((split_seed, fold, seed), {})
-            shown = f"{split_seed}/{fold}" if model.repeated else str(fold)  # repeated k-fold: split seed/fold
-            body.append([model.label, shown, str(seed), percent(metrics.get("val/acc")),
+        for metrics, interval in model.test_runs:
+            unit = unit_text((metrics.get("split_seed"), metrics.get("fold")), model.repeated)
+            body.append([model.label, unit, str(metrics.get("seed")), percent(metrics.get("val/acc")),
                          interval_text(interval), str(metrics.get("best_epoch", "–")),
                          number(metrics.get("train_seconds"), 0)])
     return markdown_table(("model", "fold", "seed", "val acc %", "test acc % [95% bootstrap]", "best epoch",
@@ -188,7 +185,7 @@ def spread_table(models: Sequence[Any]) -> str | None:
         return None
     body = [[model.label, str(len({run.metrics.get("seed") for run in model.group.runs})),
              str(len({run.metrics.get("fold") for run in model.group.runs})),
-             f"{100 * model.seed_std:.2f}", "–" if not math.isfinite(model.fold_std) else f"{100 * model.fold_std:.2f}"]
+             percent(model.seed_std), percent(model.fold_std)]
             for model in rows]
     return markdown_table(("model", "seeds", "folds", "seed std (pp)", "fold std (pp)"), body)
 
@@ -197,25 +194,15 @@ PAIR_HEADERS = ("first", "second", "val diff pp [95% CI]", "p (corrected t)", "p
                 "only second right", "McNemar p", "p Holm")
 
 
-def difference_text(test: Any) -> str:
-    """A paired difference in signed points with its interval, '+0.43 [-0.64, +1.50]'; alone where undefined."""
-    if test is None:
-        return "–"
-    if not math.isfinite(test.low):
-        return f"{100 * test.difference:+.2f}"
-    return f"{100 * test.difference:+.2f} [{100 * test.low:+.2f}, {100 * test.high:+.2f}]"
-
-
 def pairs_table(pairs: Sequence[Any]) -> str:
     body = []
     for pair in pairs:
         if not pair.comparable:
             body.append([pair.first, pair.second, f"not comparable ({pair.reason})", "", "", "", "", "", ""])
             continue
-        test = pair.val
-        body.append([pair.first, pair.second, difference_text(test), p_text(test.p_value if test else math.nan),
-                     p_text(pair.val_p_holm),
-                     str(pair.only_first), str(pair.only_second), p_text(pair.mcnemar_p), p_text(pair.mcnemar_p_holm)])
+        body.append([pair.first, pair.second, interval_text(pair.val, signed=True), p_text(pair.val.p_value),
+                     p_text(pair.val_p_holm), str(pair.only_first), str(pair.only_second), p_text(pair.mcnemar_p),
+                     p_text(pair.mcnemar_p_holm)])
     return markdown_table(PAIR_HEADERS, body)
 
 
@@ -229,12 +216,11 @@ def summary_table(models: Sequence[Any]) -> str:
     body = []
     for model in models:
         published = model.published
-        std = f" ± {100 * model.val_std:.2f}" if math.isfinite(model.val_std) else ""
-        ci = f" [{100 * model.val.low:.2f}, {100 * model.val.high:.2f}]" if math.isfinite(model.val.low) else ""
         body.append([
             model.label, published.study if published else "–",
-            count(len(model.group.runs), model.unit_kind), f"{100 * model.val.estimate:.2f}{std}{ci}",
-            interval_text(model.ensemble), f"{published.text}" if published else "–",
+            count(len(model.group.runs), model.unit_kind),
+            percent(model.val.estimate, model.val_std) + bracket(model.val), interval_text(model.ensemble),
+            published.text if published else "–",
             points(model.difference), points(model.test_difference), yes_no(model.reproduced),
             number(model.train_seconds, 0),
         ])

@@ -1,12 +1,5 @@
-"""The report of an equal-budget comparison (`python -m fmnist.tune`): the tuned models ranked on held-out folds,
-and the tuning section: what each model's search cost, what tuning gained over the model's default configuration
-on the same folds, and how optimistic the search's own best validation figure was. A nested comparison
-(mode=nested) is ranked on its outer folds instead, and its section gives each model's nested estimate, the
-configuration each outer fold selected, and the selection bias measured on each. Built from the comparison's
-comparison.json and its runs' files alone, so `make results` rebuilds a committed one. comparison.json is read
-as data: each model's folders come from its (checked) name and the settings' fold numbers, and a value of the
-wrong kind shows "–".
-"""
+"""The report of an equal-budget comparison (`python -m fmnist.tune`), flat or nested, from comparison.json and
+its runs' files alone (read as data: a value of the wrong kind shows "–"), so `make results` can rebuild it."""
 
 from __future__ import annotations
 
@@ -21,7 +14,7 @@ from fmnist.report.build import build_report
 from fmnist.report.collect import Collection, Group, collect
 from fmnist.report.compare import ModelStats, compare, model_stats
 from fmnist.report.stats import corrected_resampled_ttest
-from fmnist.report.tables import difference_text, interval_text, p_text, points
+from fmnist.report.tables import finite, interval_text, p_text, points
 
 TUNING_HEADERS = ("model", "trials (complete / pruned / failed)", "compute h", "search's best val %",
                   "tuned CV val % [95% t]", "optimism (pp)", "default CV val % [95% t]", "gain of tuning (pp) [95% CI]",
@@ -37,6 +30,12 @@ MAX_FOLDS = 6_000  # Fashion-MNIST's train set has 6,000 images per class: no st
 def _stats(directory: Path) -> ModelStats | None:
     groups = collect([directory]).groups
     return model_stats(groups[0]) if len(groups) == 1 else None
+
+
+def _mapping(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """`record[key]` where it is a mapping, else an empty one (comparison.json is data)."""
+    value = record.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _count(value: Any) -> str:
@@ -60,7 +59,7 @@ def _params(value: Any) -> str:
 
 def _trials(entries: list[dict[str, Any]]) -> str:
     """'complete / pruned / failed' summed over studies; "–" for a count some study did not record as a number."""
-    counts = [entry.get("trials") if isinstance(entry.get("trials"), dict) else {} for entry in entries]
+    counts = [_mapping(entry, "trials") for entry in entries]
 
     def total(state: str) -> str:
         values = [item.get(state) for item in counts]
@@ -71,8 +70,7 @@ def _trials(entries: list[dict[str, Any]]) -> str:
 
 def _outer(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A nested comparison's per outer fold results of one model ("0", "1", ...), each a mapping."""
-    outer = entry.get("outer") if isinstance(entry.get("outer"), dict) else {}
-    return {fold: item for fold, item in outer.items() if isinstance(item, dict)}
+    return {fold: item for fold, item in _mapping(entry, "outer").items() if isinstance(item, dict)}
 
 
 def _hours(seconds: Any) -> str:
@@ -82,10 +80,10 @@ def _hours(seconds: Any) -> str:
 def tuning_row(model: str, entry: dict[str, Any], root: Path) -> list[str]:
     """One model's row: its search's budget and best figure, its tuned and default CV, the paired gain."""
     tuned, default = _stats(root / model / "tuned"), _stats(root / model / "default")
-    best = entry.get("search_best") if is_finite_number(entry.get("search_best")) else None
+    best = finite(entry.get("search_best"))
     optimism = best - tuned.val.estimate if tuned is not None and best is not None else None
     gain = compare(tuned, default) if tuned is not None and default is not None else None
-    gain_text = difference_text(gain.val) if gain is not None and gain.comparable else (
+    gain_text = interval_text(gain.val, signed=True) if gain is not None and gain.comparable else (
         f"not comparable ({gain.reason})" if gain is not None else "–")
     gain_p = p_text(gain.val.p_value) if gain is not None and gain.val is not None else "–"
     return [model, _trials([entry]), _hours(entry.get("cpu_seconds")), percent(best),
@@ -93,15 +91,16 @@ def tuning_row(model: str, entry: dict[str, Any], root: Path) -> list[str]:
             interval_text(default.val if default else None), gain_text, gain_p, _params(entry.get("best_params"))]
 
 
-def _budget(budget: dict[str, Any]) -> str:
+def _budget(settings: dict[str, Any]) -> str:
+    budget = _mapping(settings, "budget")
     return (f"{_count(budget.get('n_trials'))} trials of at most {_count(budget.get('max_epochs'))} epochs (TPE, "
             f"seed {_count(budget.get('sampler_seed'))}, pruner {clip(budget.get('pruner') or 'none', 40)})")
 
 
-def tuning_section(entries: dict[str, dict[str, Any]], root: Path, budget: dict[str, Any]) -> list[str]:
+def tuning_section(entries: dict[str, dict[str, Any]], root: Path, settings: dict[str, Any]) -> list[str]:
     rows = [tuning_row(model, entry, root) for model, entry in entries.items()]
     return ["## Tuning: the same budget for every model", "",
-            f"Each model's own Optuna study ran {_budget(budget)} on one validation fold; its best configuration and "
+            f"Each model's own Optuna study ran {_budget(settings)} on one validation fold; its best configuration and "
             "its default one were then cross-validated on another partition of the train set, which no search "
             "validated on. The leaderboard and pairwise tests above rank the tuned configurations on those held-out "
             "folds.", "",
@@ -114,7 +113,7 @@ def tuning_section(entries: dict[str, dict[str, Any]], root: Path, budget: dict[
 
 def recorded_outer_folds(settings: dict[str, Any]) -> list[int]:
     """A nested comparison's outer folds from its settings (data: anything malformed gives no fold)."""
-    evaluation = settings.get("evaluation") if isinstance(settings.get("evaluation"), dict) else {}
+    evaluation = _mapping(settings, "evaluation")
     num_folds, folds = evaluation.get("num_folds"), evaluation.get("folds")
     if not is_int(num_folds) or not 2 <= num_folds <= MAX_FOLDS:
         return []
@@ -126,18 +125,18 @@ def recorded_outer_folds(settings: dict[str, Any]) -> list[int]:
 
 
 def merged_by_model(collections: list[Collection]) -> Collection:
-    """One group per model from the outer folds' runs: each outer fold selected its own configuration, so collect()
-    groups them apart, but the nested estimate is over all of them. Only the overrides all folds share are kept;
-    the one-model "ensembles" of single-fold CVs are not an ensemble and are left out."""
+    """One group per model over its outer folds (each selected its own configuration, which collect() keeps apart),
+    with the overrides all folds share; single-fold CVs' one-model "ensembles" are left out."""
     groups: dict[str, Group] = {}
     for collection in collections:
         for group in collection.groups:
             merged = groups.setdefault(group.model, Group(group.model, group.overrides, label=group.model))
             merged.overrides = tuple(item for item in merged.overrides if item in group.overrides)
             merged.runs += group.runs
-    parts = [(collection.failures, collection.ignored, collection.pruned) for collection in collections]
-    return Collection([groups[model] for model in sorted(groups)], [item for part in parts for item in part[0]],
-                      [item for part in parts for item in part[1]], [item for part in parts for item in part[2]])
+    return Collection([groups[model] for model in sorted(groups)],
+                      [failure for collection in collections for failure in collection.failures],
+                      [item for collection in collections for item in collection.ignored],
+                      [run for collection in collections for run in collection.pruned])
 
 
 def _outer_val(collection: Collection, model: str) -> tuple[float | None, float | None]:
@@ -155,7 +154,7 @@ def outer_rows(model: str, entry: dict[str, Any], outer: dict[int, Collection]) 
     rows, biases = [], []
     for fold, collection in outer.items():
         search = searches.get(str(fold), {})
-        best = search.get("search_best") if is_finite_number(search.get("search_best")) else None
+        best = finite(search.get("search_best"))
         val, test = _outer_val(collection, model)
         bias = best - val if best is not None and val is not None else None
         if bias is not None:
@@ -190,15 +189,13 @@ def nested_row(model: str, entry: dict[str, Any], stats: ModelStats | None, bias
     bias = corrected_resampled_ttest(biases, test_train_ratio) if biases else None
     return [model, str(len(stats.val_by_unit)) if stats else "0", _trials(searches), _hours(entry.get("cpu_seconds")),
             interval_text(stats.val if stats else None), percent(sum(best) / len(best) if best else None),
-            difference_text(bias), p_text(bias.p_value) if bias else "–"]
+            interval_text(bias, signed=True), p_text(bias.p_value) if bias else "–"]
 
 
 def nested_section(entries: dict[str, dict[str, Any]], folds: list[int], outer: dict[str, dict[int, Collection]],
                    collection: Collection, settings: dict[str, Any]) -> list[str]:
     """The nested mode's tables: per model, then per outer fold (`outer`: each model's runs, by outer fold)."""
-    evaluation = settings.get("evaluation") if isinstance(settings.get("evaluation"), dict) else {}
-    search = settings.get("search") if isinstance(settings.get("search"), dict) else {}
-    budget = settings.get("budget") if isinstance(settings.get("budget"), dict) else {}
+    evaluation, search = _mapping(settings, "evaluation"), _mapping(settings, "search")
     ratio = 1 / (evaluation["num_folds"] - 1)  # n_val / n_train of an outer fold (recorded_outer_folds checked it)
     stats = {group.model: model_stats(group) for group in collection.groups}
     summary, per_fold = [], []
@@ -208,7 +205,7 @@ def nested_section(entries: dict[str, dict[str, Any]], folds: list[int], outer: 
         per_fold += rows
     return ["## Nested tuning: the selection bias, measured", "",
             f"Per model and outer fold k (folds {', '.join(map(str, folds))} of the {_count(evaluation['num_folds'])}"
-            f" of split seed {_count(evaluation.get('split_seed'))}), its own Optuna study ran {_budget(budget)}, "
+            f" of split seed {_count(evaluation.get('split_seed'))}), its own Optuna study ran {_budget(settings)}, "
             f"every trial trained and validated inside fold k's training part (inner fold {_count(search.get('fold'))}"
             f" of {_count(search.get('num_folds'))}), so no trial saw fold k; the best configuration was then trained "
             "on the whole training part and validated on fold k. The leaderboard and pairwise tests above rank the "
@@ -244,15 +241,13 @@ def comparison_report(root: Path, title: str | None = None, intro: str = "") -> 
         record = read_run_json(root / COMPARISON_FILE)
     except RunFileError as exc:
         raise FmnistError(f"{clip(root / COMPARISON_FILE)} {exc}. Fix: rerun python -m fmnist.tune there.") from None
-    models = record.get("models") if isinstance(record.get("models"), dict) else {}
-    entries = {model: entry for model, entry in models.items()
+    entries = {model: entry for model, entry in _mapping(record, "models").items()
                if model_name_problem(model) is None and isinstance(entry, dict)}
-    settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
+    settings = _mapping(record, "settings")
     intro = intro or f"Generated by `python -m fmnist.tune` from {COMPARISON_FILE} and the runs in this folder."
     if settings.get("mode") == "nested":
         return nested_report(root, entries, settings, title or "Tuned models, nested: one search per outer fold",
                              intro)
-    budget = settings.get("budget") if isinstance(settings.get("budget"), dict) else {}
     return build_report([root / model / "tuned" for model in entries], root / "report", protocols=True,
                         title=title or "Tuned models, the same search budget each", intro=intro,
-                        sections=tuning_section(entries, root, budget))
+                        sections=tuning_section(entries, root, settings))

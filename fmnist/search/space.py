@@ -1,13 +1,8 @@
-"""Hydra's sweep grammar to Optuna distributions, and trial values back to overrides a job (or a user) can run.
-
-The grammar is hydra-optuna-sweeper's, so its users' configs carry over: `choice(a, b)` or `a,b` (categorical),
-`range(start, stop, step)` (integers; floats become a categorical of the range's values), `interval(low, high)`
-(float), `int(interval(low, high))` (integer) and `tag(log, ...)` (log scale). A plain value is passed to every trial.
-"""
+"""Hydra's sweep grammar to Optuna distributions, as hydra-optuna-sweeper reads it so its configs carry over
+(docs/search.md), and trial values back to overrides a job (or a user) can run."""
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,8 +22,7 @@ _RESERVED = {"null", "true", "false", "nan", "inf", "-inf"}
 
 @dataclass
 class SearchSpace:
-    """The distributions to sample (by parameter name), how each is written as an override (its `+`/`++` prefix),
-    and the overrides every trial gets as they are."""
+    """The distributions to sample, each name's override prefix (`+`/`++`), and the overrides every trial gets."""
 
     distributions: dict[str, Any] = field(default_factory=dict)
     prefixes: dict[str, str] = field(default_factory=dict)
@@ -49,8 +43,7 @@ def override_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else ("inf" if value == math.inf else "-inf" if value == -math.inf
-                                                 else repr(value))
+        return repr(value)  # nan, inf and -inf as the grammar spells them
     if isinstance(value, Mapping):
         return "{" + ",".join(f"{key}:{override_value(item)}" for key, item in value.items()) + "}"
     if isinstance(value, (list, tuple)):

@@ -1,9 +1,5 @@
-"""Open the study's storage from the one string a user writes (hydra.sweeper.storage), in the sweeper and in jobs.
-
-An SQLAlchemy URL opens Optuna's RDB storage (SQLite on one machine, PostgreSQL or MySQL across nodes); a path
-without a scheme opens Optuna's journal file storage, which needs no database server and works on a shared file
-system (SLURM). A relative SQLite path is made absolute, so jobs started elsewhere (submitit) open the same file.
-"""
+"""Open the study's storage from the one string a user writes (hydra.sweeper.storage): an SQLAlchemy URL opens
+Optuna's RDB storage, a path without a scheme its journal file storage (no database server, fine on SLURM)."""
 
 from __future__ import annotations
 
@@ -19,20 +15,18 @@ SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
 def absolute_storage(storage: Any) -> str:
-    """The storage string with its file path made absolute (against the working directory); ConfigError if it is
-    not a string a study can live in."""
+    """The storage string with its file path made absolute, so jobs started elsewhere (submitit) open the same file;
+    ConfigError if it is not a string a study can live in."""
     if not isinstance(storage, str) or not storage.strip():
         raise ConfigError(STORAGE_KEY, f"{storage!r} is not a storage; trials report to the study from their own "
                           "processes, so it must be shared", "use e.g. storage=sqlite:///multirun/optuna.db, or a "
                           "journal file path such as multirun/optuna.journal")
     if storage.startswith(SQLITE):
-        path = storage[len(SQLITE):]
-        if path and path != ":memory:" and not path.startswith("/"):
-            return SQLITE + str(Path(path).absolute())
+        path = storage.removeprefix(SQLITE)
         if path in ("", ":memory:"):
             raise ConfigError(STORAGE_KEY, f"{storage} is an in-memory database that jobs cannot share",
                               "use a file: storage=sqlite:///multirun/optuna.db")
-        return storage
+        return storage if path.startswith("/") else SQLITE + str(Path(path).absolute())
     if "://" in storage:
         return storage
     if storage.endswith(SQLITE_SUFFIXES):
@@ -42,14 +36,13 @@ def absolute_storage(storage: Any) -> str:
 
 
 def open_storage(storage: str) -> Any:
-    """Optuna's storage for an absolute_storage string; ConfigError naming the storage and the cause if it cannot
-    be opened (a missing driver, a folder that cannot be created, a database that refuses the connection)."""
+    """Optuna's storage for an absolute_storage string; ConfigError naming the cause if it cannot be opened."""
     import optuna
 
     try:
         if "://" in storage:
             if storage.startswith(SQLITE):
-                Path(storage[len(SQLITE):]).parent.mkdir(parents=True, exist_ok=True)
+                Path(storage.removeprefix(SQLITE)).parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.RDBStorage(storage)
         Path(storage).parent.mkdir(parents=True, exist_ok=True)
         backend = optuna.storages.journal.JournalFileBackend(

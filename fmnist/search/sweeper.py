@@ -1,16 +1,10 @@
-"""fmnist's Optuna sweeper: hydra-optuna-sweeper's config on current Optuna, with pruning and a budget.
-
-Each batch asks the study for `n_jobs` trials, launches them through whatever Hydra launcher is configured
-(basic, joblib, submitit) and records what they did. A job learns its trial through its config (`search.trial`:
-study, storage, trial number, pruner; fmnist.search.trial), reports val/acc to it every epoch, may be pruned,
-and tells the study its own result as it ends; the sweeper tells only what a job could not. `n_trials` is the
-study's total, so the same command again continues the study up to it, numbering its jobs after the run dirs
-already in the sweep dir.
-"""
+"""fmnist's Optuna sweeper: hydra-optuna-sweeper's config on current Optuna, with pruning and a budget (`n_trials` is
+the study's total, so a rerun continues it); a job tells the study its own result, the sweeper what a job could not."""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -111,16 +105,12 @@ class OptunaSearch:
         import optuna
         from optuna.distributions import distribution_to_json, json_to_distribution
 
-        grid = 0
         extra: dict[str, Any] = {}
         if isinstance(self.sampler, DictConfig) and str(self.sampler.get("_target_", "")).endswith("GridSampler") \
                 and self.sampler.get("search_space") is None:
             extra["search_space"] = grid_of(space)
         sampler = _build(self.sampler, "hydra.sweeper.sampler", optuna.samplers.BaseSampler, SAMPLERS, **extra)
-        if extra:
-            grid = 1
-            for values in extra["search_space"].values():
-                grid *= len(values)
+        grid = math.prod(len(values) for values in extra["search_space"].values()) if extra else 0
         if self.pruner is not None:
             _build(self.pruner, "hydra.sweeper.pruner", optuna.pruners.BasePruner, PRUNERS)
         storage = open_storage(storage_url)
@@ -135,10 +125,8 @@ class OptunaSearch:
         wanted = {name: distribution_to_json(distribution) for name, distribution in space.distributions.items()}
         stored = study.user_attrs.get(SPACE_ATTR)
         if stored is None:  # a study fmnist did not create (or a new one): its trials' distributions are the space
-            stored = {}
-            for trial in study.get_trials(deepcopy=False):
-                stored.update({name: distribution_to_json(d) for name, d in trial.distributions.items()})
-            stored = stored or None
+            stored = {name: distribution_to_json(distribution) for trial in study.get_trials(deepcopy=False)
+                      for name, distribution in trial.distributions.items()} or None
         if stored is not None:
             changed = sorted(name for name in set(stored) | set(wanted)
                              if name not in stored or name not in wanted
@@ -207,9 +195,7 @@ class OptunaSearch:
         """Tell the study a job's result unless the job did (its Hydra callback) or was pruned."""
         from optuna.trial import TrialState
 
-        trial = study.get_trials(deepcopy=False)[number]
-        if trial.number != number:  # trials are listed by number; guard anyway
-            trial = next(item for item in study.get_trials(deepcopy=False) if item.number == number)
+        trial = next(item for item in study.get_trials(deepcopy=False) if item.number == number)
         if trial.state.is_finished():
             return
         if job.status != JobStatus.COMPLETED:

@@ -1,11 +1,5 @@
-"""The job's side of a search: the trial it runs (`search.trial` in its config, set by the sweeper), the Lightning
-callback that reports val/acc to it every epoch and stops a pruned run, and the Hydra callback that tells the
-study the job's result the moment the job ends.
-
-Only Optuna's public API: the job reopens the study from the same storage, finds its trial by number and rebuilds
-it (`optuna.trial.Trial(study, trial_id)`); the pruner is not stored in the study, so the job is given the same one.
-Optuna is imported inside the functions: fmnist.train imports RunPruned without the `sweep` extra.
-"""
+"""The job's side of a search: its trial (`search.trial`, set by the sweeper), reported to every epoch and told the
+job's result as it ends; Optuna is imported inside functions, since fmnist.train imports RunPruned without it."""
 
 from __future__ import annotations
 
@@ -66,15 +60,9 @@ class JobTrial:
         self.trial = optuna.trial.Trial(self.study, trial_id)
         self._storage, self._trial_id = storage, trial_id
 
-    @property
-    def finished(self) -> bool:
-        return self._storage.get_trial(self._trial_id).state.is_finished()
-
     def report(self, value: float, step: int) -> None:
-        """Report `value` at `step`; if the pruner says so, record the trial PRUNED and raise RunPruned.
-
-        Several objectives cannot be pruned in Optuna, so such a trial only runs to its end.
-        """
+        """Report `value` at `step`; if the pruner says so, record the trial PRUNED and raise RunPruned (Optuna
+        cannot prune several objectives, so such a trial runs to its end)."""
         import optuna
 
         if len(self.study.directions) > 1 or not math.isfinite(value):
@@ -90,7 +78,7 @@ class JobTrial:
         trial already finished (pruned); a missing or non-finite value records it FAIL."""
         import optuna
 
-        if self.finished:
+        if self._storage.get_trial(self._trial_id).state.is_finished():
             return
         values = list(result) if isinstance(result, (list, tuple)) else [result]
         numbers = [float(value) for value in values if isinstance(value, (int, float)) and math.isfinite(value)]

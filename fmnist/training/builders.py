@@ -53,20 +53,16 @@ CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # the modes that replay 
 
 
 def prepare_net(net: nn.Module, model_cfg: DictConfig) -> nn.Module:
-    """The speed switches of a model config: channels-last weights (matching the channels-last batches that
-    `model.channels_last` asks of the data module) and `model.compile`. The benchmark's plain loop uses it too."""
+    """A model config's speed switches, channels-last weights (as its batches are) and `model.compile`."""
     if model_cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     setting = model_cfg.compile
-    if setting is True or isinstance(setting, str):
-        mode = None if setting is True else setting  # e.g. reduce-overhead: CUDA graphs; max-autotune
-        if mode is not None and mode not in COMPILE_MODES:
-            raise ConfigError("model.compile", f"unknown torch.compile mode {mode!r}",
-                              f"use true, false or one of {', '.join(COMPILE_MODES)}")
-        net = torch.compile(net, mode=mode)  # type: ignore[assignment]
+    if setting is True or (isinstance(setting, str) and setting in COMPILE_MODES):
+        net = torch.compile(net, mode=None if setting is True else setting)  # type: ignore[assignment]
     elif setting not in (False, None):
-        raise ConfigError("model.compile", f"expected true, false or a mode name, got {setting!r}",
-                          f"use true, false or one of {', '.join(COMPILE_MODES)}")
+        problem = (f"unknown torch.compile mode {setting!r}" if isinstance(setting, str)
+                   else f"expected true, false or a mode name, got {setting!r}")
+        raise ConfigError("model.compile", problem, f"use true, false or one of {', '.join(COMPILE_MODES)}")
     return net
 
 
@@ -82,15 +78,11 @@ def build_module(cfg: DictConfig, net: nn.Module | None = None) -> ClassifierMod
 
 
 def build_callbacks(cfg: DictConfig, has_logger: bool, interactive: bool) -> list[L.Callback]:
+    """The config's callbacks, less a learning-rate monitor without a logger (Lightning refuses it) and the rich
+    progress bar off a terminal (quiet in CI, pipes and sweeps)."""
     callbacks = [instantiate(spec) for spec in (cfg.callbacks or {}).values() if spec]
-    keep = []
-    for callback in callbacks:
-        if isinstance(callback, LearningRateMonitor) and not has_logger:
-            continue  # Lightning refuses a learning-rate monitor without a logger
-        if isinstance(callback, RichProgressBar) and not interactive:
-            continue  # quiet in CI, pipes and sweeps
-        keep.append(callback)
-    return keep
+    return [callback for callback in callbacks if (has_logger or not isinstance(callback, LearningRateMonitor))
+            and (interactive or not isinstance(callback, RichProgressBar))]
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:

@@ -14,19 +14,15 @@ from torchmetrics import Metric
 
 from fmnist.core.atomic import write_csv_atomic
 from fmnist.core.checkpoints import CheckpointError
+from fmnist.core.numbers import is_real
 from fmnist.training.devices import synchronize
 
 log = logging.getLogger("fmnist.train")  # EpochLine's lines read as the train command's own
 
 
 class StepTimer(L.Callback):
-    """Wall time of each training epoch's steps (data, forward, backward, step, metrics; no validation).
-
-    One device sync per epoch, so the timing does not itself slow training down. The clock stops at the
-    epoch's last batch, or, for an epoch cut short (trainer.max_time, a stop signal), when validation
-    starts or the epoch ends; the figures of a cut epoch are logged in on_train_epoch_end, so this
-    callback must come before EpochHistory in the callback list (conf/callbacks/default.yaml).
-    """
+    """Wall time of each training epoch's steps, validation left out, with one device sync per epoch; it must come
+    before EpochHistory (conf/callbacks/default.yaml), which writes the figures of a cut epoch."""
 
     group_aware = True  # counts optimizer steps (trainer.global_step): fine under module=grouped_steps
 
@@ -113,8 +109,7 @@ class EpochHistory(L.Callback):
         """Rows from a checkpoint are data: each a mapping of metric names to numbers, else one line."""
         rows = state_dict.get("rows", [])
         valid = isinstance(rows, list) and all(
-            isinstance(row, dict) and all(isinstance(key, str) and isinstance(value, (int, float))
-                                          and not isinstance(value, bool) for key, value in row.items())
+            isinstance(row, dict) and all(isinstance(key, str) and is_real(value) for key, value in row.items())
             for row in rows)
         if not valid:
             raise CheckpointError("the checkpoint's epoch history is not a list of rows of numbers; it was not "
@@ -123,36 +118,26 @@ class EpochHistory(L.Callback):
 
 
 class EpochLine(L.Callback):
-    """Off a terminal (a pipe, a log file, a sweep job): one line per epoch through the `fmnist.train` logger.
-
-    `epoch 3/9: train loss 0.3121 acc 0.8874 | val loss 0.3301 acc 0.8810 | 12.4 s`: epochs counted from 0 as in
-    the progress bar, history.csv and the checkpoint names; seconds of the whole epoch, validation included.
-    Quiet wherever a progress bar shows the same (on a terminal), unless `always`.
-    Reads the epoch's figures from trainer.callback_metrics at the end of the epoch, after validation; both
-    modules (default and grouped_steps) log train/loss and train/acc once per epoch, before that.
-    """
-
-    METRICS = (("train", "train/loss", "train/acc"), ("val", "val/loss", "val/acc"))
+    """Off a terminal (a pipe, a log file, a sweep job), where no progress bar shows it: one line per epoch, such as
+    `epoch 3/9: train loss 0.3121 acc 0.8874 | val loss 0.3301 acc 0.8810 | 12.4 s`; `always` logs it everywhere."""
 
     def __init__(self, always: bool = False) -> None:
         self.always = always
         self._start = 0.0
         self.lines: list[str] = []
 
-    def _active(self, trainer: L.Trainer) -> bool:
-        return trainer.is_global_zero and (self.always or trainer.progress_bar_callback is None)
-
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not self._active(trainer):
+        quiet = not self.always and trainer.progress_bar_callback is not None
+        if trainer.sanity_checking or not trainer.is_global_zero or quiet:
             return
         metrics = trainer.callback_metrics
         parts = []
-        for stage, loss_key, acc_key in self.METRICS:
-            figures = [f"{name} {float(metrics[key]):.4f}" for name, key in (("loss", loss_key), ("acc", acc_key))
-                       if key in metrics]
+        for stage in ("train", "val"):
+            figures = [f"{name} {float(metrics[f'{stage}/{name}']):.4f}" for name in ("loss", "acc")
+                       if f"{stage}/{name}" in metrics]
             if figures:
                 parts.append(f"{stage} {' '.join(figures)}")
         last = f"/{trainer.max_epochs - 1}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
@@ -163,14 +148,8 @@ class EpochLine(L.Callback):
 
 
 class SpawnedProcessMetrics(L.Callback):
-    """What the metrics need where the strategy spawns its processes (trainer=ddp_spawn); harmless elsewhere.
-
-    On a CPU, torch.multiprocessing hands each spawned process the module's tensors in shared memory and Lightning
-    un-shares only parameters and buffers: torchmetrics states are neither, so all processes would count into one
-    confusion matrix. A reset at setup gives each process its own. After the test, rank 0's matrix (synchronised
-    over the processes) goes into trainer.callback_metrics, which Lightning sends back to the launching process,
-    whose own module never ran the test.
-    """
+    """Under trainer=ddp_spawn: a reset gives each process its own metric states (else shared memory makes them
+    one), and rank 0's test confusion goes back to the launching process through callback_metrics."""
 
     KEY = "test/confusion"
 
@@ -186,9 +165,8 @@ class SpawnedProcessMetrics(L.Callback):
 
 
 class RestoreFinished(L.Callback):
-    """Notes when Lightning has restored everything from `ckpt_path` (weights, callbacks, optimizers, schedulers,
-    loops): it does all of that before the sanity check or the first epoch, so an error raised earlier comes from
-    the checkpoint's contents, and fit_and_test names the file instead of showing Lightning's traceback."""
+    """Notes when Lightning has restored everything from `ckpt_path`, so that an error raised earlier comes from the
+    checkpoint's contents, and fit_and_test names the file instead of showing Lightning's traceback."""
 
     def __init__(self) -> None:
         self.done = False
@@ -205,11 +183,8 @@ class RestoreFinished(L.Callback):
 
 
 class EpochSeed(L.Callback):
-    """Reseed torch's RNG (dropout, init-free randomness) from (seed, epoch) at each epoch start.
-
-    Shuffling and augmentation already depend on (seed, epoch) only; with this, a run resumed from an
-    epoch-end checkpoint draws exactly the random numbers the uninterrupted run drew.
-    """
+    """Reseed torch's RNG from (seed, epoch) at each epoch start, so a run resumed from an epoch-end checkpoint
+    draws the random numbers the uninterrupted run drew."""
 
     def __init__(self, seed: int | None) -> None:
         self.seed = seed

@@ -14,12 +14,8 @@ from fmnist.core.limits import DEFAULT_LIMITS, Limits
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's default stages the file in /tmp and `shutil.move`s it, a copy when /tmp is another disk.
-
-    A full disk or a read-only folder raises atomic_writer's OutputWriteError, naming the checkpoint file.
-    Reads go through fmnist's checks (weights only, bounded size, known layout) with the callback states'
-    recorded paths confined to `checkpoint_dir`; deletes touch only plain files in that folder.
-    """
+    """Writes atomically in place (Lightning's default copies from /tmp); reads go through fmnist's checks with the
+    recorded paths confined to `checkpoint_dir`; deletes touch only plain files of this run."""
 
     def __init__(self, checkpoint_dir: str | Path, limits: Limits = DEFAULT_LIMITS) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
@@ -29,19 +25,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._written: set[Path] = set()
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        # on a full disk torch.save hides the write's ENOSPC behind its own RuntimeError ("unexpected pos");
-        # atomic_writer's stream remembers it, so this still ends as the one-line OutputWriteError
         with atomic_writer(path) as stream:
             torch.save(checkpoint, stream)
         self._written.add(Path(str(path)).resolve())
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        """Always weights_only, whatever the caller asks: a file never runs code.
-
-        Under trainer=ddp_spawn, Lightning hands the trained weights from the worker to the main process as a bare
-        state_dict in a temporary file: tensors alone are data, so that layout is accepted too, and that exact file
-        may then be removed.
-        """
+        """Always weights_only, whatever the caller asks; a bare state_dict (ddp_spawn's hand-over file, tensors
+        alone) is accepted too, and that file may then be removed."""
         content = read_checkpoint(path, self.limits)
         if is_bare_state_dict(content):
             self._written.add(Path(str(path)).resolve())

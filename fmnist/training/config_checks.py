@@ -36,18 +36,15 @@ def _dropouts(node: Any, path: str) -> list[tuple[str, Any]]:
     return found
 
 
-def check_data(data: DictConfig) -> None:
+def check_train_config(cfg: DictConfig) -> None:
+    """Fail fast with the key, the bad value and the fix."""
+    data = cfg.data
     require_int("data.batch_size", data.batch_size, 1, "use a batch size of 1 or more, e.g. data.batch_size=64")
     require_int("data.eval_batch_size", data.eval_batch_size, 1, "use 1 or more, e.g. data.eval_batch_size=1024")
     if data.holdout_size is None:
         check_fold(data.num_folds, data.fold)
     if data.train_subset is not None:
         require_int("data.train_subset", data.train_subset, 1, "use a positive number of images, or null for all")
-
-
-def check_train_config(cfg: DictConfig) -> None:
-    """Fail fast with the key, the bad value and the fix."""
-    check_data(cfg.data)
     check_model_config(cfg.model)
     require_number("optimizer.lr", cfg.optimizer.lr, 0.0, None, "use a positive learning rate, e.g. 1e-3",
                    low_inclusive=False)

@@ -1,12 +1,5 @@
-"""Opt-in: several optimizer steps per Lightning step, for small batches on a CPU (`module=grouped_steps`).
-
-Lightning's loop costs a fixed time per training step, which on a CPU is a large share of a small model's step at
-batch 16 (docs/speed.md). Here each Lightning step receives `data.steps_per_execution` consecutive batches in one
-tensor and runs one optimizer step on each (Lightning's manual optimization, public API only): the same batches
-in the same order, hence the same weights, as one batch per step. Per-step hooks of callbacks would run once
-per group (batch hooks) or not at all (backward hooks: without a gradient scaler the step is a plain
-`loss.backward()`), so a callback that acts on them is refused rather than silently called less often.
-"""
+"""Opt-in `module=grouped_steps`: one Lightning step runs `data.steps_per_execution` optimizer steps, since Lightning's
+fixed cost per step dominates small batches on a CPU (docs/speed.md); the same batches in order, the same weights."""
 
 from __future__ import annotations
 
@@ -25,16 +18,12 @@ from lightning.pytorch.callbacks import (
 from omegaconf import DictConfig
 
 from fmnist.core.errors import ConfigError
-from fmnist.training.constraints import apply_max_norm
-from fmnist.training.module import ClassifierModule
+from fmnist.training.module import ClassifierModule, apply_max_norm
 
-# Per-step hooks a group would call too rarely (batch hooks) or skip (backward hooks: a plain `loss.backward()`,
-# which is what Lightning's manual_backward does without a gradient scaler, minus the hook dispatch).
+# Per-step hooks a group would call too rarely (batch hooks) or skip (backward hooks: a plain `loss.backward()`)
 STEP_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward")
 PLAIN_BACKWARD_PRECISIONS = ("32-true", "64-true", "bf16-mixed", "bf16-true")  # no gradient scaler
-# Lightning's callbacks whose per-batch work is cosmetic (progress bars) or configured per epoch here (ModelCheckpoint:
-# its every_n_train_steps would count groups). fmnist's own per-batch callbacks count optimizer steps through
-# trainer.global_step and say so with a `group_aware = True` class attribute.
+# Lightning's per-batch callbacks that are cosmetic or configured per epoch here; fmnist's own say `group_aware = True`
 LIGHTNING_GROUP_AWARE = (ProgressBar, ModelCheckpoint)
 
 
@@ -48,12 +37,8 @@ def acts_per_batch(callback: Callback) -> bool:
 
 
 class GroupedStepsModule(ClassifierModule):
-    """ClassifierModule that splits each training item into batches of `batch_size` images, one optimizer step each.
-
-    Lightning's trainer options that act per optimizer step under automatic optimization are done here
-    with the same semantics (schedules, max-norm, trainer.max_steps); gradient accumulation and Lightning's
-    gradient clipping are refused: use the default module for them.
-    """
+    """ClassifierModule that splits each training item into batches of `batch_size` images, one optimizer step each;
+    schedules, max-norm and trainer.max_steps act per optimizer step, as under automatic optimization."""
 
     def __init__(self, *args: Any, batch_size: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

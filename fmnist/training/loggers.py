@@ -1,8 +1,5 @@
-"""The run's loggers, all Lightning's own (TensorBoard, CSV, MLflow, W&B): built from `cfg.logger`, and given the
-run's settings, its final figures and its test confusion figure once the test is done.
-
-`cfg.logger` is one logger config (it has a `_target_`), or a mapping of named ones (`conf/logger/many.yaml`).
-"""
+"""The run's loggers, all Lightning's own, built from `cfg.logger` (one config, or a mapping of named ones as in
+conf/logger/many.yaml), and given the run's settings and final figures once the test is done."""
 
 from __future__ import annotations
 
@@ -78,11 +75,6 @@ def build_loggers(logger_cfg: DictConfig | None) -> Logger | list[Logger] | bool
     return loggers[0] if "_target_" in logger_cfg else loggers
 
 
-def write_confusion_figure(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str,
-                           path: Path) -> Path:
-    return save_figure(confusion_heatmap(torch.tensor(matrix), class_names, title), path)
-
-
 def finish_loggers(trainer: L.Trainer, hparams: dict[str, Any], metrics: Mapping[str, Any], run_dir: Path,
                    class_names: Sequence[str]) -> None:
     """After the test: the run's settings to every logger (TensorBoard's HParams tab with the final accuracies);
@@ -97,8 +89,9 @@ def finish_loggers(trainer: L.Trainer, hparams: dict[str, Any], metrics: Mapping
         if isinstance(logger, (MLFlowLogger, WandbLogger)):
             logger.log_metrics(run_scalars(metrics), step=trainer.global_step)
             if figure is None and metrics.get("test/confusion"):
-                figure = write_confusion_figure(metrics["test/confusion"], class_names,
-                                                f"test confusion, {metrics.get('model')}", run_dir / CONFUSION_FIGURE)
+                heatmap = confusion_heatmap(torch.tensor(metrics["test/confusion"]), class_names,
+                                            f"test confusion, {metrics.get('model')}")
+                figure = save_figure(heatmap, run_dir / CONFUSION_FIGURE)
             if figure is not None and isinstance(logger, MLFlowLogger):
                 logger.experiment.log_artifact(logger.run_id, str(figure))
             elif figure is not None:

@@ -12,13 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
 
-from fmnist.core.checkpoints import CHECKPOINT_CONFIG_KEY
+from fmnist.core.checkpoints import CHECKPOINT_CONFIG_KEY, check_checkpoint_fits
 from fmnist.core.constants import CLASS_NAMES
 from fmnist.core.errors import FmnistError
 from fmnist.core.figures import confusion_heatmap
 from fmnist.core.metric_keys import flatten_per_class, metric_safe
 from fmnist.models.tta import flip_averaged_logits
-from fmnist.training.constraints import apply_max_norm
 from fmnist.training.metrics import confusion_matrix, per_class_metrics, summary_metrics
 from fmnist.training.tally import EpochTally
 
@@ -28,6 +27,14 @@ class MonitorMissingError(FmnistError):
 
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+
+
+@torch.no_grad()
+def apply_max_norm(net: nn.Module, max_norm: float) -> None:
+    """Cap the L2 norm of each output unit's incoming weights (Keras `MaxNorm`) in conv and linear layers."""
+    for layer in net.modules():
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            layer.weight.copy_(torch.renorm(layer.weight, p=2, dim=0, maxnorm=max_norm))
 
 
 @dataclass(frozen=True)
@@ -43,12 +50,8 @@ class SchedulerSpec:
 
 
 class ClassifierModule(L.LightningModule):
-    """Cross-entropy classification with torchmetrics for val and test, under Lightning's automatic optimization.
-
-    Lightning runs backward, the optimizer and schedule steps, gradient clipping and accumulation, so every
-    Trainer option and callback behaves as Lightning documents it. Training metrics come from a per-epoch
-    tally (training/tally.py): logging torchmetrics on every step costs more than a small model's step.
-    """
+    """Cross-entropy classification under Lightning's automatic optimization, so every Trainer option behaves as
+    documented; training metrics come from a per-epoch tally, as torchmetrics per step cost more than the step."""
 
     def __init__(
         self,
@@ -97,13 +100,8 @@ class ClassifierModule(L.LightningModule):
         return self.net(x).clone()
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of one batch, tallied for the epoch's training metrics.
-
-        `y` holds class indices (B,), or under mixup / CutMix soft labels (B, classes): cross-entropy takes those
-        as probabilities, and label smoothing then mixes them with the uniform distribution, as for indices.
-        The training accuracy of a mixed batch counts a prediction as right when it is the soft label's argmax,
-        the label of the image that dominates the mix (the larger weight, or the larger share of pixels).
-        """
+        """Cross-entropy of one batch, tallied for the epoch; `y` may be mixup / CutMix soft labels, whose argmax
+        (the image that dominates the mix) counts as the label for training accuracy."""
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         self.train_tally.update(logits, y if y.dim() == 1 else y.argmax(dim=1), loss)
@@ -205,10 +203,8 @@ class ClassifierModule(L.LightningModule):
         self.log_pr_curves()
 
     def log_pr_curves(self) -> None:
-        """One-vs-rest precision-recall curve per class on the test set (TensorBoard's PR Curves tab).
-
-        Under DDP only rank 0 writes, from its own shard of the test set (curves, not reported figures).
-        """
+        """One-vs-rest precision-recall curve per class on the test set (TensorBoard's PR Curves tab); under DDP
+        from rank 0's shard only (curves, not reported figures)."""
         experiment = getattr(self.logger, "experiment", None)
         if self.last_test_outputs is None or not hasattr(experiment, "add_pr_curve"):
             return
@@ -237,8 +233,11 @@ class ClassifierModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Remember which epoch the weights are from, so train reports the tested checkpoint's epoch without
-        reading the file again."""
+        """Refuse another model's weights with one line, on the one read of the file Lightning makes; remember
+        their epoch, so train reports the tested checkpoint's without reading it again."""
+        model = self.run_config.get("model")
+        name = model.get("name") if isinstance(model, dict) else None
+        check_checkpoint_fits(checkpoint, self, name, self.trainer.ckpt_path)
         self.loaded_epoch = checkpoint.get("epoch")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -15,14 +15,8 @@ class NonFiniteLossError(FmnistError):
 
 
 class NonFiniteLossGuard(L.Callback):
-    """Stop at a non-finite training loss, before a NaN model can be checkpointed.
-
-    Each step only keeps a reference to its detached loss; the kept losses are checked in one batch every
-    `check_every_n_steps` steps and always before validation and at the epoch's end (one of which
-    precedes every checkpoint save). Checking each step would cost time on a CPU (docs/speed.md, "What was
-    changed for speed") and stall the host on a GPU; the price of checking every 100 is at most 99 wasted
-    optimizer steps after a divergence (plus the rest of a step group under module=grouped_steps).
-    """
+    """Stop at a non-finite training loss: the kept losses are checked together every `check_every_n_steps` and
+    before every checkpoint save, since a check per step costs time on a CPU and stalls the host on a GPU."""
 
     group_aware = True  # counts optimizer steps (trainer.global_step): fine under module=grouped_steps
 
@@ -38,7 +32,6 @@ class NonFiniteLossGuard(L.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None:
             self._losses.append(loss.detach())
-        # counted in optimizer steps (trainer.global_step): one Lightning step may run several
         if trainer.global_step - self._checked_at_step >= self.check_every_n_steps:
             self._raise_if_bad(trainer, f"epoch {trainer.current_epoch}, by step {trainer.global_step}")
 

@@ -25,11 +25,8 @@ def warmup_steps_of(total_steps: int, warmup_fraction: float, warmup_steps: int 
 
 def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.05,
                   warmup_steps: int | None = None, start_factor: float = 0.01, eta_min: float = 0.0) -> LRScheduler:
-    """Linear warm-up from `start_factor` x lr to lr, then cosine decay to `eta_min` at the run's last step.
-
-    torch's SequentialLR of LinearLR and CosineAnnealingLR, stepped once per optimizer step
-    (conf/scheduler/warmup_cosine.yaml; `total_steps` is the run's optimizer steps, from the module).
-    """
+    """Linear warm-up from `start_factor` x lr to lr, then cosine decay to `eta_min` at the run's last optimizer
+    step (`total_steps`, from the module)."""
     if not 0 < start_factor <= 1:
         raise ConfigError("scheduler.factory.start_factor", f"{start_factor!r} is not in (0, 1]",
                           "use the share of optimizer.lr to start the warm-up at, e.g. 0.01")

@@ -1,11 +1,5 @@
-"""Training-epoch metrics at the cost of one argmax per step.
-
-Logging a torchmetrics collection and the loss through `self.log` on every training step cost more
-than the forward and backward pass of the small study models on a CPU (see docs/speed.md). Here each
-step only keeps its predictions and loss on the device (no host sync, no Python bookkeeping per
-metric); accuracy and macro precision / recall / F1 are derived once an epoch, with
-torchmetrics' definitions (macro averages skip classes absent from both targets and predictions).
-"""
+"""Training-epoch metrics at the cost of one argmax per step (logging torchmetrics every step cost more than a small
+model's step, docs/speed.md), with torchmetrics' definitions, derived once an epoch."""
 
 from __future__ import annotations
 
@@ -35,11 +29,8 @@ def summary_from_confusion(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 class EpochTally:
-    """One training epoch's predictions, targets and losses, kept on the training device.
-
-    A step only takes the argmax and keeps references; the confusion counts are one bincount at the epoch's end,
-    which is cheaper than counting every step (measured in docs/speed.md, "What was changed for speed").
-    """
+    """One training epoch's predictions, targets and losses, kept on the device and counted in one bincount at the
+    epoch's end, cheaper than counting every step."""
 
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes

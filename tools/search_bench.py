@@ -1,21 +1,14 @@
-"""`python -m fmnist.search.bench`: the same Optuna search with and without a pruner, side by side (docs/search.md).
-
-Each arm runs `python -m fmnist.train -m hparams_search=conv_maxpool_optuna` with the same sampler seed and a short
-budget (a train subset, a few epochs), in its own study and sweep dir under --out, and the table gives its wall
-time, the epochs its trials trained (what pruning saves, whatever else the machine runs), its trials' states and its
-best val/acc. A measurement to run by hand, not a timed test.
-"""
+"""`python tools/search_bench.py`: the same Optuna search with and without a pruner, side by side (docs/search.md);
+a measurement to run by hand, so it lives outside the package."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-from fmnist.core.numbers import is_int
-from fmnist.core.run_files import RunFileError, read_run_json
 
 
 def arm(out: Path, name: str, pruner: str | None, args: argparse.Namespace) -> dict[str, object]:
@@ -32,20 +25,14 @@ def arm(out: Path, name: str, pruner: str | None, args: argparse.Namespace) -> d
     seconds = time.perf_counter() - started
     study = optuna.load_study(study_name="conv_maxpool_train", storage=storage)
     states = [trial.state.name for trial in study.trials]
-    epochs = 0  # what pruning saves whatever else the machine runs: epochs trained, from each job's metrics.json
-    for path in sorted((out / name).glob("*/metrics.json")):
-        try:
-            value = read_run_json(path).get("epochs")
-        except RunFileError:
-            continue
-        epochs += value if is_int(value) else 0
+    # what pruning saves whatever else the machine runs: the epochs the trials trained
+    epochs = sum(json.loads(path.read_text()).get("epochs") or 0 for path in (out / name).glob("*/metrics.json"))
     return {"arm": name, "seconds": seconds, "epochs": epochs, "best": study.best_value,
-            "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
-            "command": " ".join(command[1:])}
+            "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL")}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fmnist.search.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python tools/search_bench.py", description=__doc__)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-subset", type=int, default=6000)
