@@ -40,7 +40,7 @@ from fmnist.core.run_lock import hold_run_dir
 from fmnist.models.catalog import count_params
 from fmnist.search.trial import RunPruned, record_pruned
 from fmnist.training.builders import build_datamodule, build_module, build_trainer
-from fmnist.training.callbacks import EpochHistory, RestoreFinished, SpawnedProcessMetrics, StepTimer
+from fmnist.training.callbacks import EpochHistory, FitClock, RestoreFinished, SpawnedProcessMetrics, StepTimer
 from fmnist.training.config_checks import check_train_config
 from fmnist.training.loggers import finish_loggers
 from fmnist.training.provenance import write_run_info
@@ -186,8 +186,8 @@ def _fit(cfg: DictConfig, run_dir: Path) -> Fitted:
     trainer = build_trainer(cfg, run_dir)
     if trainer.world_size > 1:
         trainer.callbacks.append(SpawnedProcessMetrics())  # trainer=ddp_spawn: each process's own metric states
-    restored = RestoreFinished()
-    trainer.callbacks.append(restored)
+    restored, clock = RestoreFinished(), FitClock()
+    trainer.callbacks.extend([restored, clock])
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
@@ -199,7 +199,8 @@ def _fit(cfg: DictConfig, run_dir: Path) -> Fitted:
         raise CheckpointError(f"ckpt_path {clip(resume_from)}: its training state cannot be restored "
                               f"({type(exc).__name__}: {clip(first, 160)}). Fix: continue from a checkpoint fmnist "
                               "wrote with this config, or leave ckpt_path unset to start afresh.") from None
-    return Fitted(trainer, module, datamodule, resume_from, restored, time.perf_counter() - started)
+    # fit's wall time here, plus a resumed run's before its stop (under ddp_spawn the workers keep that part)
+    return Fitted(trainer, module, datamodule, resume_from, restored, clock.before + time.perf_counter() - started)
 
 
 def _epoch_record(trainer: L.Trainer) -> EpochRecord:

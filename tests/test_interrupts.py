@@ -13,9 +13,11 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from fmnist.core.checkpoints import CheckpointError
 from fmnist.core.command import explicit_run_dir
 from fmnist.core.config_dir import CONF_DIR
 from fmnist.core.errors import RunInterrupted
@@ -23,6 +25,7 @@ from fmnist.core.metrics_file import INTERRUPTED
 from fmnist.core.run_files import RUN_LOCK_FILE
 from fmnist.core.run_lock import RunDirInUseError, hold_run_dir, release_run_dir
 from fmnist.train import stopping_signal
+from fmnist.training.callbacks import FitClock
 from tests.helpers import DATA_DIR, REPO, run_cli, start_cli
 
 # Epochs of ~2 s on one core: a signal sent right after the first epoch's last.ckpt lands inside the second epoch.
@@ -76,11 +79,23 @@ def test_sigterm_marks_the_run_interrupted_and_resume_finishes_it(tmp_path: Path
     assert stopped["status"] == INTERRUPTED and stopped["signal"] == "SIGTERM" and stopped["epochs"] == 1
     assert stopped["last_ckpt"] == str(run_dir / "checkpoints" / "last.ckpt")
     assert not list(run_dir.rglob("*.tmp"))
+    last = run_dir / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["callbacks"]["FitClock"]["seconds"] > 0  # epoch 0's fit time, kept for the resumed run
+    saved["callbacks"]["FitClock"]["seconds"] += 1e6  # as if that first part had trained for days
+    torch.save(saved, last)
 
     resumed = run_cli("fmnist.resume", str(run_dir))  # continues epoch 1 from last.ckpt
     assert resumed.returncode == 0, resumed.output[-3000:]
     finished = metrics(run_dir)
     assert finished["status"] == "completed" and finished["epochs"] == 2
+    assert finished["train_seconds"] > 1e6  # the whole training time, not only the part after the stop
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), -1.0, "12", None])
+def test_a_fit_clock_that_is_not_seconds_is_refused(seconds: object) -> None:
+    with pytest.raises(CheckpointError, match="fit clock .* is not a finite number of seconds"):
+        FitClock().load_state_dict({"seconds": seconds})
 
 
 @pytest.mark.cli

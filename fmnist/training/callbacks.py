@@ -14,6 +14,7 @@ from torchmetrics import Metric
 
 from fmnist.core.atomic import write_csv_atomic
 from fmnist.core.checkpoints import CheckpointError
+from fmnist.core.limits import clip
 from fmnist.core.numbers import is_real
 from fmnist.training.devices import synchronize
 
@@ -180,6 +181,30 @@ class RestoreFinished(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.done = True
+
+
+class FitClock(L.Callback):
+    """Seconds of `trainer.fit` before this process, kept in every checkpoint, so a run resumed from one reports
+    its whole training time, not only the part after the stop."""
+
+    def __init__(self) -> None:
+        self.before = 0.0  # restored from the checkpoint a resumed fit starts from
+        self._started: float | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def state_dict(self) -> dict[str, Any]:
+        elapsed = 0.0 if self._started is None else time.perf_counter() - self._started
+        return {"seconds": self.before + elapsed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        seconds = state_dict.get("seconds")
+        if not is_real(seconds) or not 0.0 <= seconds < float("inf"):
+            raise CheckpointError(f"the checkpoint's fit clock {clip(repr(seconds), 60)} is not a finite number of "
+                                  "seconds; fmnist did not write it. Fix: continue from a checkpoint fmnist wrote, or "
+                                  "start afresh.")
+        self.before = float(seconds)
 
 
 class EpochSeed(L.Callback):
