@@ -22,10 +22,10 @@ from fmnist.core.job_failures import describe
 from fmnist.core.metric_keys import run_scalars
 from fmnist.core.metrics_file import COMPLETED, PRUNED, completed_metrics, write_failure
 from fmnist.core.numbers import is_finite_number, is_int, mean_and_std, percent
-from fmnist.core.run_files import METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE
+from fmnist.core.run_files import METRICS_FILE, PREDICTIONS_FILE, SUMMARY_FILE, TRIAL_CALLBACK
 from fmnist.data.folds import check_split_seed
 from fmnist.inference.ensemble import ensemble_test_metrics
-from fmnist.search.trial import CALLBACK_NAME, JobTrial, RunPruned, record_pruned, trial_spec
+from fmnist.search.trial import JobTrial, RunPruned, record_pruned, trial_spec
 from fmnist.train import fit_and_test
 from fmnist.training.config_checks import check_train_config
 from fmnist.training.loggers import share_run_dir
@@ -87,8 +87,8 @@ def fold_config(cfg: DictConfig, fold: int, run_dir: Path, split_seed: int | Non
         share_run_dir(fold_cfg.get("logger"))
         fold_cfg.paths.output_dir = str(shared / f"fold_{fold}")
         fold_cfg.ckpt_path = LAST  # an interrupted fold continues from its own last.ckpt, a new one starts fresh
-        if fold_cfg.get("callbacks") and CALLBACK_NAME in fold_cfg.callbacks:
-            del fold_cfg.callbacks[CALLBACK_NAME]  # a search's trial hears the mean over folds, not each fold's epochs
+        if fold_cfg.get("callbacks") and TRIAL_CALLBACK in fold_cfg.callbacks:
+            del fold_cfg.callbacks[TRIAL_CALLBACK]  # a search's trial hears the mean over folds, not each fold's epochs
     return fold_cfg
 
 

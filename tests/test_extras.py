@@ -68,7 +68,7 @@ def test_ignore_known_warnings_filters_only_the_known_ones(caplog) -> None:
                 lightning_log.info("Restored all states from the checkpoint at x.ckpt")
         finally:
             for name in extras.LIGHTNING_LOGGERS:
-                logging.getLogger(name).removeFilter(extras._LINE_FILTER)
+                logging.getLogger(name).removeFilter(extras.keeps_line)
     assert [str(warning.message) for warning in caught] == ["another future change"]
     assert [record.getMessage() for record in caplog.records] == ["Restored all states from the checkpoint at x.ckpt"]
 

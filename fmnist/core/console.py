@@ -32,11 +32,9 @@ TREE_ORDER = ("model", "data", "augmentation", "optimizer", "scheduler", "regula
               "logger", "callbacks", "seed", "tags", "ckpt_path", "paths", "extras")
 
 
-def _keeps_line(record: logging.LogRecord) -> bool:
+def keeps_line(record: logging.LogRecord) -> bool:
+    """The log filter of the Lightning loggers: False for the KNOWN_LOG_LINES."""
     return not str(record.msg).startswith(KNOWN_LOG_LINES)
-
-
-_LINE_FILTER = _keeps_line
 
 
 def ignore_known_warnings() -> None:
@@ -45,8 +43,8 @@ def ignore_known_warnings() -> None:
         warnings.filterwarnings("ignore", message=message, category=category)
     for name in LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
-        if _LINE_FILTER not in logger.filters:
-            logger.addFilter(_LINE_FILTER)
+        if keeps_line not in logger.filters:
+            logger.addFilter(keeps_line)
 
 
 def is_terminal() -> bool:

@@ -31,6 +31,12 @@ AVERAGED_CHECKPOINT = "averaged.ckpt"  # StochasticWeightAveraging's weights aft
 RUN_LOCK_FILE = ".run.lock"  # flock-ed by the live run that writes the dir (core/run_lock.py); left in place
 
 
+# The config nodes fmnist's sweeper sets in each search job's overrides (fmnist.search): its trial, and the
+# per-epoch reporter under `callbacks`; reports read them back from .hydra/overrides.yaml.
+TRIAL_KEY = "search.trial"
+TRIAL_CALLBACK = "search_trial"
+
+
 class RunFileError(Exception):
     """A run file that cannot be used; the message says why, in a few words, for the caller to prefix its path."""
 

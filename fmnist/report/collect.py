@@ -23,6 +23,8 @@ from fmnist.core.run_files import (
     OVERRIDES_FILE,
     PREDICTIONS_FILE,
     SUMMARY_FILE,
+    TRIAL_CALLBACK,
+    TRIAL_KEY,
     RunFileError,
     read_history_columns,
     read_run_json,
@@ -31,8 +33,8 @@ from fmnist.core.run_files import (
 
 log = logging.getLogger(__name__)
 
-TRIAL_OVERRIDE = "++search.trial="
-SEARCH_OVERRIDES = ("hparams_search=", TRIAL_OVERRIDE, "++callbacks.search_trial=")  # a search's, not a trial's
+TRIAL_OVERRIDE = f"++{TRIAL_KEY}="
+SEARCH_OVERRIDES = ("hparams_search=", TRIAL_OVERRIDE, f"++callbacks.{TRIAL_CALLBACK}=")  # a search's, not a trial's
 # Overrides that do not change what is trained; the seed too, so that repeats over seeds form one group.
 IGNORED_OVERRIDE_PREFIXES = ("data.fold=", "seed=", "hydra.", "hydra/", "ckpt_path=", "logger=", "cv.folds=",
                              "paths.", "data.data_dir=", "data.system_dir=", *SEARCH_OVERRIDES)

@@ -20,9 +20,9 @@ from fmnist.core.cli import user_error
 from fmnist.core.errors import ConfigError, FmnistError
 from fmnist.core.limits import clip
 from fmnist.core.numbers import is_int, is_real
+from fmnist.core.run_files import TRIAL_CALLBACK, TRIAL_KEY
 from fmnist.search.space import PARAMS_KEY, SearchSpace, build_search_space, grid_of, override_value
 from fmnist.search.storage import absolute_storage, open_storage
-from fmnist.search.trial import CALLBACK_NAME, TRIAL_KEY
 
 log = logging.getLogger("fmnist.search")
 
@@ -188,7 +188,7 @@ class OptunaSearch:
         spec = {"study": self.study_name, "storage": storage_url, "number": trial.number, "pruner": pruner}
         reporter = "{_target_:fmnist.search.trial.ReportToTrial,trial:${" + TRIAL_KEY + "},_recursive_:false}"
         return [*space.overrides(trial.params), f"++{TRIAL_KEY}={override_value(spec)}",
-                f"++callbacks.{CALLBACK_NAME}={reporter}"]
+                f"++callbacks.{TRIAL_CALLBACK}={reporter}"]
 
     @staticmethod
     def _record(study: Any, number: int, job: JobReturn) -> None:

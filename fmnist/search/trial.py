@@ -17,11 +17,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 
 from fmnist.core.metrics_file import PRUNED, write_stopped
+from fmnist.core.run_files import TRIAL_KEY
 
 log = logging.getLogger("fmnist.search")
 
-TRIAL_KEY = "search.trial"  # the job config's node: study, storage, number, pruner, monitor
-CALLBACK_NAME = "search_trial"  # its key under `callbacks` (the per-epoch reporter), which fmnist.cv leaves out
 
 
 class RunPruned(Exception):
