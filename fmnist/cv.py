@@ -92,15 +92,13 @@ def fold_config(cfg: DictConfig, fold: int, run_dir: Path, split_seed: int | Non
     return fold_cfg
 
 
-def run_fold(cfg: DictConfig, fold: int, run_dir: Path, split_seed: int | None = None) -> dict[str, Any]:
-    base = cfg.data.split_seed
-    split_seed = base if split_seed is None else split_seed
-    directory = fold_dir(run_dir, fold, split_seed, base)
+def run_fold(cfg: DictConfig, fold: int, run_dir: Path, split_seed: int) -> dict[str, Any]:
+    fold_cfg = fold_config(cfg, fold, run_dir, split_seed)
+    directory = Path(fold_cfg.paths.output_dir)
     done = completed_metrics(directory)
     if done is not None:
         log.info("fold %d (split seed %d) already completed (%s); skipped", fold, split_seed, directory / METRICS_FILE)
         return done
-    fold_cfg = fold_config(cfg, fold, run_dir, split_seed)
     if last_checkpoint(directory).is_file():
         log.info("fold %d (split seed %d) resumes from its last checkpoint", fold, split_seed)
     try:

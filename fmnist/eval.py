@@ -100,12 +100,8 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
-def evaluate(cfg: DictConfig, run_dir: Path) -> float:
-    """The job of `python -m fmnist.eval`: the test accuracy (eval selects nothing, so reporting test is safe)."""
-    return float(run_eval(cfg, run_dir)["test/acc"])
-
-
-cli = hydra_command("eval", evaluate)  # the `fmnist-eval` console script
+# the `fmnist-eval` console script; its value is the test accuracy (eval selects nothing, so reporting test is safe)
+cli = hydra_command("eval", lambda cfg, run_dir: float(run_eval(cfg, run_dir)["test/acc"]))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from torch import nn
 from fmnist.core.atomic import refuse_special_target, write_bytes_atomic, write_json_atomic
 from fmnist.core.command import hydra_command
 from fmnist.core.errors import ConfigError, FmnistError
-from fmnist.core.limits import run_limits
+from fmnist.core.limits import first_line, run_limits
 from fmnist.inference.checkpoint import load_model
 from fmnist.inference.testset import official_test_batches
 
@@ -99,12 +99,11 @@ def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise
     except Exception as exc:
         raise ExportError(f"{kind} export of {model.name} failed: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                          f"{first_line(exc)}") from exc
     with torch.inference_mode():
         check = compare(model.net, exported, x, [len(x), 1, 7])
-    passed = check["max_abs_diff"] <= float(cfg.verify.atol) and check["argmax_agreement"] >= float(
-        cfg.verify.min_agreement)
-    if not passed:
+    if not (check["max_abs_diff"] <= float(cfg.verify.atol)
+            and check["argmax_agreement"] >= float(cfg.verify.min_agreement)):
         raise ExportError(f"the {kind} file does not match PyTorch on {check['images']} test images: max |diff| "
                           f"{check['max_abs_diff']:.3g} (allowed {cfg.verify.atol}), argmax agreement "
                           f"{check['argmax_agreement']:.4f} (required {cfg.verify.min_agreement}); no file kept")

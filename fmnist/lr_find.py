@@ -59,19 +59,6 @@ def check_lr_find_config(options: DictConfig) -> None:
                           f"use one of {', '.join(SUGGESTIONS)}")
 
 
-def _module_to_vary(cfg: DictConfig) -> Any:
-    """The LightningModule whose `lr` the finder steps; a module or optimizer it cannot vary is refused."""
-    module = build_module(cfg)
-    if isinstance(module, GroupedStepsModule):
-        raise ConfigError("module", "the learning-rate finder steps the rate through Lightning's automatic "
-                          "optimization, which grouped steps replace with their own loop",
-                          "add module=default data.steps_per_execution=1 (the same optimizer steps, one per batch)")
-    if module.lr is None:
-        raise ConfigError("optimizer.lr", "the optimizer config has no lr for the finder to vary",
-                          "use an optimizer config with an lr (conf/optimizer/)")
-    return module
-
-
 def _plot(finder: Any, title: str, configured_lr: float, suggestions: dict[str, float | None], chosen_rule: str,
           path: Path) -> None:
     """Lightning's loss curve with the configured rate and each rule's suggestion marked."""
@@ -96,7 +83,14 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     write_text_atomic(run_dir / RESOLVED_CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    datamodule, module = build_datamodule(cfg), _module_to_vary(cfg)
+    datamodule, module = build_datamodule(cfg), build_module(cfg)
+    if isinstance(module, GroupedStepsModule):
+        raise ConfigError("module", "the learning-rate finder steps the rate through Lightning's automatic "
+                          "optimization, which grouped steps replace with their own loop",
+                          "add module=default data.steps_per_execution=1 (the same optimizer steps, one per batch)")
+    if module.lr is None:
+        raise ConfigError("optimizer.lr", "the optimizer config has no lr for the finder to vary",
+                          "use an optimizer config with an lr (conf/optimizer/)")
     from lightning.pytorch.tuner import Tuner  # after the config checks: a bad override fails fast
 
     configured_lr = float(module.lr)
@@ -133,12 +127,8 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return result
 
 
-def lr_find(cfg: DictConfig, run_dir: Path) -> None:
-    """The job of `python -m fmnist.lr_find`: print the override to train with (stdout's last line, for scripts)."""
-    print(find_lr(cfg, run_dir)["override"])
-
-
-cli = hydra_command("lr_find", lr_find)  # python -m fmnist.lr_find
+# python -m fmnist.lr_find prints the override to train with (stdout's last line, for scripts)
+cli = hydra_command("lr_find", lambda cfg, run_dir: print(find_lr(cfg, run_dir)["override"]))
 
 
 if __name__ == "__main__":

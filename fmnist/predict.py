@@ -39,11 +39,9 @@ def conversion_from(cfg: DictConfig) -> Conversion:
 
 def prediction_rows(names: list[str], probabilities: torch.Tensor, decimals: int) -> list[dict[str, Any]]:
     predicted = probabilities.argmax(dim=1).tolist()
-    rows = []
-    for name, pred, row in zip(names, predicted, probabilities.tolist(), strict=True):
-        rows.append({"index": name, "pred": pred, "label": CLASS_NAMES[pred],
-                     **{f"prob_{k}": f"{p:.{decimals}f}" for k, p in enumerate(row)}})
-    return rows
+    return [{"index": name, "pred": pred, "label": CLASS_NAMES[pred],
+             **{f"prob_{k}": f"{p:.{decimals}f}" for k, p in enumerate(row)}}
+            for name, pred, row in zip(names, predicted, probabilities.tolist(), strict=True)]
 
 
 def run_predict(cfg: DictConfig) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from hydra.errors import HydraException
 from fmnist.core.checkpoints import LAST
 from fmnist.core.cli import user_error
 from fmnist.core.errors import FmnistError
-from fmnist.core.limits import clip
+from fmnist.core.limits import clip, first_line
 from fmnist.core.output_dirs import UnsafeOutputDirError, check_output_dir
 from fmnist.core.run_files import CHECKPOINT_DIR, OVERRIDES_FILE, RunFileError, read_run_yaml
 
@@ -52,7 +52,7 @@ def read_overrides(run_dir: Path) -> list[str]:
             parsed = parser.parse_overrides([item])[0]
         except HydraException as exc:
             raise ResumeError(f"{clip(overrides_file)}: {clip(item, 120)!r} is not a command-line override "
-                              f"({clip(str(exc).splitlines()[0], 160)}). {RESTART}") from None
+                              f"({first_line(exc, 160)}). {RESTART}") from None
         if parsed.is_sweep_override():
             raise ResumeError(f"{clip(overrides_file)}: {clip(item, 120)!r} is a sweep, and resume continues one run. "
                               "Fix: resume each job's own run dir.")

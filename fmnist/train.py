@@ -18,11 +18,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from fmnist.core.atomic import write_text_atomic
-from fmnist.core.checkpoints import CheckpointError, last_checkpoint, load_checkpoint, resolve_ckpt_path
+from fmnist.core.checkpoints import CheckpointError, last_checkpoint, load_checkpoint, refuse, resolve_ckpt_path
 from fmnist.core.command import hydra_command
 from fmnist.core.console import print_summary
 from fmnist.core.errors import FmnistError, OutputWriteError, RunInterrupted
-from fmnist.core.limits import clip
+from fmnist.core.limits import clip, first_line
 from fmnist.core.metrics_file import COMPLETED, INTERRUPTED, PRUNED, run_identity, write_metrics, write_stopped
 from fmnist.core.numbers import percent
 from fmnist.core.predictions import write_predictions
@@ -78,8 +78,7 @@ def prepare_final_checkpoint(trainer: L.Trainer, run_dir: Path) -> str | None:
         path = run_dir / CHECKPOINT_DIR / AVERAGED_CHECKPOINT
         trainer.save_checkpoint(path)
         return str(path)
-    for callback in [callback for callback in trainer.callbacks if isinstance(callback, WeightAveraging)]:
-        trainer.callbacks.remove(callback)
+    trainer.callbacks[:] = [callback for callback in trainer.callbacks if not isinstance(callback, WeightAveraging)]
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     return best or None
 
@@ -195,10 +194,9 @@ def _fit(cfg: DictConfig, run_dir: Path) -> Fitted:
         if resume_from is None or restored.done or isinstance(exc, FmnistError):
             raise
         # a checkpoint whose optimizer, scheduler or loop state has the wrong shape fails inside Lightning's restore
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise CheckpointError(f"ckpt_path {clip(resume_from)}: its training state cannot be restored "
-                              f"({type(exc).__name__}: {clip(first, 160)}). Fix: continue from a checkpoint fmnist "
-                              "wrote with this config, or leave ckpt_path unset to start afresh.") from None
+        raise refuse(resume_from, f"its training state cannot be restored ({type(exc).__name__}: "
+                     f"{first_line(exc, 160)})", "Fix: continue from a checkpoint fmnist wrote with this config, or "
+                     "leave ckpt_path unset to start afresh") from None
     # fit's wall time here, plus a resumed run's before its stop (under ddp_spawn the workers keep that part)
     return Fitted(trainer, module, datamodule, resume_from, restored, clock.before + time.perf_counter() - started)
 
@@ -263,27 +261,22 @@ def _write_results(cfg: DictConfig, fitted: Fitted, metrics: dict[str, Any], run
         log.warning("%s not written: each of the %d processes tested a shard of the test set", PREDICTIONS_FILE,
                     world_size)
     write_metrics(run_dir, metrics)
-    finish_loggers(fitted.trainer, _hparams(cfg), metrics, run_dir, module.class_names)
+    finish_loggers(fitted.trainer, _hparams(cfg), metrics, run_dir)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> float:
-    """The job of `python -m fmnist.train`: fit and test one model; return the validation accuracy, so a Hydra
-    sweeper can optimise it (never the test accuracy)."""
+    """The job of `python -m fmnist.train`: fit and test one model, print the results at a glance; return the
+    validation accuracy, so a Hydra sweeper can optimise it (never the test accuracy)."""
     metrics = fit_and_test(cfg, run_dir)
     if rank_zero_only.rank == 0 and metrics["status"] != PRUNED:
-        print_train_summary(cfg, metrics, run_dir)
+        rows = [(name, percent(metrics.get(f"val/{key}"), unit="%"), percent(metrics.get(f"test/{key}"), unit="%"))
+                for name, key in (("accuracy", "acc"), ("macro F1", "f1"))]
+        notes = [f"training: {metrics['train_seconds']:.1f} s, epochs: {metrics['epochs']}, best epoch (from 0): "
+                 f"{metrics['best_epoch']}", f"results: {run_dir} ({METRICS_FILE})"]
+        if metrics.get("best_ckpt"):
+            notes.append(f"checkpoint: {metrics['best_ckpt']}")
+        print_summary(cfg, f"{metrics['model']}: results", ("", "val", "test"), rows, notes)
     return float(metrics["val/acc"])
-
-
-def print_train_summary(cfg: DictConfig, metrics: dict[str, Any], run_dir: Path) -> None:
-    """The end of a run at a glance: val and test accuracy and macro F1, time, where the results are."""
-    rows = [(name, percent(metrics.get(f"val/{key}"), unit="%"), percent(metrics.get(f"test/{key}"), unit="%"))
-            for name, key in (("accuracy", "acc"), ("macro F1", "f1"))]
-    notes = [f"training: {metrics['train_seconds']:.1f} s, epochs: {metrics['epochs']}, best epoch (from 0): "
-             f"{metrics['best_epoch']}", f"results: {run_dir} ({METRICS_FILE})"]
-    if metrics.get("best_ckpt"):
-        notes.append(f"checkpoint: {metrics['best_ckpt']}")
-    print_summary(cfg, f"{metrics['model']}: results", ("", "val", "test"), rows, notes)
 
 
 cli = hydra_command("train", train, hold_named_run_dir=True)  # the `fmnist-train` console script

@@ -146,17 +146,14 @@ class Search:
     what: str
 
 
-def held_out_search(cfg: DictConfig, model: str, run_dir: Path) -> Search:
-    """The model's one study, validated on fold `search.fold` of the partition `search.split_seed`."""
-    search = cfg.search
-    return Search(f"tune_{model}", (f"data.split_seed={search.split_seed}", f"data.num_folds={search.num_folds}",
-                                    f"data.fold={search.fold}"), run_dir / model / "search", f"the search of {model}")
-
-
-def nested_search(cfg: DictConfig, model: str, run_dir: Path, fold: int) -> Search:
-    """Outer fold `fold`'s study: its trials train and validate on inner folds of the fold's training part, so
-    they never see the images the selected configuration is then judged on."""
+def model_search(cfg: DictConfig, model: str, run_dir: Path, fold: int | None = None) -> Search:
+    """The model's one study, validated on fold `search.fold` of the partition `search.split_seed`; or outer fold
+    `fold`'s, whose trials train and validate on inner folds of its training part, never on the fold itself."""
     evaluation, search = cfg.evaluation, cfg.search
+    if fold is None:
+        split = (f"data.split_seed={search.split_seed}", f"data.num_folds={search.num_folds}",
+                 f"data.fold={search.fold}")
+        return Search(f"tune_{model}", split, run_dir / model / "search", f"the search of {model}")
     split = (f"data.split_seed={evaluation.split_seed}", f"data.num_folds={evaluation.num_folds}",
              f"data.fold={fold}", f"data.inner_folds={search.num_folds}", f"data.inner_fold={search.fold}")
     return Search(f"tune_{model}_outer_{fold}", split, run_dir / model / f"outer_{fold}" / "search",
@@ -168,8 +165,7 @@ def study_results(study: Any) -> dict[str, Any]:
     from optuna.trial import TrialState
 
     states = [trial.state for trial in study.trials]
-    seconds = sum((trial.datetime_complete - trial.datetime_start).total_seconds() for trial in study.trials
-                  if trial.datetime_complete is not None and trial.datetime_start is not None)
+    seconds = sum(trial.duration.total_seconds() for trial in study.trials if trial.duration is not None)
     trials = {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
               "failed": states.count(TrialState.FAIL)}
     best = study.best_trial if trials["complete"] else None
@@ -178,8 +174,7 @@ def study_results(study: Any) -> dict[str, Any]:
 
 
 def search_model(cfg: DictConfig, model: str, search: Search, storage: str, key: str) -> dict[str, Any]:
-    """Run (or continue) one study of the model to the comparison's budget; return its results."""
-    open_comparison_study(storage, search.study, key)
+    """Run (or continue) one study of the model (checked by the caller) to the comparison's budget; its results."""
     budget = cfg.budget
     run_step("fmnist.train", [
         "-m", "hparams_search=equal_budget", f"+search_space={model}", f"model={model}",
@@ -230,55 +225,35 @@ def cross_validate_model(cfg: DictConfig, model: str, folder: Path, params: dict
                      if isinstance(value, (int, float))))
 
 
-def run_held_out(cfg: DictConfig, run_dir: Path, record: dict[str, Any], storage: str, key: str) -> None:
-    """Per model: one search, then its best and default configurations cross-validated on the evaluation's."""
-    searches = {model: held_out_search(cfg, model, run_dir) for model in cfg.models}
-    for search in searches.values():  # every model's study is checked before any model trains
-        open_comparison_study(storage, search.study, key)
-    for model, search in searches.items():
-        entry = record["models"][model]
-        entry.update(search_model(cfg, model, search, storage, key))
-        best = checked_params(model, entry["best_params"])
-        folds = list(cfg.evaluation.folds) if cfg.evaluation.folds else None
-        tuned = cross_validate_model(cfg, model, run_dir / entry["tuned_dir"], best, folds)
-        default = cross_validate_model(cfg, model, run_dir / entry["default_dir"], {}, folds)
-        entry["cpu_seconds"] = entry["search_seconds"] + tuned + default
-        write_json_atomic(run_dir / COMPARISON_FILE, record)
-
-
-def nested_fold(cfg: DictConfig, model: str, run_dir: Path, fold: int, storage: str, key: str) -> dict[str, Any]:
-    """Outer fold `fold` of one model: its own search inside the fold's training part, then the best configuration
-    trained on the whole training part and validated on the fold (the test set reported)."""
-    result = search_model(cfg, model, nested_search(cfg, model, run_dir, fold), storage, key)
-    best = checked_params(model, result["best_params"])
-    seconds = cross_validate_model(cfg, model, run_dir / model / f"outer_{fold}" / "tuned", best, [fold])
-    return {**result, "dir": f"{model}/outer_{fold}", "cpu_seconds": result["search_seconds"] + seconds}
-
-
-def run_nested(cfg: DictConfig, run_dir: Path, record: dict[str, Any], storage: str, key: str) -> None:
-    """Per model and outer fold, a search and its judgement on the fold; comparison.json after each fold."""
-    folds = outer_folds(cfg)
-    for model in cfg.models:  # every study is checked before any model trains
-        for fold in folds:
-            open_comparison_study(storage, nested_search(cfg, model, run_dir, fold).study, key)
-    for model in cfg.models:
-        entry = record["models"][model]
-        outer = entry["outer"] = entry["outer"] if isinstance(entry.get("outer"), dict) else {}
-        for fold in folds:
-            outer[str(fold)] = nested_fold(cfg, model, run_dir, fold, storage, key)
-            entry["cpu_seconds"] = sum(item["cpu_seconds"] for item in outer.values()
-                                       if isinstance(item, dict) and is_finite_number(item.get("cpu_seconds")))
-            write_json_atomic(run_dir / COMPARISON_FILE, record)
-
-
 def run_comparison(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Per model (nested: and outer fold) a search, then its best configuration (held out: and its default one)
+    cross-validated on folds that search never validated on; comparison.json after each, then the report."""
     settings = check_settings(cfg)
-    models = list(cfg.models)
     storage = cfg.storage or f"sqlite:///{(run_dir / 'studies.db').resolve()}"
     key = json.dumps({"run_dir": str(run_dir.resolve()), **settings}, sort_keys=True)
-    record = record_comparison(run_dir, settings, models)
-    run = run_nested if settings.get("mode") == "nested" else run_held_out
-    run(cfg, run_dir, record, storage, key)
+    record = record_comparison(run_dir, settings, list(cfg.models))
+    folds = outer_folds(cfg) if settings.get("mode") == "nested" else [None]
+    searches = {(model, fold): model_search(cfg, model, run_dir, fold) for model in cfg.models for fold in folds}
+    for search in searches.values():  # every study is checked before any model trains
+        open_comparison_study(storage, search.study, key)
+    for (model, fold), search in searches.items():
+        result = search_model(cfg, model, search, storage, key)
+        best = checked_params(model, result["best_params"])
+        entry = record["models"][model]
+        if fold is None:
+            entry.update(result)
+            held_out = list(cfg.evaluation.folds) if cfg.evaluation.folds else None
+            tuned = cross_validate_model(cfg, model, run_dir / entry["tuned_dir"], best, held_out)
+            default = cross_validate_model(cfg, model, run_dir / entry["default_dir"], {}, held_out)
+            entry["cpu_seconds"] = result["search_seconds"] + tuned + default
+        else:  # trained on the whole training part of the outer fold, validated on the fold
+            seconds = cross_validate_model(cfg, model, run_dir / model / f"outer_{fold}" / "tuned", best, [fold])
+            outer = entry["outer"] = entry["outer"] if isinstance(entry.get("outer"), dict) else {}
+            outer[str(fold)] = {**result, "dir": f"{model}/outer_{fold}",
+                                "cpu_seconds": result["search_seconds"] + seconds}
+            entry["cpu_seconds"] = sum(item["cpu_seconds"] for item in outer.values()
+                                       if isinstance(item, dict) and is_finite_number(item.get("cpu_seconds")))
+        write_json_atomic(run_dir / COMPARISON_FILE, record)
     comparison_report(run_dir)
     log.info("report: %s", run_dir / "report" / "report.md")
     return record

@@ -17,7 +17,6 @@ from fmnist.core.checkpoints import (
     run_config,
 )
 from fmnist.core.metric_keys import class_column, class_metric_key, flatten_per_class, metric_safe
-from fmnist.models.tta import flip_averaged_logits
 
 
 def run_dir_with(tmp_path: Path, *names: str) -> Path:
@@ -91,10 +90,3 @@ def test_per_class_figures_are_named_once_for_logs_and_report() -> None:
         flatten_per_class("val", per_class, ("T-shirt/top",))
 
 
-def test_flip_averaged_logits_is_the_mean_over_the_mirror_image() -> None:
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
-    x = torch.randn(3, 1, 28, 28)
-    with torch.no_grad():
-        assert torch.equal(flip_averaged_logits(net, x), (net(x) + net(x.flip(-1))) / 2)
-        symmetric = x + x.flip(-1)
-        assert torch.allclose(flip_averaged_logits(net, symmetric), net(symmetric))

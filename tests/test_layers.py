@@ -27,7 +27,7 @@ FORBIDDEN = {
     "search": {"inference", "report", "bench", *COMMANDS},  # the sweeper and its job side; reports read studies
 }
 LIGHTNING_FREE = ["fmnist.report.__main__", "fmnist.report.studies", "fmnist.core.checkpoints", "fmnist.core.figures",
-                  "fmnist.inference.checkpoint", "fmnist.core.metric_keys", "fmnist.models.tta", "fmnist.core.atomic"]
+                  "fmnist.inference.checkpoint", "fmnist.core.metric_keys", "fmnist.core.atomic"]
 
 
 def imported_subpackages(path: Path) -> set[str]:

@@ -94,8 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             budget = QUICK_BUDGET if args.quick else Budget(repeats=args.repeats, seconds=args.seconds)
             overrides = [*(QUICK_OVERRIDES if args.quick else ()), *args.overrides]
             report = speed_report(args.models, args.batch_sizes, overrides, budget, args.inference, work_dir)
-    if hasattr(os, "getloadavg"):
-        report["machine"]["load_average_at_end"] = list(os.getloadavg())
+    report["machine"]["load_average_at_end"] = list(os.getloadavg())
     write_report(args.output, report)
     print_report(report)
     log.info("wrote %s", args.output)

@@ -9,31 +9,27 @@ import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from fmnist.data.batches import TensorBatches
 from fmnist.data.datamodule import FashionMnistDataModule
-from fmnist.training.builders import build_module, build_trainer
+from fmnist.training.builders import build_module, build_net, build_trainer, prepare_net
 from fmnist.training.devices import synchronize
 from fmnist.training.module import OptimizerFactory
 
-
-class Clocks(NamedTuple):
-    wall: float
-    cpu: float
-    page_faults: int
+Clocks = tuple[float, float, int]  # wall seconds, CPU seconds, minor page faults
 
 
 def clocks(device: torch.device) -> Clocks:
     """Wall and CPU seconds and minor page faults: the last two stay readable where other jobs make wall time noise."""
     synchronize(device)
-    return Clocks(time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+    return time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 @dataclass(frozen=True)
@@ -107,6 +103,11 @@ def time_framework(cfg: DictConfig, datamodule: FashionMnistDataModule, steps: i
     return window.timing(steps, datamodule.batch_size)
 
 
+def fresh_net(cfg: DictConfig, device: torch.device) -> nn.Module:
+    """The config's backbone with new weights, prepared as `build_module` prepares it, on `device`."""
+    return prepare_net(build_net(cfg.model), cfg.model).to(device)
+
+
 class BareModule(L.LightningModule):
     """The smallest LightningModule: `bare / plain` is the price of Lightning's own loop, which no LightningModule
     avoids, so `fmnist / bare` is what fmnist adds (metrics, logging, callbacks)."""
@@ -123,15 +124,17 @@ class BareModule(L.LightningModule):
         return self.optimizer_factory(self.parameters())
 
 
-def time_bare_lightning(cfg: DictConfig, net: nn.Module, optimizer: OptimizerFactory, batches: TensorBatches,
-                        steps: int, warmup: int) -> Timing:
+def time_bare_lightning(cfg: DictConfig, datamodule: FashionMnistDataModule, steps: int, warmup: int) -> Timing:
+    """A fresh net in `BareModule` over the datamodule's batches, one a Lightning step."""
+    net = fresh_net(cfg, datamodule.train_dataloader().images.device)
+    module = BareModule(net, instantiate(cfg.optimizer), cfg.regularization.label_smoothing)
     window = StepWindow(warmup)
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
                         max_epochs=1, limit_train_batches=warmup + steps, limit_val_batches=0, logger=False,
                         callbacks=[window], enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)
-    trainer.fit(BareModule(net, optimizer, cfg.regularization.label_smoothing), train_dataloaders=batches)
-    return window.timing(steps, batches.batch_size)
+    trainer.fit(module, train_dataloaders=datamodule.train_batches(1))
+    return window.timing(steps, datamodule.batch_size)
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -143,19 +146,18 @@ def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractCon
     raise ValueError(f"the benchmark's plain loop supports trainer.precision 32-true or bf16-mixed, not {precision!r}")
 
 
-def time_plain_loop(cfg: DictConfig, datamodule: FashionMnistDataModule, net: nn.Module,
-                    optimizer_factory: OptimizerFactory, steps: int, warmup: int, seed: int = 0) -> Timing:
+def time_plain_loop(cfg: DictConfig, datamodule: FashionMnistDataModule, steps: int, warmup: int) -> Timing:
     """What any training loop must do per step (shuffled batch, scale, normalise, forward, loss, backward, step) on
-    the datamodule's resident uint8 images, so `fmnist / plain` prices all fmnist adds."""
+    the datamodule's resident uint8 images, with a fresh net, so `fmnist / plain` prices all fmnist adds."""
     loader, batch_size = datamodule.train_dataloader(), datamodule.batch_size
     images, labels, device = loader.images, loader.labels, loader.images.device
     # read once: a DictConfig lookup in the loop would add to every step
     mean, std, smoothing = datamodule.mean, datamodule.std, cfg.regularization.label_smoothing
-    image_input, channels_last = cfg.model.input == "image", bool(cfg.model.get("channels_last", False))
-    net.train()
-    optimizer = optimizer_factory(net.parameters())
+    image_input, channels_last = cfg.model.input == "image", bool(cfg.model.channels_last)
+    net = fresh_net(cfg, device)
+    optimizer = instantiate(cfg.optimizer)(net.parameters())
     autocast = autocast_for(str(cfg.trainer.precision), device)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(0)
     order, start = None, clocks(device)
     for step in range(warmup + steps):
         if step == warmup:

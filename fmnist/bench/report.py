@@ -14,13 +14,9 @@ import torch
 from rich.console import Console
 
 from fmnist.core.atomic import write_json_atomic, write_text_atomic
+from fmnist.core.numbers import markdown_table
 
 PIPELINE_TARGET = 20.0  # the data pipeline's images/s over what the fastest model consumes
-
-
-def ratio_target(device: torch.device) -> float:
-    """fmnist / plain at most: a GPU step is short, so Lightning's fixed per-step cost weighs more there."""
-    return 1.05 if device.type == "cpu" else 1.15
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -28,30 +24,19 @@ def spread(values: list[float]) -> dict[str, float]:
             "max": max(values)}
 
 
-def cpuinfo() -> tuple[str, bool | None]:
-    """(CPU name, whether it computes in bf16 itself: without AVX512-BF16 or AMX-BF16, bf16 autocast converts in
-    software and is slower than fp32); None where there is no /proc/cpuinfo."""
-    fallback = platform.processor() or platform.machine()
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return fallback, None
-    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
-    return (names[0] if names else fallback), bool({"avx512_bf16", "amx_bf16"} & set(text.split()))
-
-
 def machine(device: torch.device) -> dict[str, Any]:
-    """What the figures were measured on; the load average tells whether the CPU was shared."""
-    cpu, native_bf16 = cpuinfo()
-    info: dict[str, Any] = {
+    """What the figures were measured on: the load average tells whether the CPU was shared, and whether the CPU
+    computes in bf16 itself (AVX512-BF16 or AMX-BF16; else bf16 autocast converts in software, slower than fp32)."""
+    cpuinfo = path.read_text(errors="replace") if (path := Path("/proc/cpuinfo")).is_file() else None
+    names = [line.split(":", 1)[1].strip() for line in (cpuinfo or "").splitlines() if line.startswith("model name")]
+    cpu = names[0] if names else platform.processor() or platform.machine()
+    return {
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
         "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "cpu_native_bf16": native_bf16, "torch": torch.__version__, "python": platform.python_version(),
-        "platform": platform.platform(),
+        "cpu_native_bf16": None if cpuinfo is None else bool({"avx512_bf16", "amx_bf16"} & set(cpuinfo.split())),
+        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "load_average_at_start": list(os.getloadavg()),
     }
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = list(os.getloadavg())
-    return info
 
 
 def bf16_note(report: dict[str, Any]) -> str | None:
@@ -118,9 +103,9 @@ def switches_table(rows: list[dict[str, Any]]) -> Table:
     return header, cells
 
 
-def console_tables(report: dict[str, Any]) -> list[tuple[str, Table]]:
-    """Every section of the report, titled."""
-    tables = []
+def print_report(report: dict[str, Any]) -> None:
+    """The machine, then every section of the report as a titled table, then the notes."""
+    info, tables = report["machine"], []
     if results := report.get("training"):
         tables += [(f"Training step: fmnist (default module) and the opt-in module=grouped_steps vs a plain PyTorch "
                     f"loop, target ratio <= {report['targets']['ratio']}", training_table(results, console=True)),
@@ -140,21 +125,10 @@ def console_tables(report: dict[str, Any]) -> list[tuple[str, Table]]:
                            ["train s", *(f"{result['train_seconds'][stat]:.1f}" for stat in stats)]])))
     if report.get("switches"):
         tables.append(("Per-fit speed switches against their recipe", switches_table(report["switches"])))
-    return tables
-
-
-def markdown(table: Table) -> str:
-    header, rows = table
-    lines = ["| " + " | ".join(cells) + " |" for cells in [header, *rows]]
-    return "\n".join([lines[0], "|" + "---|" * len(header), *lines[1:]]) + "\n"
-
-
-def print_report(report: dict[str, Any]) -> None:
     console = Console(width=160)
-    info = report["machine"]
     console.print(f"device: {info['device']} ({info['device_name']}), {info['cpu_count']} CPUs, "
                   f"torch {info['torch']}, load average at start {info.get('load_average_at_start')}")
-    for title, (header, rows) in console_tables(report):
+    for title, (header, rows) in tables:
         table = rich.table.Table(*header, title=title)
         for cells in rows:
             table.add_row(*cells)
@@ -167,9 +141,9 @@ def print_report(report: dict[str, Any]) -> None:
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """bench.json, and bench.md with the tables docs/speed.md quotes (training step; switches and the bf16 note)."""
     write_json_atomic(path, report)
-    parts = [markdown(training_table(report["training"]))] if report.get("training") else []
+    parts = [markdown_table(*training_table(report["training"])) + "\n"] if report.get("training") else []
     if report.get("switches"):
         note = bf16_note(report)
-        parts.append(markdown(switches_table(report["switches"])) + (f"\n{note}\n" if note else ""))
+        parts.append(markdown_table(*switches_table(report["switches"])) + "\n" + (f"\n{note}\n" if note else ""))
     if parts:
         write_text_atomic(path.with_suffix(".md"), "\n".join(parts))

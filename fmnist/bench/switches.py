@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig
 
 from fmnist.bench.configs import compose_run, resident_datamodule
 from fmnist.bench.loops import time_framework
@@ -26,24 +25,6 @@ SWITCHES: dict[str, tuple[str, ...]] = {
 VALIDATION_SWITCH = "eval batch"  # the name `only` selects EVAL_BATCH_SIZES by
 EVAL_BATCH_SIZES = (256, 1024, 4096)  # data.eval_batch_size, default 1024
 log = logging.getLogger("fmnist.bench")
-
-
-def validation_seconds(cfg: DictConfig, probe: L.Trainer, run_dir: Path) -> float:
-    """One pass over the validation fold with an untrained model, after a warm-up pass."""
-    datamodule, module, trainer = resident_datamodule(cfg, probe), build_module(cfg), build_trainer(cfg, run_dir)
-    trainer.validate(module, datamodule=datamodule, verbose=False)
-    started = time.perf_counter()
-    trainer.validate(module, datamodule=datamodule, verbose=False)
-    return time.perf_counter() - started
-
-
-def recipe(experiment: str, overrides: list[str], work_dir: Path) -> list[str]:
-    """The recipe's overrides at 5 folds without a logger; a timed fit runs no validation, so a plateau schedule
-    (study C's) that monitors it reads the training loss instead, one step an epoch either way."""
-    base = [f"experiment={experiment}", "data.num_folds=5", "logger=none", *overrides]
-    if str(compose_run(base, work_dir).scheduler.monitor or "").startswith("val/"):
-        base.append("scheduler.monitor=train/loss")
-    return base
 
 
 def time_switch(experiment: str, name: str, base: list[str], probe: L.Trainer, work_dir: Path, steps: int,
@@ -69,12 +50,19 @@ def time_switch(experiment: str, name: str, base: list[str], probe: L.Trainer, w
 
 
 def validation_rows(experiment: str, base: list[str], probe: L.Trainer, work_dir: Path) -> list[dict[str, Any]]:
-    """One validation pass per eval batch size, as a ratio to the recipe's own eval batch size."""
-    seconds = {size: validation_seconds(compose_run([*base, f"data.eval_batch_size={size}"], work_dir), probe,
-                                        work_dir / f"val{size}") for size in EVAL_BATCH_SIZES}
+    """One pass over the validation fold with an untrained model, after a warm-up pass, per eval batch size, as a
+    ratio to the recipe's own eval batch size."""
+    seconds = {}
+    for size in EVAL_BATCH_SIZES:
+        cfg = compose_run([*base, f"data.eval_batch_size={size}"], work_dir)
+        datamodule, module = resident_datamodule(cfg, probe), build_module(cfg)
+        trainer = build_trainer(cfg, work_dir / f"val{size}")
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+        started = time.perf_counter()
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+        seconds[size] = time.perf_counter() - started
+        log.info("%s, validation at eval batch %d: %.2f s", experiment, size, seconds[size])
     default = seconds.get(int(compose_run(base, work_dir).data.eval_batch_size))
-    for size, value in seconds.items():
-        log.info("%s, validation at eval batch %d: %.2f s", experiment, size, value)
     return [{"experiment": experiment, "switch": f"data.eval_batch_size={size}",
              "overrides": [f"data.eval_batch_size={size}"], "validation_seconds": value,
              "ratio": {"median": value / default} if default else None} for size, value in seconds.items()]
@@ -82,12 +70,16 @@ def validation_rows(experiment: str, base: list[str], probe: L.Trainer, work_dir
 
 def switch_report(experiments: list[str], overrides: list[str], probe: L.Trainer, work_dir: Path, *,
                   steps: int, warmup: int, repeats: int, only: list[str] | None = None) -> list[dict[str, Any]]:
-    """Per recipe, every switch (or those named in `only`) at `steps` optimizer steps rounded to whole groups."""
+    """Per recipe at 5 folds without a logger, every switch (or those named in `only`) at `steps` optimizer steps
+    rounded to whole groups."""
     rows = []
     for experiment in experiments:
         run_dir = work_dir / experiment
-        base = recipe(experiment, overrides, run_dir)
-        per_group = int(compose_run(base, run_dir).data.steps_per_execution)
+        base = [f"experiment={experiment}", "data.num_folds=5", "logger=none", *overrides]
+        cfg = compose_run(base, run_dir)
+        if str(cfg.scheduler.monitor or "").startswith("val/"):  # timed fits skip validation: a plateau schedule
+            base.append("scheduler.monitor=train/loss")  # (study C's) reads the training loss, once an epoch too
+        per_group = int(cfg.data.steps_per_execution)
         group_steps = max(per_group, steps // per_group * per_group)
         for name in SWITCHES:
             if only is None or name in only:

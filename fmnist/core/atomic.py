@@ -8,7 +8,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -53,27 +53,21 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
 
 
 class _WriteErrors:
-    """The file, remembering the OSError a write or flush raised: torch.save's zip writer turns a full disk into
+    """The file, remembering the OSError a write raised: torch.save's zip writer turns a full disk into
     `RuntimeError: ... unexpected pos`, which no longer says what happened."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self.error: OSError | None = None
 
-    def _remembered(self, call: Callable[..., Any], *args: Any) -> Any:
+    def write(self, data: Any) -> int:
         try:
-            return call(*args)
+            return self._stream.write(data)
         except OSError as exc:
             self.error = exc
             raise
 
-    def write(self, data: Any) -> int:
-        return self._remembered(self._stream.write, data)
-
-    def flush(self) -> None:
-        self._remembered(self._stream.flush)
-
-    def __getattr__(self, name: str) -> Any:  # seek, tell, fileno, ...: the file's own
+    def __getattr__(self, name: str) -> Any:  # flush, seek, tell, fileno, ...: the file's own
         return getattr(self._stream, name)
 
 

@@ -13,13 +13,12 @@ import torch
 from packaging.version import InvalidVersion, Version
 
 from fmnist.core.errors import FmnistError
-from fmnist.core.limits import DEFAULT_LIMITS, Limits, clip, model_name_problem
+from fmnist.core.limits import DEFAULT_LIMITS, Limits, clip, first_line, model_name_problem
 from fmnist.core.numbers import is_finite_number
 from fmnist.core.run_files import CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_FILE, RunFileError, read_run_json
 
 CHECKPOINT_CONFIG_KEY = "fmnist_config"  # the resolved run config, stored by ClassifierModule.on_save_checkpoint
 NET_PREFIX = "net."  # ClassifierModule holds the backbone as `self.net`
-COMPILED_PREFIX = "_orig_mod."  # torch.compile wraps the backbone; its weights carry this extra prefix
 LAST = "last"  # ckpt_path=last: continue the run dir's newest checkpoint, in place
 BEST_GLOB = "best-*.ckpt"  # ModelCheckpoint's best-epochNNN.ckpt (conf/callbacks/default.yaml)
 # fmnist's data module: what eval and predict build (never a class a file names); Lightning saves its state_dict
@@ -37,6 +36,11 @@ class CheckpointError(FmnistError):
     """The checkpoint is missing, unreadable, unsafe, or not one fmnist wrote."""
 
 
+def refuse(path: str | Path, problem: str, fix: str = HOW_TO_FIX) -> CheckpointError:
+    """The one line that refuses the checkpoint at `path`: `ckpt_path <path>: <problem>. <fix>.`"""
+    return CheckpointError(f"ckpt_path {clip(path)}: {problem}. {fix}.")
+
+
 def last_checkpoint(run_dir: str | Path) -> Path:
     """Where a run keeps its newest checkpoint (conf/callbacks/default.yaml's last_checkpoint, every epoch)."""
     return Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
@@ -49,8 +53,8 @@ def recorded_checkpoint(run_dir: Path) -> Path | None:
         best = read_run_json(run_dir / METRICS_FILE).get("best_ckpt")
     except RunFileError:
         return None
-    candidate = run_dir / CHECKPOINT_DIR / Path(str(best)).name if best else None
-    return candidate if candidate is not None and candidate.is_file() else None
+    candidate = run_dir / CHECKPOINT_DIR / Path(str(best)).name
+    return candidate if best and candidate.is_file() else None
 
 
 def resolve_ckpt_path(value: Any, run_dir: str | Path | None = None, *, required: bool = False) -> Path | None:
@@ -92,23 +96,19 @@ def _check_container(path: Path, limits: Limits) -> None:
     bomb, and the legacy non-zip format allocates what its pickle declares before reading it."""
     size = path.stat().st_size
     if size > limits.max_checkpoint_mb * 2**20:
-        raise CheckpointError(f"ckpt_path {clip(path)}: {size / 2**20:,.0f} MB, over limits.max_checkpoint_mb="
-                              f"{limits.max_checkpoint_mb}. Fix: raise it (limits.max_checkpoint_mb=N) if you trust "
-                              "the file.")
+        raise refuse(path, f"{size / 2**20:,.0f} MB, over limits.max_checkpoint_mb={limits.max_checkpoint_mb}",
+                     "Fix: raise it (limits.max_checkpoint_mb=N) if you trust the file")
     if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"ckpt_path {clip(path)}: not a zip-format PyTorch checkpoint (the only format "
-                              f"torch.save and Lightning write). {HOW_TO_FIX}.")
+        raise refuse(path, "not a zip-format PyTorch checkpoint (the only format torch.save and Lightning write)")
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"ckpt_path {clip(path)}: a damaged zip archive ({clip(exc, 120)}). "
-                              f"{HOW_TO_FIX}.") from None
+        raise refuse(path, f"a damaged zip archive ({clip(exc, 120)})") from None
     packed = [entry.filename for entry in entries if entry.compress_type != zipfile.ZIP_STORED]
     if packed or sum(entry.file_size for entry in entries) > size:
-        raise CheckpointError(f"ckpt_path {clip(path)}: refused, it holds compressed entries "
-                              f"({clip(', '.join(packed), 120)}) that would expand beyond the file's size; torch "
-                              f"never writes those. {HOW_TO_FIX}.")
+        raise refuse(path, f"refused, it holds compressed entries ({clip(', '.join(packed), 120)}) that would expand "
+                           "beyond the file's size; torch never writes those")
 
 
 def read_checkpoint(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Any:
@@ -122,21 +122,17 @@ def read_checkpoint(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Any:
         message = str(exc)
         if "Unsupported global" in message:
             wanted = message.split("Unsupported global:", 1)[1].split(" was not", 1)[0].strip()
-            raise CheckpointError(f"ckpt_path {clip(path)}: refused, loading it would run code ({clip(wanted, 120)}); "
-                                  f"fmnist only loads checkpoints that hold plain tensors and values. "
-                                  f"{HOW_TO_FIX}.") from None
-        raise CheckpointError(f"ckpt_path {clip(path)}: refused, it cannot be loaded safely with weights_only=True "
-                              "(it would run code or build objects other than tensors and plain values, or it is "
-                              f"not a PyTorch checkpoint). {HOW_TO_FIX}.") from None
+            raise refuse(path, f"refused, loading it would run code ({clip(wanted, 120)}); fmnist only loads "
+                               "checkpoints that hold plain tensors and values") from None
+        raise refuse(path, "refused, it cannot be loaded safely with weights_only=True (it would run code or build "
+                           "objects other than tensors and plain values, or it is not a PyTorch checkpoint)") from None
     except EOFError:
-        raise CheckpointError(f"ckpt_path {clip(path)}: empty or truncated, not a PyTorch checkpoint. "
-                              f"{HOW_TO_FIX}.") from None
+        raise refuse(path, "empty or truncated, not a PyTorch checkpoint") from None
     except RuntimeError as exc:  # a damaged zip archive: torch names the part it could not read
-        reason = clip(str(exc).splitlines()[0].split(". ")[0], 160) if str(exc) else "unreadable"
-        raise CheckpointError(f"ckpt_path {clip(path)}: not a readable PyTorch checkpoint ({reason}); it may be "
-                              f"truncated. {HOW_TO_FIX}.") from None
+        reason = clip(first_line(exc, default="unreadable").split(". ")[0], 160)
+        raise refuse(path, f"not a readable PyTorch checkpoint ({reason}); it may be truncated") from None
     except (KeyError, ValueError, TypeError, AttributeError, IndexError, OSError, zipfile.BadZipFile):
-        raise CheckpointError(f"ckpt_path {clip(path)}: not a PyTorch checkpoint file. {HOW_TO_FIX}.") from None
+        raise refuse(path, "not a PyTorch checkpoint file") from None
 
 
 def is_bare_state_dict(content: Any) -> bool:
@@ -147,27 +143,24 @@ def is_bare_state_dict(content: Any) -> bool:
 
 def check_layout(checkpoint: Any, path: Path) -> None:
     """The entries Lightning and fmnist read back have the types they expect, so none ends in a traceback."""
-    def refuse(problem: str) -> CheckpointError:
-        return CheckpointError(f"ckpt_path {clip(path)}: {problem}. {HOW_TO_FIX}.")
-
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise refuse("a PyTorch file, but not a Lightning checkpoint (it holds no model state_dict)")
+        raise refuse(path, "a PyTorch file, but not a Lightning checkpoint (it holds no model state_dict)")
     for key, value in checkpoint["state_dict"].items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise refuse(f"its state_dict entry {clip(key, 80)!r} is a {type(value).__name__}, not a tensor")
+            raise refuse(path, f"its state_dict entry {clip(key, 80)!r} is a {type(value).__name__}, not a tensor")
     for key, kind in (("epoch", int), ("global_step", int), ("callbacks", dict), ("loops", dict),
                       ("optimizer_states", list), ("lr_schedulers", list), (DATAMODULE_STATE_KEY, dict)):
         value = checkpoint.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            raise refuse(f"its {key!r} is a {type(value).__name__}, not {kind.__name__}")
+            raise refuse(path, f"its {key!r} is a {type(value).__name__}, not {kind.__name__}")
     version = checkpoint.get(LIGHTNING_VERSION_KEY)
     try:
         if version is not None:
             Version(str(version))
     except InvalidVersion:
-        raise refuse(f"its {LIGHTNING_VERSION_KEY} {clip(version, 80)!r} is not a version number") from None
+        raise refuse(path, f"its {LIGHTNING_VERSION_KEY} {clip(version, 80)!r} is not a version number") from None
     if not all(isinstance(state, dict) for state in (checkpoint.get("callbacks") or {}).values()):
-        raise refuse("a callback state in it is not a mapping")
+        raise refuse(path, "a callback state in it is not a mapping")
 
 
 def load_checkpoint(value: Any, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
@@ -213,18 +206,17 @@ def run_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
     stored = checkpoint.get(CHECKPOINT_CONFIG_KEY)
     model = stored.get("model") if isinstance(stored, dict) else None
     if not isinstance(model, dict):
-        raise CheckpointError(f"ckpt_path {clip(path)}: a Lightning checkpoint, but not written by fmnist (it has no "
-                              f"'{CHECKPOINT_CONFIG_KEY}' run config to rebuild the model from). {HOW_TO_FIX}.")
-    name = model.get("name")
-    problem = model_name_problem(name)
+        raise refuse(path, f"a Lightning checkpoint, but not written by fmnist (it has no '{CHECKPOINT_CONFIG_KEY}' "
+                           "run config to rebuild the model from)")
+    problem = model_name_problem(model.get("name"))
     if problem:
-        raise CheckpointError(f"ckpt_path {clip(path)}: its model name {problem}. {HOW_TO_FIX}.")
+        raise refuse(path, f"its model name {problem}")
     return stored
 
 
 def net_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The backbone's own weights: the module's `net.` prefix and torch.compile's wrapper prefix removed."""
-    return {key.removeprefix(NET_PREFIX).removeprefix(COMPILED_PREFIX): value for key, value in state_dict.items()
+    return {key.removeprefix(NET_PREFIX).removeprefix("_orig_mod."): value for key, value in state_dict.items()
             if key.startswith(NET_PREFIX)}
 
 

@@ -42,9 +42,7 @@ def ignore_known_warnings() -> None:
     for message, category in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
     for name in LIGHTNING_LOGGERS:
-        logger = logging.getLogger(name)
-        if keeps_line not in logger.filters:
-            logger.addFilter(keeps_line)
+        logging.getLogger(name).addFilter(keeps_line)  # added once, however often this runs
 
 
 def is_terminal() -> bool:

@@ -23,14 +23,8 @@ class RecordFailedJob(Callback):
         if job_return.status != JobStatus.FAILED:
             return
         try:
-            error: Any = job_return.return_value  # a failed job's property re-raises its exception
+            job_return.return_value  # noqa: B018 - a failed job's property re-raises its exception
         except BaseException as exc:  # noqa: B036 - the job's own error, whatever it was, is what gets recorded
-            error = exc
-        run_dir = Path(str(config.hydra.runtime.output_dir))
-        write_failure(
-            run_dir,
-            describe(error) if isinstance(error, BaseException) else str(error),
-            model=OmegaConf.select(config, "model.name"),
-            task=OmegaConf.select(config, "task_name"),
-            overrides=list(job_return.overrides or []),
-        )
+            error = describe(exc)
+        write_failure(Path(str(config.hydra.runtime.output_dir)), error, model=OmegaConf.select(config, "model.name"),
+                      task=OmegaConf.select(config, "task_name"), overrides=list(job_return.overrides or []))

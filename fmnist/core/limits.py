@@ -42,7 +42,7 @@ class Limits:
         """The `limits` group of a composed config; each value a positive integer, else one line."""
         values = {}
         for field in fields(cls):
-            value = node.get(field.name) if node is not None else None
+            value = node.get(field.name)
             if not is_int(value) or value < 1:
                 raise ConfigError(f"limits.{field.name}", f"expected a positive integer, got {clip(value)!r}",
                                   f"set limits.{field.name}=N (defaults in conf/limits/default.yaml)")
@@ -58,9 +58,15 @@ def clip(value: object, limit: int = MAX_MESSAGE_CHARS) -> str:
     return f"{text[: limit - 30]}... ({len(text):,} characters)"
 
 
+def first_line(error: BaseException, limit: int = MAX_MESSAGE_CHARS, default: str = "") -> str:
+    """The first line of an error's message, clipped (`default` if it has none): what a one-line error quotes."""
+    text = str(error)
+    return clip(text.splitlines()[0], limit) if text else default
+
+
 def run_limits(cfg: Any) -> Limits:
     """The composed config's `limits` group; the defaults for configs without one (the benchmark's)."""
-    node = cfg.get("limits") if cfg is not None else None
+    node = cfg.get("limits")
     return DEFAULT_LIMITS if node is None else Limits.from_config(node)
 
 

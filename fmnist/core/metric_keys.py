@@ -30,11 +30,8 @@ def class_column(stage: str, label: str, class_name: str) -> str:
 def flatten_per_class(stage: str, per_class: Mapping[str, torch.Tensor],
                       class_names: Sequence[str]) -> dict[str, float]:
     """One scalar per metric and class, from torchmetrics' per-class vectors (average='none')."""
-    flat: dict[str, float] = {}
-    for metric, values in per_class.items():
-        for class_name, value in zip(class_names, values.tolist(), strict=True):
-            flat[class_metric_key(stage, metric, class_name)] = value
-    return flat
+    return {class_metric_key(stage, metric, class_name): value for metric, values in per_class.items()
+            for class_name, value in zip(class_names, values.tolist(), strict=True)}
 
 
 # metrics.json's figures besides the `<stage>/...` ones: the run's size, length and speed
@@ -42,7 +39,6 @@ RUN_EXTRAS = ("params", "epochs", "best_epoch", "train_seconds", "ms_per_step", 
 
 
 def run_scalars(metrics: Mapping[str, object]) -> dict[str, float]:
-    """The figures of a metrics.json (what loggers receive at the end and cv averages over folds): every finite
-    `<stage>/...` number and the RUN_EXTRAS."""
+    """The figures of a metrics.json: what loggers receive at the end and cv averages over folds."""
     return {key: float(value) for key, value in metrics.items()  # type: ignore[arg-type]
             if ("/" in key or key in RUN_EXTRAS) and is_finite_number(value)}

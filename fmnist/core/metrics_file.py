@@ -27,8 +27,7 @@ INTEGERS = {"fold": 0, "seed": None, "split_seed": None, "num_folds": 2, "holdou
 
 
 def run_identity(cfg: Any) -> dict[str, Any]:
-    """The fields every metrics.json a run writes starts with, whatever ended it: which model, seed and split
-    (SPLIT_KEYS) it is, and its tags."""
+    """The fields every metrics.json a run writes starts with, whatever ended it: which run it is."""
     from omegaconf import OmegaConf
 
     return {"model": OmegaConf.select(cfg, "model.name"), "seed": OmegaConf.select(cfg, "seed"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +24,15 @@ class UnsafeOutputDirError(FmnistError):
     """An existing output folder that holds a link or a special file, so writing into it could write elsewhere."""
 
 
-def _kind(mode: int) -> str | None:
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
+def _unsafe_kind(path: Path, mode: int) -> str | None:
+    """None for a folder or regular file, else what `path` is (a link with its target, where readable)."""
     if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
         return None
+    if stat.S_ISLNK(mode):
+        with suppress(OSError):
+            return f"a symbolic link to {clip(os.readlink(path), 160)}"
+        return "a symbolic link"
     return "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device or special file"
-
-
-def _describe(path: Path, kind: str) -> str:
-    if kind != "a symbolic link":
-        return kind
-    try:
-        return f"a symbolic link to {clip(os.readlink(path), 160)}"
-    except OSError:
-        return kind
 
 
 def check_output_dir(folder: str | Path) -> None:
@@ -50,9 +45,9 @@ def check_output_dir(folder: str | Path) -> None:
         return
     except OSError as exc:
         raise UnsafeOutputDirError(f"cannot inspect {clip(root)} ({exc.strerror or exc}). {LINK_FIX}") from None
-    kind = _kind(mode)
+    kind = _unsafe_kind(root, mode)
     if kind is not None:
-        raise UnsafeOutputDirError(f"{clip(root)} is {_describe(root, kind)}, and fmnist writes only into plain "
+        raise UnsafeOutputDirError(f"{clip(root)} is {kind}, and fmnist writes only into plain "
                                    f"folders. Fix: name the folder itself, or write elsewhere (hydra.run.dir=...).")
     pending, seen = [root], 0
     while pending:
@@ -65,11 +60,11 @@ def check_output_dir(folder: str | Path) -> None:
                         raise UnsafeOutputDirError(
                             f"{clip(root)} holds more than {MAX_ENTRIES:,} entries, too many to check before "
                             "writing into it. Fix: write elsewhere (hydra.run.dir=... / hydra.sweep.dir=...).")
-                    kind = _kind(entry.stat(follow_symlinks=False).st_mode)
+                    kind = _unsafe_kind(Path(entry.path), entry.stat(follow_symlinks=False).st_mode)
                     if kind is not None:
                         inside = Path(entry.path).relative_to(root)
                         raise UnsafeOutputDirError(
-                            f"{clip(root)} holds {_describe(Path(entry.path), kind)} at {clip(inside)}; fmnist never "
+                            f"{clip(root)} holds {kind} at {clip(inside)}; fmnist never "
                             f"writes through links or into special files, so nothing was written. {LINK_FIX}")
                     if entry.is_dir(follow_symlinks=False):
                         pending.append(Path(entry.path))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,38 +58,35 @@ def write_predictions(path: str | Path, probabilities: np.ndarray, labels: np.nd
 def read_predictions(path: str | Path) -> Predictions:
     """A test_predictions.npz as write_predictions leaves it, else DataError: the file is data, so each array's
     header is checked before its data is read (no declared gigabytes, no pickled objects)."""
-    return _refused_as_data_error(path, lambda: _parsed(read_run_bytes(Path(path))))
+    return _checked_predictions(path, None)
 
 
 def predictions_from_bytes(data: bytes, path: str | Path) -> Predictions:
     """The same checks on a file's bytes already read once (the archive copies the very bytes it checked)."""
-    return _refused_as_data_error(path, lambda: _parsed(data))
+    return _checked_predictions(path, data)
 
 
-def _refused_as_data_error(path: str | Path, parse: Callable[[], Predictions]) -> Predictions:
+def _checked_predictions(path: str | Path, data: bytes | None) -> Predictions:
+    """The file's bytes (`data`, else read here) parsed and checked; any problem becomes one DataError."""
     try:
-        return parse()
+        data = read_run_bytes(Path(path)) if data is None else data
+        if len(data) > len(ARRAYS) * MAX_ARRAY_BYTES:
+            raise RunFileError(f"{len(data):,} bytes, more than valid predictions can take")
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = sorted(info.filename for info in archive.infolist())
+            if names != sorted(f"{name}.npy" for name in ARRAYS):
+                raise RunFileError(f"holds [{', '.join(names[:5])[:200]}], expected exactly labels, predicted and "
+                                   "probabilities")
+            for name in ARRAYS:
+                _check_header(archive, name)
+        with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
+            return _checked({name: loaded[name] for name in ARRAYS})
     except RunFileError as exc:
         problem = str(exc)
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, NotImplementedError) as exc:
         problem = f"cannot be read ({str(exc)[:200] or type(exc).__name__})"
     raise DataError(f"{path}: {problem}; these are not test predictions fmnist wrote. Fix: remove the file, or test "
                     "the run's checkpoint again to rewrite it.")
-
-
-def _parsed(data: bytes) -> Predictions:
-    if len(data) > len(ARRAYS) * MAX_ARRAY_BYTES:
-        raise RunFileError(f"{len(data):,} bytes, more than valid predictions can take")
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        names = sorted(info.filename for info in archive.infolist())
-        if names != sorted(f"{name}.npy" for name in ARRAYS):
-            raise RunFileError(f"holds [{', '.join(names[:5])[:200]}], expected exactly labels, predicted and "
-                               "probabilities")
-        for name in ARRAYS:
-            _check_header(archive, name)
-    with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
-        arrays = {name: loaded[name] for name in ARRAYS}
-    return _checked(arrays)
 
 
 def _check_header(archive: zipfile.ZipFile, name: str) -> None:

@@ -24,8 +24,8 @@ KEEP_BYTES = 1 << 30
 
 
 @functools.cache  # once per process: every trainer of a sweep or benchmark asks again
-def keep_freed_memory(keep_bytes: int = KEEP_BYTES) -> bool:
-    """glibc keeps up to `keep_bytes` of freed memory for reuse instead of page-faulting fresh pages every step;
+def keep_freed_memory() -> bool:
+    """glibc keeps up to KEEP_BYTES of freed memory for reuse instead of page-faulting fresh pages every step;
     True when glibc took the thresholds, False elsewhere (macOS, Windows, musl)."""
     if not sys.platform.startswith("linux"):
         return False
@@ -35,7 +35,7 @@ def keep_freed_memory(keep_bytes: int = KEEP_BYTES) -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, keep_bytes)) and bool(mallopt(M_TRIM_THRESHOLD, keep_bytes))
+    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_BYTES))
 
 
 def drop_futile_nvml_check() -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from fmnist.core.limits import MAX_RUN_FILE_BYTES, clip
+from fmnist.core.limits import MAX_RUN_FILE_BYTES, clip, first_line
 
 METRICS_FILE = "metrics.json"  # one run's figures (fit_and_test, eval)
 RUN_INFO_FILE = "run_info.json"  # versions, commit and torch threads of the run (training/provenance.py)
@@ -75,27 +75,19 @@ def read_run_json(path: Path) -> dict[str, Any]:
     try:
         payload = json.loads(read_run_file(path))
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5,000-digit number, [[[[...]]]]
-        raise RunFileError(f"is not valid JSON ({clip(str(exc).splitlines()[0] if str(exc) else exc, 120)})") from None
+        raise RunFileError(f"is not valid JSON ({first_line(exc, 120)})") from None
     if not isinstance(payload, dict):
         raise RunFileError(f"holds a JSON {type(payload).__name__}, expected an object")
     return payload
 
 
 def read_run_yaml(path: Path) -> Any:
-    """A run file holding YAML, read with the safe loader (a Python tag is an error, never an object);
-    RunFileError otherwise."""
+    """A run file's YAML, read with the safe loader (a Python tag is an error, never an object), or RunFileError."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         return yaml.load(read_run_file(path), Loader=loader)
     except (yaml.YAMLError, RecursionError, ValueError) as exc:
-        raise RunFileError(f"is not safe YAML ({clip(str(exc).splitlines()[0] if str(exc) else exc, 120)})") from None
-
-
-def _number(text: str) -> float:
-    value = float(text) if text.strip() else math.nan
-    if math.isinf(value):
-        raise ValueError(f"{clip(text, 40)} is infinite")
-    return value
+        raise RunFileError(f"is not safe YAML ({first_line(exc, 120)})") from None
 
 
 def read_history_columns(path: Path, wanted: Sequence[str] | None = None) -> dict[str, list[float]]:
@@ -114,7 +106,10 @@ def read_history_columns(path: Path, wanted: Sequence[str] | None = None) -> dic
             if len(row) != len(header):
                 raise RunFileError(f"row {line} has {len(row)} fields, the header {len(header)}")
             for name, index in columns.items():
-                values[name].append(_number(row[index]))
+                value = float(row[index]) if row[index].strip() else math.nan
+                if math.isinf(value):
+                    raise ValueError(f"{clip(row[index], 40)} is infinite")
+                values[name].append(value)
     except (csv.Error, ValueError) as exc:
         raise RunFileError(f"is not a CSV of numbers ({clip(exc, 80)})") from None
     return values

@@ -45,7 +45,9 @@ def hold_run_dir(run_dir: str | Path) -> None:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = _holder(handle)
+        holder = "a live process"
+        with suppress(OSError):  # who holds it, as that run wrote it below
+            holder = os.pread(handle, 200, 0).decode("utf-8", "replace").strip() or holder
         os.close(handle)
         raise RunDirInUseError(
             f"{directory} is in use by another run ({holder}); two runs in one run dir would overwrite each other's "
@@ -73,11 +75,3 @@ def release_run_dir(run_dir: str | Path) -> None:
 def held_run_dirs() -> set[Path]:
     """The run dirs this process holds now (a job run in-process, as the tests do, gives its dirs up after)."""
     return set(_held)
-
-
-def _holder(handle: int) -> str:
-    with suppress(OSError):
-        text = os.pread(handle, 200, 0).decode("utf-8", "replace").strip()
-        if text:
-            return text
-    return "a live process"

@@ -34,13 +34,12 @@ def shift_and_mirror(x: torch.Tensor, pixels: int, flip: bool, generator: torch.
     return source.reshape(batch, -1).gather(1, index).view(batch, height, width)
 
 
-def random_erase(x: torch.Tensor, probability: float, generator: torch.Generator,
-                 min_side: int = 4, max_side: int = 14) -> torch.Tensor:
-    """Zero one random rectangle in a random share of the images (random erasing, Zhong et al.)."""
+def random_erase(x: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """Zero one random rectangle (sides of 4 to 14 pixels) in a random share of the images (Zhong et al.)."""
     batch, height, width = x.shape
     device = x.device
     apply = torch.rand(batch, device=device, generator=generator) < probability
-    sides = torch.randint(min_side, max_side + 1, (2, batch), device=device, generator=generator)
+    sides = torch.randint(4, 15, (2, batch), device=device, generator=generator)
     top = (torch.rand(batch, device=device, generator=generator) * (height - sides[0] + 1)).long()
     left = (torch.rand(batch, device=device, generator=generator) * (width - sides[1] + 1)).long()
     rows = torch.arange(height, device=device)[None, :]
@@ -51,15 +50,11 @@ def random_erase(x: torch.Tensor, probability: float, generator: torch.Generator
     return x.masked_fill(mask, 0)
 
 
-MIXING_STREAM = 0x6D6978  # "mix": the mixing draws' own random stream, apart from shuffling and pixel moves
-
-
 def mix_batch(x: torch.Tensor, y: torch.Tensor, mixup_alpha: float, cutmix_alpha: float, probability: float,
-              switch_probability: float, rng: np.random.Generator,
-              num_classes: int = NUM_CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
+              switch_probability: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Mixup (Zhang et al.) or CutMix (Yun et al.) of a float batch with its own reverse, and its soft labels
     (docs/recipes.md); the draws come from the host `rng`, so the device's random stream is left as it is."""
-    soft = F.one_hot(y, num_classes).to(x.dtype)
+    soft = F.one_hot(y, NUM_CLASSES).to(x.dtype)
     if rng.random() >= probability:
         return x, soft
     use_cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or rng.random() < switch_probability)
@@ -123,11 +118,6 @@ class Augmentation:
         if self.erase > 0:
             x = random_erase(x, self.erase, generator)
         return x
-
-    @staticmethod
-    def mixing_rng(seed: int, epoch: int) -> np.random.Generator:
-        """The mixing draws of one epoch: a function of (seed, epoch), as shuffling is, so a resumed run agrees."""
-        return np.random.default_rng((seed % 2**63, epoch, MIXING_STREAM))
 
     def mix(self, x: torch.Tensor, y: torch.Tensor, batch_size: int,
             rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

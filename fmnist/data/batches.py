@@ -6,9 +6,12 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from fmnist.data.augment import Augmentation
+
+MIXING_STREAM = 0x6D6978  # "mix": the mixing draws' own random stream, apart from shuffling and pixel moves
 
 
 @dataclass(frozen=True)
@@ -76,13 +79,13 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         device = self.images.device
-        generator = None
-        order = None
+        augmentation = self.transform.augmentation
+        generator = order = mixing_rng = None
         if self.train:
             generator = torch.Generator(device=device).manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(len(self.labels), device=device, generator=generator)
-        augmentation = self.transform.augmentation
-        mixing_rng = augmentation.mixing_rng(self.seed, self.epoch) if self.train and augmentation.mixing else None
+            if augmentation.mixing:
+                mixing_rng = np.random.default_rng((self.seed % 2**63, self.epoch, MIXING_STREAM))
         end = min(self.batches_per_epoch * self.batch_size, len(self.labels))
         item_size = self.batch_size * self.steps_per_execution
         for start in range(0, end, item_size):

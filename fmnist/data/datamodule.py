@@ -100,26 +100,22 @@ class FashionMnistDataModule(L.LightningDataModule):
         pixels = data.train_images.float().div_(255.0)  # the official train set's statistics, as the studies used
         self.mean, self.std = float(pixels.mean()), float(pixels.std())
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        train_index, val_index = torch.from_numpy(self.train_index), torch.from_numpy(self.val_index)
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
-        test_index = torch.arange(len(data.test_labels))
+
+        def shard(images: torch.Tensor, labels: torch.Tensor, index: np.ndarray,
+                  equal: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            """Every `world`-th image from `rank`: training shards cut to equal length (the same number of steps per
+            process), evaluation shards uneven so each image counts exactly once (unlike a DistributedSampler)."""
+            part = torch.from_numpy(index[rank::world][: len(index) // world if equal else None])
+            return images[part].to(device), labels[part].to(device)
+
         self._splits = {
-            "fit": self._shard(data.train_images, data.train_labels, train_index, rank, world, True, device),
-            "val": self._shard(data.train_images, data.train_labels, val_index, rank, world, False, device),
-            "test": self._shard(data.test_images, data.test_labels, test_index, rank, world, False, device),
+            "fit": shard(data.train_images, data.train_labels, self.train_index, True),
+            "val": shard(data.train_images, data.train_labels, self.val_index, False),
+            "test": shard(data.test_images, data.test_labels, np.arange(len(data.test_labels)), False),
         }
         log.info("data from %s: %d train / %d val / %d test images, on %s", data.source,
                  len(self.train_index), len(self.val_index), len(data.test_labels), device)
-
-    @staticmethod
-    def _shard(images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, rank: int, world: int,
-               equal: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every `world`-th image from `rank`: training shards cut to equal length (the same number of steps per
-        process), evaluation shards uneven so each image counts exactly once (unlike a DistributedSampler)."""
-        if world > 1:
-            per_process = len(index) // world
-            index = index[rank::world][:per_process] if equal else index[rank::world]
-        return images[index].to(device), labels[index].to(device)
 
     @property
     def transform(self) -> BatchTransform:
@@ -137,15 +133,12 @@ class FashionMnistDataModule(L.LightningDataModule):
         return self.train_batches(self.steps_per_execution)
 
     def train_batches(self, steps_per_execution: int = 1) -> TensorBatches:
-        images, labels = self._splits["fit"]
-        return TensorBatches(images, labels, self.batch_size, self.transform, train=True, seed=self.shuffle_seed,
+        return TensorBatches(*self._splits["fit"], self.batch_size, self.transform, train=True, seed=self.shuffle_seed,
                              steps_per_execution=steps_per_execution)
 
     def val_dataloader(self) -> TensorBatches:
-        images, labels = self._splits["val"]
-        return TensorBatches(images, labels, self.eval_batch_size, self.transform)
+        return TensorBatches(*self._splits["val"], self.eval_batch_size, self.transform)
 
     def test_dataloader(self) -> TensorBatches:
         """The 10k test set: only `trainer.test` asks for it, nothing selects on it."""
-        images, labels = self._splits["test"]
-        return TensorBatches(images, labels, self.eval_batch_size, self.transform)
+        return TensorBatches(*self._splits["test"], self.eval_batch_size, self.transform)

@@ -24,8 +24,7 @@ def stratified_fold(labels: torch.Tensor, num_folds: int, fold: int, split_seed:
         raise ConfigError(keys[0], f"{num_folds} folds exceed the {smallest} images of the smallest class",
                           f"use {keys[0]}=5 (the default) or 10")
     splitter = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=check_split_seed(split_seed))
-    train_idx, val_idx = list(splitter.split(np.zeros(len(y)), y))[fold]
-    return train_idx, val_idx
+    return list(splitter.split(np.zeros(len(y)), y))[fold]
 
 
 def check_fold(num_folds: int, fold: int, keys: tuple[str, str] = FOLD_KEYS) -> None:

@@ -46,17 +46,6 @@ OFFICIAL_FILES: dict[str, IdxSpec] = {
 }
 
 
-@dataclass(frozen=True)
-class IdxContent:
-    tensor: torch.Tensor  # uint8, the header's shape
-    md5: str | None  # of the uncompressed content (header and payload), when asked for
-
-
-def is_gzip(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return handle.read(2) == GZIP_MAGIC
-
-
 def _shape(stream: BinaryIO, path: Path, magic: int, count: int | None, max_count: int, fix: str) -> tuple[int, ...]:
     """The header's shape, checked before any payload is read: the magic, the item shape and the item count (or,
     when `count` is None, the cap)."""
@@ -82,12 +71,14 @@ def _shape(stream: BinaryIO, path: Path, magic: int, count: int | None, max_coun
 
 
 def read_idx(path: Path, magic: int, count: int | None, max_count: int, checksum: bool = False,
-             fix: str = REFETCH) -> IdxContent:
-    """An IDX file of `magic`'s kind holding `count` items (any number up to `max_count` when None); it costs the
-    payload array plus one chunk, whatever the file's real length."""
+             fix: str = REFETCH) -> tuple[torch.Tensor, str | None]:
+    """An IDX file of `magic`'s kind holding `count` items (any number up to `max_count` when None) as uint8, and
+    the MD5 of its uncompressed content if asked; it costs the payload array plus one chunk, whatever its length."""
     digest = hashlib.md5(usedforsecurity=False) if checksum else None
     try:
-        with (gzip.open(path, "rb") if is_gzip(path) else path.open("rb")) as stream:
+        with path.open("rb") as handle:
+            gzipped = handle.read(2) == GZIP_MAGIC
+        with (gzip.open(path, "rb") if gzipped else path.open("rb")) as stream:
             shape = _shape(stream, path, magic, count, max_count, fix)
             payload = np.empty(math.prod(shape), dtype=np.uint8)  # bounded by max_count items just above
             view = memoryview(payload)
@@ -109,17 +100,16 @@ def read_idx(path: Path, magic: int, count: int | None, max_count: int, checksum
                                 f"bytes); it is corrupt or not an IDX file. {fix}")
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path}: cannot be read ({exc}); the file is truncated or corrupt. {fix}") from exc
-    return IdxContent(torch.from_numpy(payload.reshape(shape)), digest.hexdigest() if digest is not None else None)
+    return torch.from_numpy(payload.reshape(shape)), digest.hexdigest() if digest is not None else None
 
 
 def load_checked(path: Path, spec: IdxSpec, verify_checksum: bool = True) -> torch.Tensor:
     """Load one official file and prove it is the official content."""
-    content = read_idx(path, spec.magic, spec.count, spec.count, checksum=verify_checksum)
-    tensor = content.tensor
+    tensor, md5 = read_idx(path, spec.magic, spec.count, spec.count, checksum=verify_checksum)
     if spec.magic == LABELS_MAGIC and tensor.numel() and int(tensor.max()) >= NUM_CLASSES:
         raise DataError(f"{path}: label {int(tensor.max())} found, labels must be 0-9.")
-    if content.md5 is not None and content.md5 != spec.md5:
-        raise DataError(f"{path}: content checksum {content.md5} differs from the official {spec.md5}; "
+    if md5 is not None and md5 != spec.md5:
+        raise DataError(f"{path}: content checksum {md5} differs from the official {spec.md5}; "
                         "the file is corrupt or not Fashion-MNIST. Fix: fetch the data again, or set "
                         "data.verify_checksums=false to use modified files on purpose.")
     return tensor

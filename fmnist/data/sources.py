@@ -33,35 +33,17 @@ class FashionMnist:
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
-    for candidate in (folder / f"{stem}.gz", folder / stem):
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((path for path in (folder / f"{stem}.gz", folder / stem) if path.is_file()), None)
 
 
 def find_complete_folder(candidates: list[Path]) -> Path | None:
     """The first folder holding all four files (gzipped or not)."""
-    for folder in candidates:
-        if all(_find_file(folder, stem) for stem in OFFICIAL_FILES):
-            return folder
-    return None
+    return next((folder for folder in candidates if all(_find_file(folder, stem) for stem in OFFICIAL_FILES)), None)
 
 
 def candidate_folders(data_dir: Path, system_dir: Path = SYSTEM_DATA_DIR) -> list[Path]:
     """Flat official layout, torchvision's layout, then the system copy."""
     return [data_dir, data_dir / "FashionMNIST" / "raw", system_dir]
-
-
-def _download(data_dir: Path) -> None:
-    from torchvision.datasets import FashionMNIST
-
-    log.info("Fashion-MNIST not found locally; downloading into %s", data_dir)
-    try:
-        FashionMNIST(root=str(data_dir), train=True, download=True)
-        FashionMNIST(root=str(data_dir), train=False, download=True)
-    except Exception as exc:  # torchvision raises URLError, RuntimeError, OSError ...
-        raise DataError(f"Fashion-MNIST is not in {data_dir} nor {SYSTEM_DATA_DIR}, and the download "
-                        f"failed ({type(exc).__name__}: {exc}). {HOW_TO_GET}") from exc
 
 
 def locate(data_dir: Path, download: bool, system_dir: Path = SYSTEM_DATA_DIR) -> Path:
@@ -72,7 +54,15 @@ def locate(data_dir: Path, download: bool, system_dir: Path = SYSTEM_DATA_DIR) -
     if not download:
         raise DataError(f"Fashion-MNIST is not in {data_dir} nor {system_dir}, and data.download=false. "
                         f"{HOW_TO_GET}")
-    _download(data_dir)
+    from torchvision.datasets import FashionMNIST  # imported only to download
+
+    log.info("Fashion-MNIST not found locally; downloading into %s", data_dir)
+    try:
+        FashionMNIST(root=str(data_dir), train=True, download=True)
+        FashionMNIST(root=str(data_dir), train=False, download=True)
+    except Exception as exc:  # torchvision raises URLError, RuntimeError, OSError ...
+        raise DataError(f"Fashion-MNIST is not in {data_dir} nor {SYSTEM_DATA_DIR}, and the download "
+                        f"failed ({type(exc).__name__}: {exc}). {HOW_TO_GET}") from exc
     folder = find_complete_folder(candidate_folders(data_dir, system_dir))
     if folder is None:
         raise DataError(f"the download into {data_dir} did not produce the four files. {HOW_TO_GET}")
@@ -83,12 +73,7 @@ def load_fashion_mnist(data_dir: str | Path, download: bool = True, verify_check
                        system_dir: Path = SYSTEM_DATA_DIR) -> FashionMnist:
     """Load and validate the whole data set (about 55 MB of uint8)."""
     folder = locate(Path(data_dir), download, system_dir)
-    tensors = {stem: load_checked(_find_file(folder, stem), spec, verify_checksums)  # type: ignore[arg-type]
-               for stem, spec in OFFICIAL_FILES.items()}
-    return FashionMnist(
-        train_images=tensors["train-images-idx3-ubyte"],
-        train_labels=tensors["train-labels-idx1-ubyte"].long(),
-        test_images=tensors["t10k-images-idx3-ubyte"],
-        test_labels=tensors["t10k-labels-idx1-ubyte"].long(),
-        source=folder,
-    )
+    train_images, train_labels, test_images, test_labels = (
+        load_checked(_find_file(folder, stem), spec, verify_checksums)  # type: ignore[arg-type]
+        for stem, spec in OFFICIAL_FILES.items())  # in the order of FashionMnist's fields
+    return FashionMnist(train_images, train_labels.long(), test_images, test_labels.long(), folder)

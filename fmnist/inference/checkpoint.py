@@ -17,17 +17,17 @@ from torch import nn
 from fmnist.core.checkpoints import (
     DATAMODULE_STATE_KEY,
     DATAMODULE_TARGET,
-    HOW_TO_FIX,
     NET_PREFIX,
     CheckpointError,
     load_checkpoint,
     net_weights,
+    refuse,
     resolve_ckpt_path,
     run_config,
     stored_normalisation,
 )
 from fmnist.core.constants import INPUT_KINDS
-from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, Limits, clip
+from fmnist.core.limits import DEFAULT_LIMITS, MAX_NAME_CHARS, Limits, clip, first_line
 from fmnist.core.metrics_file import SPLIT_KEYS
 from fmnist.core.numbers import is_int
 from fmnist.models.budget import ModelTooLarge, build_within
@@ -60,10 +60,6 @@ class LoadedModel:
         return str(self.config.model.input)
 
 
-def _refuse(path: Path, problem: str, fix: str = HOW_TO_FIX) -> CheckpointError:
-    return CheckpointError(f"ckpt_path {clip(path)}: {problem}. {fix}.")
-
-
 def _is_plain(value: Any, depth: int = 0) -> bool:
     """A number, string, boolean or null, or a short list of them (one level of nesting at most)."""
     if value is None or isinstance(value, (bool, int)):
@@ -79,18 +75,8 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
 
 def _mapping(value: Any, path: Path, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _refuse(path, f"its stored config has no mapping at {where} (found {type(value).__name__})")
+        raise refuse(path, f"its stored config has no mapping at {where} (found {type(value).__name__})")
     return value
-
-
-def _catalog_entry(name: str, path: Path) -> DictConfig:
-    """The trusted model config of that name; the file only names it."""
-    try:
-        return registered_model_config(name)
-    except HydraException:
-        raise _refuse(path, f"its model '{name}' is not in the model catalog (conf/model/)",
-                      "Fix: if it is your own model, put the folder that holds model/" f"{name}.yaml on the command "
-                      "line: hydra.searchpath=[file:///path/to/your/conf]") from None
 
 
 def _net_arguments(stored_model: dict[str, Any], entry: DictConfig, path: Path) -> tuple[type, dict[str, Any]]:
@@ -99,7 +85,7 @@ def _net_arguments(stored_model: dict[str, Any], entry: DictConfig, path: Path) 
     net = _mapping(stored_model.get("net", {}), path, "model.net")
     stored_target = net.get("_target_")
     if stored_target is not None and stored_target != target:
-        raise _refuse(path, f"its model.net._target_ {clip(stored_target, 120)!r} is not the catalog's class for "
+        raise refuse(path, f"its model.net._target_ {clip(stored_target, 120)!r} is not the catalog's class for "
                             f"model '{entry.name}' ({target}); fmnist never builds a class a file names")
     try:
         cls = get_class(target)
@@ -115,66 +101,49 @@ def _net_arguments(stored_model: dict[str, Any], entry: DictConfig, path: Path) 
         if key == "_target_":
             continue
         if not isinstance(key, str) or key.startswith("_") or key not in allowed:
-            raise _refuse(path, f"its model.net has the key {clip(key, 80)!r}, which {target} does not take "
+            raise refuse(path, f"its model.net has the key {clip(key, 80)!r}, which {target} does not take "
                                 f"(it takes {', '.join(sorted(allowed))})")
         if not _is_plain(value):
-            raise _refuse(path, f"its model.net.{key} is not a plain value (a number, string, boolean or a short "
+            raise refuse(path, f"its model.net.{key} is not a plain value (a number, string, boolean or a short "
                                 f"list of them, with no interpolation): {clip(value, 120)!r}")
         arguments[key] = value
     return cls, arguments
 
 
-def _build(cls: type, arguments: dict[str, Any], name: str, path: Path, tensors: int, limits: Limits) -> nn.Module:
-    """Size the model on the meta device under the caps, then build it for real."""
-    try:
-        return build_within(lambda: cls(**arguments), limits.max_params, MODULES_PER_TENSOR * tensors + 64)
-    except ModelTooLarge as exc:
-        raise _refuse(path, f"its config builds a model '{name}' {exc}", "Fix: raise limits.max_params=N if you "
-                            "trust the file") from None
-    except (TypeError, ValueError, RuntimeError, IndexError, KeyError, AttributeError) as exc:
-        raise _refuse(path, f"its config cannot build model '{name}' ({type(exc).__name__}: "
-                            f"{clip(str(exc).splitlines()[0] if str(exc) else '', 160)})") from None
-
-
 def _flag(section: dict[str, Any], key: str, path: Path, where: str) -> bool:
     value = section.get(key, False)
     if not isinstance(value, bool):
-        raise _refuse(path, f"its {where}.{key} is {clip(value, 80)!r}, not true or false")
+        raise refuse(path, f"its {where}.{key} is {clip(value, 80)!r}, not true or false")
     return value
 
 
-def _data_settings(stored: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The split and batch sizes training used (the test loader is rebuilt from them), each an integer or null."""
-    data = _mapping(stored.get("data", {}), path, "data")
-    settings = {}
-    for key in DATA_KEYS:
-        if key in data:
-            value = data[key]
-            if value is not None and not is_int(value):
-                raise _refuse(path, f"its data.{key} is {clip(value, 80)!r}, not an integer or null")
-            settings[key] = value
-    return settings
+def _integers(section: dict[str, Any], keys: tuple[str, ...], path: Path, where: str = "") -> dict[str, Any]:
+    """The `keys` that `section` holds, each checked to be an integer or null."""
+    found = {key: section[key] for key in keys if key in section}
+    for key, value in found.items():
+        if value is not None and not is_int(value):
+            raise refuse(path, f"its {where}{key} is {clip(value, 80)!r}, not an integer or null")
+    return found
 
 
 def rebuilt_config(entry: DictConfig, stored_model: dict[str, Any], stored: dict[str, Any],
                    arguments: dict[str, Any], path: Path) -> DictConfig:
     """A fresh config holding only checked values: what eval, predict and export read about the run."""
     if stored_model.get("input", entry.input) != entry.input or entry.input not in INPUT_KINDS:
-        raise _refuse(path, f"its model.input {clip(stored_model.get('input'), 80)!r} is not the catalog's "
+        raise refuse(path, f"its model.input {clip(stored_model.get('input'), 80)!r} is not the catalog's "
                             f"{entry.input!r} for model '{entry.name}'")
-    seed = stored.get("seed")
-    if seed is not None and not is_int(seed):
-        raise _refuse(path, f"its seed is {clip(seed, 80)!r}, not an integer or null")
+    seed = _integers(stored, ("seed",), path).get("seed")
     augmentation = _mapping(stored.get("augmentation", {}), path, "augmentation")
     precision = _mapping(stored.get("trainer", {}), path, "trainer").get("precision", "32-true")
     if precision not in PRECISIONS:
-        raise _refuse(path, f"its trainer.precision is {clip(precision, 80)!r}, not one of {PRECISIONS}")
+        raise refuse(path, f"its trainer.precision is {clip(precision, 80)!r}, not one of {PRECISIONS}")
     config = {
         "model": {"name": str(entry.name), "family": str(entry.family), "input": str(entry.input),
                   "tta_flip": _flag(stored_model, "tta_flip", path, "model"), "channels_last": False,
                   "compile": False, "net": {"_target_": str(entry.net._target_), **arguments}},
-        # fmnist's own data module (never a class the file names), with the file's checked split
-        "data": {"_target_": DATAMODULE_TARGET, "input_kind": str(entry.input), **_data_settings(stored, path)},
+        # fmnist's own data module (never a class the file names), with the split and batch sizes training used
+        "data": {"_target_": DATAMODULE_TARGET, "input_kind": str(entry.input),
+                 **_integers(_mapping(stored.get("data", {}), path, "data"), DATA_KEYS, path, "data.")},
         "augmentation": {"flip": _flag(augmentation, "flip", path, "augmentation")},
         "seed": seed,
         "trainer": {"precision": precision},
@@ -188,24 +157,37 @@ def load_model(value: Any, limits: Limits = DEFAULT_LIMITS) -> LoadedModel:
     checkpoint = load_checkpoint(path, limits)
     weights = net_weights(checkpoint["state_dict"])
     if not weights:
-        raise _refuse(path, f"its state_dict has no '{NET_PREFIX}*' weights")
+        raise refuse(path, f"its state_dict has no '{NET_PREFIX}*' weights")
     stored = run_config(checkpoint, path)
     stored_model = stored["model"]
-    entry = _catalog_entry(stored_model["name"], path)
+    name = stored_model["name"]
+    try:  # the trusted model config of that name: the file only names it
+        entry = registered_model_config(name)
+    except HydraException:
+        raise refuse(path, f"its model '{name}' is not in the model catalog (conf/model/)",
+                      "Fix: if it is your own model, put the folder that holds model/" f"{name}.yaml on the command "
+                      "line: hydra.searchpath=[file:///path/to/your/conf]") from None
     cls, arguments = _net_arguments(stored_model, entry, path)
     config = rebuilt_config(entry, stored_model, stored, arguments, path)
-    net = _build(cls, arguments, config.model.name, path, len(weights), limits)
+    try:  # sized on the meta device under the caps, then built for real
+        net = build_within(lambda: cls(**arguments), limits.max_params, MODULES_PER_TENSOR * len(weights) + 64)
+    except ModelTooLarge as exc:
+        raise refuse(path, f"its config builds a model '{config.model.name}' {exc}", "Fix: raise "
+                            "limits.max_params=N if you trust the file") from None
+    except (TypeError, ValueError, RuntimeError, IndexError, KeyError, AttributeError) as exc:
+        raise refuse(path, f"its config cannot build model '{config.model.name}' ({type(exc).__name__}: "
+                            f"{first_line(exc, 160)})") from None
     try:
         net.load_state_dict(weights)
     except RuntimeError as exc:
-        raise _refuse(path, f"its weights do not fit model {config.model.name} as its config describes it "
-                            f"({clip(str(exc).splitlines()[0], 200)})", "Fix: pick a checkpoint fmnist wrote") from None
+        raise refuse(path, f"its weights do not fit model {config.model.name} as its config describes it "
+                            f"({first_line(exc, 200)})", "Fix: pick a checkpoint fmnist wrote") from None
     net.eval().requires_grad_(False)
     normalisation = None
     if DATAMODULE_STATE_KEY in checkpoint:  # absent from checkpoints written before fmnist saved it
         try:
             normalisation = stored_normalisation(checkpoint[DATAMODULE_STATE_KEY])
         except ValueError as exc:
-            raise _refuse(path, str(exc)) from None
+            raise refuse(path, str(exc)) from None
     # check_layout let only an int (or nothing) through as the epoch
     return LoadedModel(net=net, config=config, path=path, epoch=checkpoint.get("epoch"), normalisation=normalisation)

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from fmnist.core.constants import CLASS_NAMES
+from fmnist.core.constants import CLASS_NAMES, NUM_CLASSES
 from fmnist.core.errors import FmnistError
 from fmnist.core.metric_keys import flatten_per_class
 from fmnist.core.predictions import mean_ensemble, read_predictions
@@ -26,10 +26,9 @@ def ensemble_test_metrics(prediction_files: Sequence[str | Path]) -> dict[str, A
     except ValueError as exc:
         raise FmnistError(f"{exc} ({prediction_files[0]} ...)") from exc
     probabilities, labels = torch.from_numpy(combined.probabilities), torch.from_numpy(combined.labels)
-    num_classes = len(CLASS_NAMES)
-    summary = summary_metrics("test", num_classes)(probabilities, labels)
+    summary = summary_metrics("test", NUM_CLASSES)(probabilities, labels)
     result: dict[str, Any] = {"members": len(prediction_files), **{key: float(value) for key, value in summary.items()}}
-    result.update(flatten_per_class("test", per_class_metrics(num_classes)(probabilities, labels), CLASS_NAMES))
+    result.update(flatten_per_class("test", per_class_metrics(NUM_CLASSES)(probabilities, labels), CLASS_NAMES))
     result["test/nll"] = float(torch.nn.functional.nll_loss(probabilities.clamp_min(1e-12).log(), labels))
-    result["test/confusion"] = confusion_matrix(num_classes)(probabilities, labels).tolist()
+    result["test/confusion"] = confusion_matrix(NUM_CLASSES)(probabilities, labels).tolist()
     return result

@@ -16,13 +16,12 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from fmnist.core.constants import IMAGE_SIZE
 from fmnist.core.errors import ConfigError, DataError
-from fmnist.core.limits import DEFAULT_LIMITS, Limits, clip
+from fmnist.core.limits import DEFAULT_LIMITS, Limits, clip, first_line
 from fmnist.data.idx import GZIP_MAGIC, IMAGES_MAGIC, read_idx
 
 log = logging.getLogger(__name__)
 
-RESAMPLERS = {"nearest": Image.Resampling.NEAREST, "box": Image.Resampling.BOX,
-              "bilinear": Image.Resampling.BILINEAR, "lanczos": Image.Resampling.LANCZOS}
+RESAMPLERS = {name: Image.Resampling[name.upper()] for name in ("nearest", "box", "bilinear", "lanczos")}
 NEGATE_MODES = ("auto", "always", "never")
 # Decoded in-process by Pillow; any other content is unreadable, whatever the file's name or extension.
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
@@ -68,16 +67,11 @@ class InputSet:
     skipped: list[tuple[str, str]]
 
 
-def _formats() -> tuple[str, ...]:
-    Image.init()
-    return tuple(name for name in IMAGE_FORMATS if name in Image.OPEN)
-
-
 def open_rgb(path: Path, max_pixels: int = DEFAULT_LIMITS.max_image_pixels) -> Image.Image:
     """Decode fully (a truncated file fails here, with its name); transparency becomes white. Image.open reads
     only the header, so the size is checked against `max_pixels` before any pixel is decoded."""
     try:
-        with Image.open(path, formats=_formats()) as opened:
+        with Image.open(path, formats=IMAGE_FORMATS) as opened:
             width, height = opened.size
             if width * height > max_pixels:
                 raise ImageTooLarge(f"{clip(path)}: {width}x{height} = {width * height:,} pixels, more than the cap "
@@ -91,8 +85,8 @@ def open_rgb(path: Path, max_pixels: int = DEFAULT_LIMITS.max_image_pixels) -> I
                 return Image.alpha_composite(white, rgba).convert("RGB")
             return opened if opened.mode == "RGB" else opened.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UnreadableImage(f"{clip(path)}: cannot be read as an image ({clip(reason)})") from None
+        reason = first_line(exc, default=type(exc).__name__)
+        raise UnreadableImage(f"{clip(path)}: cannot be read as an image ({reason})") from None
 
 
 def _background(pixels: np.ndarray) -> np.ndarray:
@@ -209,7 +203,7 @@ def read_inputs(path: Path, conversion: Conversion, limits: Limits = DEFAULT_LIM
         if path.is_dir():
             return _read_folder(path, conversion, limits)
         if _is_idx(path):
-            images = read_idx(path, IMAGES_MAGIC, None, limits.max_images, fix=IDX_FIX).tensor
+            images, _ = read_idx(path, IMAGES_MAGIC, None, limits.max_images, fix=IDX_FIX)
             return InputSet(names=[str(i) for i in range(len(images))], images=images, skipped=[])
         image = to_fashion_mnist(open_rgb(path, limits.max_image_pixels), conversion)  # unreadable: the error itself
         return InputSet(names=[path.name], images=torch.from_numpy(image)[None], skipped=[])

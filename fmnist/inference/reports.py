@@ -26,35 +26,28 @@ def expected_calibration_error(probabilities: torch.Tensor, targets: torch.Tenso
     return float(metric(probabilities, targets))
 
 
-def reliability_bins(probabilities: torch.Tensor, targets: torch.Tensor, bins: int) -> dict[str, torch.Tensor]:
-    """Per equal-width confidence bin: image count, mean confidence and accuracy (NaN where empty)."""
-    confidence, predicted = probabilities.max(dim=1)
-    correct = (predicted == targets).float()
-    index = torch.clamp((confidence * bins).long(), max=bins - 1)
-    count = torch.bincount(index, minlength=bins).float()
-    mean_confidence = torch.bincount(index, weights=confidence, minlength=bins) / count
-    accuracy = torch.bincount(index, weights=correct, minlength=bins) / count
-    return {"count": count, "confidence": mean_confidence, "accuracy": accuracy}
-
-
 def reliability_diagram(probabilities: torch.Tensor, targets: torch.Tensor, bins: int, title: str) -> Figure:
     """Bars at each bin's accuracy against the diagonal of perfect calibration; below it = overconfident."""
-    table = reliability_bins(probabilities, targets, bins)
+    confidence, predicted = probabilities.max(dim=1)
+    index = torch.clamp((confidence * bins).long(), max=bins - 1)  # equal-width confidence bins
+    count = torch.bincount(index, minlength=bins).float()
+    mean_confidence = torch.bincount(index, weights=confidence, minlength=bins) / count  # NaN where empty
+    accuracy = torch.bincount(index, weights=(predicted == targets).float(), minlength=bins) / count
     ece = expected_calibration_error(probabilities, targets, bins)
     edges = torch.linspace(0, 1, bins + 1)
     centres = ((edges[:-1] + edges[1:]) / 2).numpy()
-    filled = table["count"] > 0
+    filled = count > 0
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(6, 7), height_ratios=(3, 1), sharex=True)
     top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
-    top.bar(centres[filled.numpy()], table["accuracy"][filled].numpy(), width=1 / bins, edgecolor="black",
-            alpha=0.8, label="accuracy in bin")
-    top.plot(table["confidence"][filled].numpy(), table["accuracy"][filled].numpy(), "o", color="darkred",
-             markersize=4, label="(mean confidence, accuracy)")
+    top.bar(centres[filled.numpy()], accuracy[filled].numpy(), width=1 / bins, edgecolor="black", alpha=0.8,
+            label="accuracy in bin")
+    top.plot(mean_confidence[filled].numpy(), accuracy[filled].numpy(), "o", color="darkred", markersize=4,
+             label="(mean confidence, accuracy)")
     top.set_ylabel("accuracy")
     top.set_ylim(0, 1)
     top.set_title(f"{title}\nECE {ece:.4f} ({bins} bins)")
     top.legend(loc="upper left")
-    bottom.bar(centres, table["count"].numpy(), width=1 / bins, edgecolor="black", color="grey")
+    bottom.bar(centres, count.numpy(), width=1 / bins, edgecolor="black", color="grey")
     bottom.set_yscale("log")
     bottom.set_xlabel("confidence (top softmax probability)")
     bottom.set_ylabel("images")
@@ -91,10 +84,9 @@ def per_class_rows(metrics: Mapping[str, float], confusion: torch.Tensor,
     """One row per class: support, accuracy (= recall), precision, F1 and the class it is most mistaken for;
     `metrics` holds the test stage's per-class figures under their logged names (test/class_f1/Bag)."""
     rows = []
+    confused_with = confusion.clone().fill_diagonal_(-1).argmax(dim=1)  # each class's most frequent wrong guess
     for index, name in enumerate(class_names):
-        errors = confusion[index].clone()
-        errors[index] = -1
-        confused = int(errors.argmax())
+        confused = int(confused_with[index])
         rows.append({
             "class": index,
             "name": name,

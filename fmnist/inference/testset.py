@@ -23,8 +23,7 @@ def official_test_batches(run_config: DictConfig, data: DictConfig) -> TensorBat
     """Training's test loader, set up outside a Trainer; its `transform` holds the only copy of the normalisation
     (the mean and std the datamodule computes from the train images)."""
     datamodule = run_datamodule(run_config, data)
-    datamodule.prepare_data()
-    datamodule.setup("test")
+    datamodule.setup("test")  # finds (or downloads) the data as prepare_data would
     return datamodule.test_dataloader()
 
 

@@ -14,19 +14,10 @@ from hydra.errors import HydraException
 
 from fmnist.core.cli import user_error
 from fmnist.core.errors import FmnistError
+from fmnist.core.limits import first_line
 from fmnist.models.catalog import catalog, format_table, model_names
 
 SEARCHPATH = "hydra.searchpath="
-
-
-def parse_searchpath(value: str) -> list[str]:
-    """The entries of `hydra.searchpath=[a,b]` (or a single `hydra.searchpath=a`), parsed by Hydra's own parser."""
-    try:
-        parsed = OverridesParser.create().parse_overrides([value])[0].value()
-    except HydraException as exc:
-        raise FmnistError(f"{value}: not a Hydra override ({str(exc).splitlines()[0]}). Fix: write it as on a train "
-                          "command line, e.g. hydra.searchpath=[file://my_conf]") from None
-    return [str(entry) for entry in (parsed if isinstance(parsed, list) else [parsed])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,11 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     searchpath = [f"file://{directory.resolve()}" for directory in args.searchpath]
     names = []
     for item in args.names:
-        if item.startswith(SEARCHPATH):
+        if item.startswith(SEARCHPATH):  # `hydra.searchpath=[a,b]` or `=a`, read by Hydra's own parser
             try:
-                searchpath += parse_searchpath(item)
-            except FmnistError as exc:
-                return user_error(str(exc))
+                parsed = OverridesParser.create().parse_overrides([item])[0].value()
+            except HydraException as exc:
+                return user_error(f"{item}: not a Hydra override ({first_line(exc)}). Fix: write it as on "
+                                  "a train command line, e.g. hydra.searchpath=[file://my_conf]")
+            searchpath += [str(entry) for entry in (parsed if isinstance(parsed, list) else [parsed])]
         elif "=" in item:
             return user_error(f"{item}: only hydra.searchpath=[...] is taken as an override here. Fix: pass "
                               "model names, --searchpath DIR or hydra.searchpath=[file://DIR]")
@@ -63,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                               "add your config folder with hydra.searchpath=[file://DIR]")
         infos = catalog(names or None, searchpath=searchpath)
     except (FmnistError, HydraException) as exc:
-        return user_error(str(exc).splitlines()[0])
+        return user_error(first_line(exc))
     if args.json:
         print(json.dumps([asdict(info) for info in infos], indent=2))
     else:

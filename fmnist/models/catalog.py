@@ -153,11 +153,6 @@ def format_table(infos: list[ModelInfo]) -> str:
     header = ("name", "family", "input", "params", "MACs/image")
     rows = [(info.name, info.family, info.input, f"{info.params:,}", f"{info.macs:,}") for info in infos]
     widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
-    right = {3, 4}  # numbers line up on the right
-
-    def line(row: tuple[str, ...]) -> str:
-        cells = [cell.rjust(width) if index in right else cell.ljust(width)
-                 for index, (cell, width) in enumerate(zip(row, widths, strict=True))]
-        return "  ".join(cells).rstrip()
-
-    return "\n".join([line(header), *(line(row) for row in rows)])
+    aligns = "<<<>>"  # numbers line up on the right
+    line = "  ".join(f"{{:{align}{width}}}" for align, width in zip(aligns, widths, strict=True))
+    return "\n".join(line.format(*row).rstrip() for row in [header, *rows])

@@ -27,13 +27,13 @@ def _recurrent_keras(layer: nn.RNNBase) -> None:
             nn.init.zeros_(parameter)  # PyTorch's second bias has no Keras counterpart: zero keeps the sum right
 
 
-def initialise(net: nn.Module, scheme: str) -> nn.Module:
+def initialise(net: nn.Module, scheme: str) -> None:
     """Re-initialise `net`'s conv, linear and recurrent layers in place: PyTorch's own (default), Keras' Conv2D/Dense
     (glorot), Kaiming-normal weights (kaiming), or the whole Keras model's, recurrent layers too (keras)."""
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"init must be one of {INIT_SCHEMES}, got {scheme!r}")
     if scheme == "default":
-        return net
+        return
     for layer in net.modules():
         if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             if scheme == "kaiming":
@@ -44,4 +44,3 @@ def initialise(net: nn.Module, scheme: str) -> nn.Module:
                 nn.init.zeros_(layer.bias)
         elif isinstance(layer, nn.RNNBase) and scheme == "keras":
             _recurrent_keras(layer)
-    return net

@@ -8,6 +8,7 @@ from torch import nn
 
 from fmnist.core.constants import NUM_CLASSES
 from fmnist.models.init import initialise
+from fmnist.models.study_a import FlatHead
 
 KERAS_BN_MOMENTUM = 0.01  # Keras momentum 0.99: weight of the *old* running statistics
 KERAS_BN_EPS = 1e-3
@@ -32,17 +33,7 @@ def dense_head(in_features: int, hidden: tuple[int, ...], dropout: float, num_cl
     return nn.Sequential(*layers)
 
 
-class KerasCNN(nn.Module):
-    """A feature stack followed by a dense head; the subclasses only say which layers."""
-
-    features: nn.Module
-    classifier: nn.Module
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
-
-
-class GeronCNN(KerasCNN):
+class GeronCNN(FlatHead):
     """Study B's `cnn_geron` (after Geron's book): 64-128-128-256-256 convs, three pools (1,413,834 params)."""
 
     def __init__(self, dropout: float = 0.5, init: str = "glorot", num_classes: int = NUM_CLASSES) -> None:
@@ -56,7 +47,7 @@ class GeronCNN(KerasCNN):
         initialise(self, init)
 
 
-class Conv2dNet(KerasCNN):
+class Conv2dNet(FlatHead):
     """Study C's `conv2dnet`: one 3x3 conv, pool, BatchNorm, and a wide dense layer (3,214,986 Keras
     params counting BatchNorm's moving statistics; 3,214,858 trainable)."""
 
@@ -86,18 +77,17 @@ class NaiveInception(nn.Module):
         return torch.cat([branch(x) for branch in self.branches], dim=1)
 
 
-class InceptionCNN(KerasCNN):
+class InceptionCNN(FlatHead):
     """Study C's `inception_cnn`: one Inception block on the raw image, flattened whole (20,109,374 params)."""
 
     def __init__(self, dropout: float = 0.25, init: str = "glorot", num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
-        block = NaiveInception()
-        self.features = block
-        self.classifier = dense_head(block.out_channels * 28 * 28, (200, 100), dropout, num_classes)
+        self.features = NaiveInception()
+        self.classifier = dense_head(self.features.out_channels * 28 * 28, (200, 100), dropout, num_classes)
         initialise(self, init)
 
 
-class Conv2dSimple(KerasCNN):
+class Conv2dSimple(FlatHead):
     """Study C's `conv2dsimple`: 1x1 then 3x3 conv, 4x4 max-pool (409,034 params counting BatchNorm's moving
     statistics as Keras does; 408,970 trainable)."""
 
@@ -109,7 +99,7 @@ class Conv2dSimple(KerasCNN):
         initialise(self, init)
 
 
-class Conv2dSimple2(KerasCNN):
+class Conv2dSimple2(FlatHead):
     """Study C's `conv2dsimple2`, its best model: two pooled conv stages (616,202 Keras params; 616,010 trainable)."""
 
     def __init__(self, dropout: float = 0.25, init: str = "glorot", num_classes: int = NUM_CLASSES) -> None:
@@ -122,7 +112,7 @@ class Conv2dSimple2(KerasCNN):
         initialise(self, init)
 
 
-class Conv2dSimple3(KerasCNN):
+class Conv2dSimple3(FlatHead):
     """Study C's `conv2dsimple3`: a stride-1 pool keeps 27x27, then 1x1 and valid 3x3 convs
     (5,657,840 Keras params; 5,657,520 trainable)."""
 

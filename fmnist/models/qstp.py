@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from fmnist.core.constants import NUM_CLASSES
 from fmnist.models.init import initialise
+from fmnist.models.study_a import FlatHead
 
 
 def block(in_channels: int, out_channels: int, pool: bool, dropout: float) -> nn.Sequential:
@@ -20,7 +20,7 @@ def block(in_channels: int, out_channels: int, pool: bool, dropout: float) -> nn
     return nn.Sequential(*layers)
 
 
-class QstpCNN(nn.Module):
+class QstpCNN(FlatHead):
     """Five conv blocks 32-64-128-256-512 (pooling after the 2nd and 4th: 28 -> 14 -> 7), then a
     100-unit BatchNorm head (4,080,094 params). The study initialised with Kaiming-normal (`init: kaiming`)."""
 
@@ -40,6 +40,3 @@ class QstpCNN(nn.Module):
             nn.Dropout(dropout), nn.Linear(hidden, num_classes),
         )
         initialise(self, init)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))

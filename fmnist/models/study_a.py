@@ -11,7 +11,7 @@ from fmnist.models.init import initialise
 
 
 class FlatHead(nn.Module):
-    """A feature stack, flattened into the classifier; the subclasses only say which layers."""
+    """A feature stack, flattened into the classifier; the subclasses (also the Keras CNNs) only say which layers."""
 
     features: nn.Module
     classifier: nn.Module

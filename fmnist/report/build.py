@@ -9,31 +9,12 @@ from pathlib import Path
 from fmnist.core.atomic import write_csv_atomic, write_text_atomic
 from fmnist.core.limits import clip
 from fmnist.core.output_dirs import check_output_dir
-from fmnist.report import figures
+from fmnist.report import figures, tables
 from fmnist.report.collect import Collection, Group, collect
 from fmnist.report.compare import model_stats, pairwise
 from fmnist.report.protocols import protocol_section
 from fmnist.report.search import search_section
 from fmnist.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-from fmnist.report.tables import (
-    failures_table,
-    image,
-    leaderboard,
-    main_table,
-    pairs_table,
-    per_class_table,
-    run_link,
-    runs_table,
-    spread_table,
-    uncertainty_table,
-)
-
-REPEATED_NOTE = (
-    "Repeated k-fold (a model whose folds come from r split seeds, shown as split seed/fold): its pairs are "
-    "matched by (split seed, fold), and the t-test is the corrected repeated k-fold t-test of Bouckaert and Frank "
-    "(2004), t = mean(d) / sqrt((1/(k·r) + n_val/n_train) · var(d)) with k·r − 1 degrees of freedom over all k·r "
-    "paired differences; its own validation interval takes the same correction; its ensemble averages all k·r fold "
-    "models.")
 
 
 def statistics_section(groups: list[Group], out: Path, figure_dir: Path) -> list[str]:
@@ -41,7 +22,7 @@ def statistics_section(groups: list[Group], out: Path, figure_dir: Path) -> list
     models = [model_stats(group) for group in groups]
     pairs = pairwise(models)
     lines = ["## How sure we are", "",
-             "### Each model against its study", "", uncertainty_table(models), "",
+             "### Each model against its study", "", tables.uncertainty_table(models), "",
              "Val: mean and sample std over the model's folds (or seeds, on a fixed holdout) with a 95% t-interval"
              " (t distribution, k − 1 degrees of freedom), of the checkpoint picked on validation; \"last epoch\" "
              "is the final epoch's validation accuracy, without that selection. Test: the fold models' mean ± std,"
@@ -64,13 +45,13 @@ def statistics_section(groups: list[Group], out: Path, figure_dir: Path) -> list
     checks = [note for model in models for note in model.notes]
     if checks:
         lines += ["Predictions that disagree with metrics.json:", ""] + [f"- {note}" for note in checks] + [""]
-    lines += ["### Every run's test accuracy", "", runs_table(models), ""]
-    spread = spread_table(models)
+    lines += ["### Every run's test accuracy", "", tables.runs_table(models), ""]
+    spread = tables.spread_table(models)
     if spread:
         lines += ["### Seed variance and fold variance", "", spread, "",
                   "Seed std: the spread over seeds on the same fold, pooled over folds. Fold std: the spread over "
                   "folds of the seed-averaged accuracy.", ""]
-    lines += ["### Which differences are real", "", pairs_table(pairs), "",
+    lines += ["### Which differences are real", "", tables.pairs_table(pairs), "",
               "Val diff: first minus second CV validation accuracy, paired by fold, with the corrected "
               "resampled t-test of Nadeau and Bengio (2003): the training sets of k folds overlap, so the "
               "variance of the mean difference is taken as (1/k + n_val/n_train) s² instead of s²/k. Pairs "
@@ -80,17 +61,21 @@ def statistics_section(groups: list[Group], out: Path, figure_dir: Path) -> list
               "for each test separately. Models trained on different splits are not comparable and are not "
               "tested.", ""]
     if any(model.repeated for model in models):
-        lines += [REPEATED_NOTE, ""]
-    lines += image("forest plot", figures.forest(models, figure_dir / "forest.png"), out)
-    lines += image("difference matrix", figures.difference_matrix(models, pairs, figure_dir / "differences.png"), out)
-    return lines
+        lines += ["Repeated k-fold (a model whose folds come from r split seeds, shown as split seed/fold): its pairs "
+                  "are matched by (split seed, fold), and the t-test is the corrected repeated k-fold t-test of "
+                  "Bouckaert and Frank (2004), t = mean(d) / sqrt((1/(k·r) + n_val/n_train) · var(d)) with k·r − 1 "
+                  "degrees of freedom over all k·r paired differences; its own validation interval takes the same "
+                  "correction; its ensemble averages all k·r fold models.", ""]
+    lines += tables.image("forest plot", figures.forest(models, figure_dir / "forest.png"), out)
+    differences = figures.difference_matrix(models, pairs, figure_dir / "differences.png")
+    return lines + tables.image("difference matrix", differences, out)
 
 
 def _header(collection: Collection, rows: list[dict], directories: Sequence[Path], out: Path, title: str,
             intro: str) -> list[str]:
     """Title, what was collected, and the leaderboard with how to read it."""
     return [f"# {title}", "", *([intro, ""] if intro else []),
-            "Runs below: " + ", ".join(run_link(directory, out) for directory in directories), "",
+            "Runs below: " + ", ".join(tables.run_link(directory, out) for directory in directories), "",
             f"{len(collection.groups)} model configuration(s) from "
             f"{sum(len(group.runs) for group in collection.groups)} completed run(s); "
             f"{len(collection.failures) - len(collection.broken)} failed run(s)"
@@ -98,7 +83,7 @@ def _header(collection: Collection, rows: list[dict], directories: Sequence[Path
             + (f"; {len(collection.broken)} run(s) with broken files, left out of every figure."
                if collection.broken else "."), "",
             "## Leaderboard (ranked by cross-validated accuracy)", "",
-            main_table(rows), "",
+            tables.main_table(rows), "",
             "Accuracies and macro precision / recall / F1 are means over a model's folds ± sample std (ddof=1); "
             "validation is each fold's held-out part of the train set, test is the official 10k test set "
             "(never used to choose anything). The ensemble averages the fold models' softmax probabilities. "
@@ -108,13 +93,13 @@ def _header(collection: Collection, rows: list[dict], directories: Sequence[Path
 
 def _figures_section(rows: list[dict], out: Path, figure_dir: Path) -> list[str]:
     lines = ["## Figures", "", "### Accuracy against size and training cost", ""]
-    lines += image("accuracy vs params", figures.accuracy_against(
+    lines += tables.image("accuracy vs params", figures.accuracy_against(
         rows, "params_mean", "parameters", figure_dir / "accuracy_vs_params.png"), out)
-    lines += image("accuracy vs training time", figures.accuracy_against(
+    lines += tables.image("accuracy vs training time", figures.accuracy_against(
         rows, "train_seconds_mean", "training time per fold (s)", figure_dir / "accuracy_vs_train_time.png",
         plain_ticks=True), out)
     lines += ["### Per-class F1", ""]
-    return lines + image("per-class F1", figures.per_class_f1(rows, figure_dir / "per_class_f1.png"), out)
+    return lines + tables.image("per-class F1", figures.per_class_f1(rows, figure_dir / "per_class_f1.png"), out)
 
 
 def _per_model_section(groups: list[Group], rows: list[dict], out: Path, figure_dir: Path) -> list[str]:
@@ -125,13 +110,13 @@ def _per_model_section(groups: list[Group], rows: list[dict], out: Path, figure_
         lines += [f"### {group.label}", ""]
         if group.overrides:
             lines += ["Overrides: `" + clip(" ".join(group.overrides)).replace("`", "'") + "`", ""]
-        lines += ["Runs: " + ", ".join(run_link(run.path, out) for run in group.runs), ""]
+        lines += ["Runs: " + ", ".join(tables.run_link(run.path, out) for run in group.runs), ""]
         lines += ["Test set, per class (mean over fold models; recall = per-class accuracy):", "",
-                  per_class_table(row), ""]
-        lines += image(f"{group.label} learning curves",
-                       figures.learning_curves(group, figure_dir / f"curves_{name}.png"), out)
-        lines += image(f"{group.label} test confusion",
-                       figures.confusion(group, figure_dir / f"confusion_{name}.png"), out)
+                  tables.per_class_table(row), ""]
+        lines += tables.image(f"{group.label} learning curves",
+                              figures.learning_curves(group, figure_dir / f"curves_{name}.png"), out)
+        lines += tables.image(f"{group.label} test confusion",
+                              figures.confusion(group, figure_dir / f"confusion_{name}.png"), out)
     return lines
 
 
@@ -139,9 +124,9 @@ def _unfinished_section(collection: Collection, out: Path) -> list[str]:
     lines = []
     if collection.pruned:
         lines += ["## Pruned runs", "", "Stopped early by the search's pruner (neither completed nor failed; left "
-                  "out of every figure above):", "", failures_table(collection.pruned, out, why="why"), ""]
+                  "out of every figure above):", "", tables.failures_table(collection.pruned, out, why="why"), ""]
     lines += ["## Failed runs", ""]
-    return lines + [failures_table(collection.failures, out, collection.ignored)
+    return lines + [tables.failures_table(collection.failures, out, collection.ignored)
                     if collection.failures or collection.ignored else "None.", ""]
 
 
@@ -152,7 +137,7 @@ def build_report(directories: Sequence[Path], out: Path, collection: Collection 
     model's training protocol, which a comparison across studies needs; `sections` follow the statistics."""
     check_output_dir(out)
     collection = collection or collect(directories)
-    rows = leaderboard(collection)
+    rows = tables.leaderboard(collection)
     by_label = {group.label: group for group in collection.groups}
     groups = [by_label[row["model"]] for row in rows]
     write_csv_atomic(out / "leaderboard.csv", rows or [{"model": None}])

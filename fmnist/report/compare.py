@@ -10,6 +10,7 @@ from itertools import combinations
 import numpy as np
 
 from fmnist.core.metrics_file import split_of
+from fmnist.core.numbers import mean_and_std
 from fmnist.core.predictions import mean_ensemble
 from fmnist.report import stats
 from fmnist.report.collect import Group
@@ -102,12 +103,6 @@ class Pair:
     mcnemar_p_holm: float = math.nan
 
 
-def _unit(metrics: dict, unit_kind: str) -> int | tuple[int | None, int]:
-    if unit_kind == "seed":
-        return int(metrics.get("seed") or 0)
-    return (metrics.get("split_seed"), int(metrics.get("fold") or 0))
-
-
 def _unit_order(item: tuple) -> tuple:
     """Units in numeric order: seeds, or (split seed, fold) with an unrecorded split seed first."""
     unit = item[0]
@@ -115,23 +110,6 @@ def _unit_order(item: tuple) -> tuple:
         split_seed, fold = unit
         return (-1 if split_seed is None else split_seed, fold)
     return (unit,)
-
-
-def _std(values: list[float]) -> float | None:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else None
-
-
-def _test_figures(group: Group) -> tuple[list, list[str], stats.Interval | None, np.ndarray | None]:
-    """Each run's test interval from its predictions, where they disagree with metrics.json, and the ensemble."""
-    predictions = [(run.metrics, run.predictions) for run in group.runs if run.predictions is not None]
-    test_runs = [(item, stats.bootstrap_accuracy(found.correct)) for item, found in predictions]
-    notes = [f"fold {item.get('fold')} seed {item.get('seed')}: predictions give test acc {found.accuracy:.4f}, "
-             f"metrics.json {item['test/acc']:.4f}" for item, found in predictions
-             if item.get("test/acc") is not None and abs(found.accuracy - item["test/acc"]) > 1e-4]
-    if not predictions:
-        return test_runs, notes, None, None
-    correct = mean_ensemble([found for _, found in predictions]).correct
-    return test_runs, notes, stats.bootstrap_accuracy(correct), correct
 
 
 def _spread(metrics: list[dict], holdout: bool, split_seeds: tuple) -> tuple[float, float]:
@@ -154,26 +132,32 @@ def model_stats(group: Group) -> ModelStats:
     holdout = bool(metrics[0].get("holdout_size"))
     unit_kind = "seed" if holdout else "fold"
     by_unit: dict = {}
-    for item in metrics:
-        by_unit.setdefault(_unit(item, unit_kind), []).append(float(item["val/acc"]))
+    for item in metrics:  # a seed on a holdout, else (split seed, fold)
+        unit = int(item.get("seed") or 0) if holdout else (item.get("split_seed"), int(item.get("fold") or 0))
+        by_unit.setdefault(unit, []).append(float(item["val/acc"]))
     split_seeds = tuple(sorted({item.get("split_seed") for item in metrics}, key=str)) if not holdout else ()
     val_values = [float(item["val/acc"]) for item in metrics]
-    test_runs, notes, ensemble, ensemble_correct = _test_figures(group)
+    # each run's test interval from its predictions, where they disagree with metrics.json, and their ensemble
+    predictions = [(run.metrics, run.predictions) for run in group.runs if run.predictions is not None]
+    test_runs = [(item, stats.bootstrap_accuracy(found.correct)) for item, found in predictions]
+    notes = [f"fold {item.get('fold')} seed {item.get('seed')}: predictions give test acc {found.accuracy:.4f}, "
+             f"metrics.json {item['test/acc']:.4f}" for item, found in predictions
+             if item.get("test/acc") is not None and abs(found.accuracy - item["test/acc"]) > 1e-4]
+    correct = mean_ensemble([found for _, found in predictions]).correct if predictions else None
     test_values = [interval.estimate for _, interval in test_runs]
+    test_mean, test_std = mean_and_std(test_values)
     seed_std, fold_std = _spread(metrics, holdout, split_seeds)
-    seconds = [item.get("train_seconds") for item in metrics if item.get("train_seconds") is not None]
     last = [float(run.history["val/acc"].iloc[-1]) for run in group.runs
             if run.history is not None and "val/acc" in run.history and len(run.history)]
     model = ModelStats(
         group=group, split=splits.pop() if len(splits) == 1 else ("mixed",), unit_kind=unit_kind,
         val_by_unit={unit: float(np.mean(values)) for unit, values in sorted(by_unit.items(), key=_unit_order)},
-        val=stats.t_interval(val_values), val_std=_std(val_values),
-        test_runs=test_runs, test_mean=float(np.mean(test_values)) if test_values else None,
-        test_std=_std(test_values), test_interval=stats.t_interval(test_values) if test_values else None,
-        ensemble=ensemble, ensemble_correct=ensemble_correct, seed_std=seed_std, fold_std=fold_std,
-        published=PUBLISHED.get(group.model), train_seconds=float(np.mean(seconds)) if seconds else None,
-        last_val=float(np.mean(last)) if len(last) == len(group.runs) else None, notes=notes,
-        split_seeds=split_seeds)
+        val=stats.t_interval(val_values), val_std=mean_and_std(val_values)[1], test_runs=test_runs,
+        test_mean=test_mean, test_std=test_std, test_interval=stats.t_interval(test_values) if test_values else None,
+        ensemble=None if correct is None else stats.bootstrap_accuracy(correct), ensemble_correct=correct,
+        seed_std=seed_std, fold_std=fold_std, published=PUBLISHED.get(group.model),
+        train_seconds=mean_and_std(item.get("train_seconds") for item in metrics)[0],
+        last_val=float(np.mean(last)) if len(last) == len(group.runs) else None, notes=notes, split_seeds=split_seeds)
     if model.repeated:  # repeated k-fold: the k x r training sets overlap, so its interval is corrected like its tests
         model.val = stats.corrected_resampled_ttest(val_values, _test_train_ratio(model))
     return model
@@ -199,14 +183,6 @@ def unit_text(unit: int | tuple, repeated: bool) -> str:
     return f"{split_seed}/{fold}" if repeated else str(fold)
 
 
-def _units(model: ModelStats, repeated: bool) -> str:
-    return ", ".join(unit_text(unit, repeated) for unit in model.val_by_unit)
-
-
-def _seeds(model: ModelStats) -> str:
-    return ", ".join(str(seed) for seed in model.split_seeds)
-
-
 def _not_comparable(first: ModelStats, second: ModelStats) -> str | None:
     """Why two models cannot be paired unit by unit, or None where they can."""
     if not _known(first) or not _known(second):
@@ -216,11 +192,12 @@ def _not_comparable(first: ModelStats, second: ModelStats) -> str | None:
     if first.unit_kind != second.unit_kind:
         return "folds against seeds"
     if first.unit_kind == "fold" and first.split_seeds != second.split_seeds:
-        return f"different split seeds: {_seeds(first)} against {_seeds(second)}"
+        seeds = [", ".join(map(str, model.split_seeds)) for model in (first, second)]
+        return f"different split seeds: {seeds[0]} against {seeds[1]}"
     if set(first.val_by_unit) != set(second.val_by_unit):
         repeated = first.repeated or second.repeated
-        return (f"different {first.unit_kind}s{' (split seed/fold)' if repeated else ''}: "
-                f"{_units(first, repeated)} against {_units(second, repeated)}")
+        units = [", ".join(unit_text(unit, repeated) for unit in model.val_by_unit) for model in (first, second)]
+        return f"different {first.unit_kind}s{' (split seed/fold)' if repeated else ''}: {units[0]} against {units[1]}"
     return None
 
 

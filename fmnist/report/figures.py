@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,6 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, StrMethodFormatter
 
 from fmnist.core.constants import CLASS_NAMES
@@ -21,37 +21,21 @@ from fmnist.core.metric_keys import class_column
 from fmnist.report.collect import Group
 
 CURVES = (("acc", "accuracy"), ("loss", "cross-entropy loss"))
+save = partial(save_figure, dpi=110, bbox_inches="tight")  # the report's figures: cropped to what is drawn
 
 
 def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).strip("_")[:120] or "model"
 
 
-def save(figure: Figure, path: Path) -> Path:
-    """The report's figures: 110 dpi, cropped to what is drawn."""
-    return save_figure(figure, path, dpi=110, bbox_inches="tight")
-
-
-def long_history(group: Group) -> pd.DataFrame:
-    """Every run's per-epoch train and val scalars in long form: one row per (run, epoch, split, metric)."""
-    frames = []
-    for index, run in enumerate(group.runs):
-        if run.history is None or "epoch" not in run.history:
-            continue
-        for split in ("train", "val"):
-            for metric, _ in CURVES:
-                column = f"{split}/{metric}"
-                if column in run.history:
-                    frames.append(pd.DataFrame({"run": index, "epoch": run.history["epoch"] + 1, "split": split,
-                                                "metric": metric, "value": run.history[column]}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
 def learning_curves(group: Group, path: Path) -> Path | None:
     """Train vs validation per epoch; with several folds the line is their mean and the bars their std."""
-    data = long_history(group).dropna()
+    histories = [run.history for run in group.runs if run.history is not None and "epoch" in run.history]
+    data = pd.concat(histories).melt(id_vars="epoch").dropna() if histories else pd.DataFrame()
     if data.empty:
         return None
+    data[["split", "metric"]] = data.pop("variable").str.split("/", expand=True)
+    data["epoch"] += 1
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (metric, name) in zip(axes, CURVES, strict=True):
         sns.lineplot(data=data[data.metric == metric], x="epoch", y="value", hue="split", errorbar="sd",
@@ -64,22 +48,16 @@ def learning_curves(group: Group, path: Path) -> Path | None:
     return save(figure, path)
 
 
-def test_confusion(group: Group) -> tuple[np.ndarray, str] | None:
-    """The fold ensemble's confusion if there is one, else the fold models' mean (rounded)."""
-    if group.ensembles and "test/confusion" in group.ensembles[0]:
-        return np.asarray(group.ensembles[0]["test/confusion"]), "fold ensemble"
-    matrices = [np.asarray(run.metrics["test/confusion"]) for run in group.runs if "test/confusion" in run.metrics]
-    if not matrices:
-        return None
-    what = "one model" if len(matrices) == 1 else f"mean of {len(matrices)} fold models"
-    return np.rint(np.mean(matrices, axis=0)), what
-
-
 def confusion(group: Group, path: Path) -> Path | None:
-    found = test_confusion(group)
-    if found is None:
-        return None
-    matrix, what = found
+    """The fold ensemble's test confusion if there is one, else the fold models' mean (rounded)."""
+    if group.ensembles and "test/confusion" in group.ensembles[0]:
+        matrix, what = np.asarray(group.ensembles[0]["test/confusion"]), "fold ensemble"
+    else:
+        matrices = [np.asarray(run.metrics["test/confusion"]) for run in group.runs if "test/confusion" in run.metrics]
+        if not matrices:
+            return None
+        matrix = np.rint(np.mean(matrices, axis=0))
+        what = "one model" if len(matrices) == 1 else f"mean of {len(matrices)} fold models"
     figure = confusion_heatmap(torch.as_tensor(matrix.astype(np.int64)), CLASS_NAMES,
                                f"{group.label}: test confusion ({what})")
     return save(figure, path)
@@ -89,14 +67,9 @@ def accuracy_against(rows: Sequence[dict[str, Any]], column: str, xlabel: str, p
                      plain_ticks: bool = False) -> Path | None:
     """Val (CV) and test accuracy of every model against its size or cost (log axis); bars are fold std.
     `plain_ticks` labels 1, 2, 5 x 10^k in the axis' own unit, for a range too narrow for powers of ten."""
-    points = []
-    for row in rows:
-        if row.get(column) is None:
-            continue
-        for split, key in (("val (CV)", "val_acc"), ("test", "test_acc")):
-            if row.get(f"{key}_mean") is not None:
-                points.append({"model": row["model"], "x": row[column], "split": split,
-                               "acc": 100 * row[f"{key}_mean"], "std": 100 * (row.get(f"{key}_std") or 0.0)})
+    points = [{"model": row["model"], "x": row[column], "split": split, "acc": 100 * row[f"{key}_mean"],
+               "std": 100 * (row.get(f"{key}_std") or 0.0)} for row in rows if row.get(column) is not None
+              for split, key in (("val (CV)", "val_acc"), ("test", "test_acc")) if row.get(f"{key}_mean") is not None]
     if not points:
         return None
     data = pd.DataFrame(points)
@@ -120,8 +93,8 @@ def accuracy_against(rows: Sequence[dict[str, Any]], column: str, xlabel: str, p
 def per_class_f1(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     """Models x classes heatmap of test F1: where every model struggles (Shirt) stands out as a column."""
     columns = [class_column("test", "f1", name) for name in CLASS_NAMES]
-    table = pd.DataFrame([[100 * (row[column] if row[column] is not None else np.nan) for column in columns]
-                          for row in rows], index=[row["model"] for row in rows], columns=list(CLASS_NAMES))
+    table = 100 * pd.DataFrame([[row[column] for column in columns] for row in rows], dtype=float,
+                               index=[row["model"] for row in rows], columns=list(CLASS_NAMES))
     if table.empty or table.isna().all().all():
         return None
     figure, ax = plt.subplots(figsize=(11, 1.2 + 0.45 * len(table)))

@@ -17,9 +17,7 @@ MISSING = "–"
 def _get(config: dict[str, Any], dotted: str) -> Any:
     node: Any = config
     for part in dotted.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
+        node = node.get(part) if isinstance(node, dict) else None
     return node
 
 
@@ -90,17 +88,11 @@ FIELDS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
 )
 
 
-def run_protocol(run: Run) -> dict[str, str] | None:
-    """The protocol fields of one run, or None without a readable resolved_config.yaml."""
-    config = read_or_none(read_run_yaml, run.path / RESOLVED_CONFIG_FILE)
-    if not isinstance(config, dict):
-        return None
-    return {name: read(config) for name, read in FIELDS}
-
-
 def group_protocol(runs: Sequence[Run]) -> dict[str, str]:
-    """Each field's value over a model's runs; runs that disagree show every value."""
-    protocols = [found for found in map(run_protocol, runs) if found is not None]
+    """Each field's value over a model's runs (those with a readable resolved_config.yaml); runs that disagree show
+    every value."""
+    configs = [read_or_none(read_run_yaml, run.path / RESOLVED_CONFIG_FILE) for run in runs]
+    protocols = [{name: read(config) for name, read in FIELDS} for config in configs if isinstance(config, dict)]
     merged = {}
     for name, _ in FIELDS:
         values = sorted({protocol[name] for protocol in protocols})

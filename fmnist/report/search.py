@@ -82,9 +82,8 @@ def _figure(plot: Any, study: Any, path: Path) -> Path | None:
     except (ValueError, RuntimeError) as exc:  # e.g. importances need two completed trials
         log.info("%s skipped: %s", path.name, exc)
         return None
-    figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-    figure.tight_layout()
-    return save_figure(figure, path)
+    axes.figure.tight_layout()  # single objective: one Axes
+    return save_figure(axes.figure, path)
 
 
 def study_lines(name: str, storage: str, opened: Any, jobs: dict[int, tuple[Path, list[str]]], out: Path,

@@ -29,30 +29,30 @@ class PairedTest(Interval):
     n: int
 
 
-def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+def t_interval(values: Sequence[float]) -> Interval:
     """Mean and t-interval of independent-looking repeats (folds); one value gives no interval (nan)."""
     array = np.asarray(values, dtype=float)
     mean = float(array.mean())
     if len(array) < 2:
         return Interval(mean, float("nan"), float("nan"))
-    half = stats.t.ppf(0.5 + confidence / 2, df=len(array) - 1) * array.std(ddof=1) / np.sqrt(len(array))
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, df=len(array) - 1) * array.std(ddof=1) / np.sqrt(len(array))
     return Interval(mean, mean - float(half), mean + float(half))
 
 
-def bootstrap_accuracy(correct: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                       confidence: float = CONFIDENCE) -> Interval:
+def bootstrap_accuracy(correct: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
+                       seed: int = BOOTSTRAP_SEED) -> Interval:
     """Accuracy of a 0/1 vector over test images with a seeded percentile bootstrap interval over the images."""
     correct = np.asarray(correct, dtype=float)
-    result = stats.bootstrap((correct,), np.mean, n_resamples=resamples, confidence_level=confidence,
+    result = stats.bootstrap((correct,), np.mean, n_resamples=resamples, confidence_level=CONFIDENCE,
                              method="percentile", rng=np.random.default_rng(seed), vectorized=True)
     interval = result.confidence_interval
     return Interval(float(correct.mean()), float(interval.low), float(interval.high))
 
 
-def binomial_interval(accuracy: float, images: int, confidence: float = CONFIDENCE) -> Interval:
+def binomial_interval(accuracy: float, images: int) -> Interval:
     """The exact (Clopper-Pearson) interval of a published figure, whose per-image results we do not have."""
     correct = int(round(accuracy * images))
-    interval = stats.binomtest(correct, images).proportion_ci(confidence_level=confidence, method="exact")
+    interval = stats.binomtest(correct, images).proportion_ci(confidence_level=CONFIDENCE, method="exact")
     return Interval(accuracy, float(interval.low), float(interval.high))
 
 
@@ -60,8 +60,7 @@ def overlap(first: Interval, second: Interval) -> bool:
     return first.low <= second.high and second.low <= first.high
 
 
-def corrected_resampled_ttest(differences: Sequence[float], test_train_ratio: float,
-                              confidence: float = CONFIDENCE) -> PairedTest:
+def corrected_resampled_ttest(differences: Sequence[float], test_train_ratio: float) -> PairedTest:
     """Nadeau and Bengio (2003): overlapping training sets inflate the mean's variance from var/k to
     (1/k + n_test/n_train) var; test_train_ratio=0 is the ordinary paired t-test (seeds on one fixed split)."""
     array = np.asarray(differences, dtype=float)
@@ -73,7 +72,7 @@ def corrected_resampled_ttest(differences: Sequence[float], test_train_ratio: fl
     if standard_error == 0.0:
         return PairedTest(mean, mean, mean, 1.0 if mean == 0.0 else 0.0, k)
     p_value = float(2 * stats.t.sf(abs(mean / standard_error), df=k - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=k - 1)) * standard_error
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df=k - 1)) * standard_error
     return PairedTest(mean, mean - half, mean + half, p_value, k)
 
 

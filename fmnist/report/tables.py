@@ -53,8 +53,7 @@ def group_row(group: Group) -> dict[str, Any]:
 
 def leaderboard(collection: Collection) -> list[dict[str, Any]]:
     """Ranked by cross-validated accuracy: the test set is reported, never used to rank."""
-    rows = [group_row(group) for group in collection.groups]
-    return sorted(rows, key=lambda row: -(row["val_acc_mean"] if row["val_acc_mean"] is not None else -1.0))
+    return sorted(map(group_row, collection.groups), key=lambda row: -row["val_acc_mean"])  # val/acc is required
 
 
 def number(value: float | None, digits: int = 0) -> str:
@@ -66,11 +65,6 @@ def count(number_of: int, unit: str) -> str:
     return f"{number_of} {unit}{'' if number_of == 1 else 's'}"
 
 
-MAIN_HEADERS = ("model", "folds", "val acc % (CV mean ± std)", "train acc %", "train − val (pp)",
-                "test acc % (fold models)", "test acc % (ensemble)", "macro precision %", "macro recall %",
-                "macro F1 %", "params", "ms/step", "images/s", "train time (s)", "epochs")
-
-
 def main_table(rows: Sequence[dict[str, Any]]) -> str:
     body = [[row["model"], str(row["runs"]), percent(row["val_acc_mean"], row["val_acc_std"]),
              percent(row["train_acc_mean"]), points(row["gap_mean"]),
@@ -79,7 +73,9 @@ def main_table(rows: Sequence[dict[str, Any]]) -> str:
              number(row["params_mean"]), number(row["ms_per_step_mean"], 2), number(row["images_per_second_mean"]),
              number(row["train_seconds_mean"], 1), number(row["epochs_mean"], 1 if row["epochs_std"] else 0)]
             for row in rows]
-    return markdown_table(MAIN_HEADERS, body)
+    return markdown_table(("model", "folds", "val acc % (CV mean ± std)", "train acc %", "train − val (pp)",
+                           "test acc % (fold models)", "test acc % (ensemble)", "macro precision %", "macro recall %",
+                           "macro F1 %", "params", "ms/step", "images/s", "train time (s)", "epochs"), body)
 
 
 def per_class_table(row: dict[str, Any]) -> str:
@@ -126,8 +122,7 @@ def points(difference: float | None) -> str:
     return "–" if difference is None else f"{100 * difference:+.2f}"
 
 
-def yes_no(flag: bool | None) -> str:
-    return {True: "yes", False: "no", None: "–"}[flag]
+YES_NO = {True: "yes", False: "no", None: "–"}
 
 
 def p_text(value: float) -> str:
@@ -144,13 +139,6 @@ def unit_count(model: Any) -> str:
     return f"{count(len(model.split_seeds), 'split seed')} x {count(folds, 'fold')}"
 
 
-UNCERTAINTY_HEADERS = ("model", "study", "runs", "val acc % (mean ± std)", "val acc % [95% t-interval]",
-                       "val acc % last epoch (mean)",
-                       "test acc % (fold models, mean ± std)", "test acc % fold ensemble [95% bootstrap]",
-                       "study's figure", "study's figure [95% binomial]", "ours − study (pp)",
-                       "ours − study, test (pp)", "within 0.5 pp", "intervals meet", "train time per run (s)")
-
-
 def uncertainty_table(models: Sequence[Any]) -> str:
     body = []
     for model in models:
@@ -161,9 +149,13 @@ def uncertainty_table(models: Sequence[Any]) -> str:
             percent(model.test_mean, model.test_std), interval_text(model.ensemble),
             f"{published.text} ({published.split})" if published else "–",
             interval_text(model.published_interval), points(model.difference), points(model.test_difference),
-            yes_no(model.reproduced), yes_no(model.consistent), number(model.train_seconds, 0),
+            YES_NO[model.reproduced], YES_NO[model.consistent], number(model.train_seconds, 0),
         ])
-    return markdown_table(UNCERTAINTY_HEADERS, body)
+    return markdown_table(("model", "study", "runs", "val acc % (mean ± std)", "val acc % [95% t-interval]",
+                           "val acc % last epoch (mean)", "test acc % (fold models, mean ± std)",
+                           "test acc % fold ensemble [95% bootstrap]", "study's figure",
+                           "study's figure [95% binomial]", "ours − study (pp)", "ours − study, test (pp)",
+                           "within 0.5 pp", "intervals meet", "train time per run (s)"), body)
 
 
 def runs_table(models: Sequence[Any]) -> str:
@@ -190,10 +182,6 @@ def spread_table(models: Sequence[Any]) -> str | None:
     return markdown_table(("model", "seeds", "folds", "seed std (pp)", "fold std (pp)"), body)
 
 
-PAIR_HEADERS = ("first", "second", "val diff pp [95% CI]", "p (corrected t)", "p Holm", "test: only first right",
-                "only second right", "McNemar p", "p Holm")
-
-
 def pairs_table(pairs: Sequence[Any]) -> str:
     body = []
     for pair in pairs:
@@ -203,12 +191,8 @@ def pairs_table(pairs: Sequence[Any]) -> str:
         body.append([pair.first, pair.second, interval_text(pair.val, signed=True), p_text(pair.val.p_value),
                      p_text(pair.val_p_holm), str(pair.only_first), str(pair.only_second), p_text(pair.mcnemar_p),
                      p_text(pair.mcnemar_p_holm)])
-    return markdown_table(PAIR_HEADERS, body)
-
-
-SUMMARY_HEADERS = ("model", "study", "runs", "val acc % mean ± std [95% CI]", "test acc % ensemble [95% CI]",
-                   "study's figure", "ours − study (pp)", "ours − study, test (pp)", "within 0.5 pp",
-                   "train time per run (s)")
+    return markdown_table(("first", "second", "val diff pp [95% CI]", "p (corrected t)", "p Holm",
+                           "test: only first right", "only second right", "McNemar p", "p Holm"), body)
 
 
 def summary_table(models: Sequence[Any]) -> str:
@@ -221,7 +205,9 @@ def summary_table(models: Sequence[Any]) -> str:
             count(len(model.group.runs), model.unit_kind),
             percent(model.val.estimate, model.val_std) + bracket(model.val), interval_text(model.ensemble),
             published.text if published else "–",
-            points(model.difference), points(model.test_difference), yes_no(model.reproduced),
+            points(model.difference), points(model.test_difference), YES_NO[model.reproduced],
             number(model.train_seconds, 0),
         ])
-    return markdown_table(SUMMARY_HEADERS, body)
+    return markdown_table(("model", "study", "runs", "val acc % mean ± std [95% CI]", "test acc % ensemble [95% CI]",
+                           "study's figure", "ours − study (pp)", "ours − study, test (pp)", "within 0.5 pp",
+                           "train time per run (s)"), body)

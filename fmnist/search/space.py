@@ -13,7 +13,7 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from hydra.errors import HydraException
 
 from fmnist.core.errors import ConfigError
-from fmnist.core.limits import clip
+from fmnist.core.limits import clip, first_line
 
 PARAMS_KEY = "hydra.sweeper.params"
 _BARE = re.compile(r"[A-Za-z_/][\w./\-]*")  # a string the override grammar reads back unquoted
@@ -90,20 +90,6 @@ def _distribution(override: Override, source: str) -> Any:
                       "use choice(...), range(...), interval(...), int(interval(...)) or tag(log, ...)")
 
 
-def _parse(lines: Iterable[tuple[str, str]]) -> list[tuple[Override, str]]:
-    parser = OverridesParser.create()
-    parsed = []
-    for line, source in lines:
-        try:
-            parsed.append((parser.parse_override(line), source))
-        except HydraException as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ConfigError(source, f"{clip(line, 120)} is not in Hydra's sweep grammar ({clip(first, 160)})",
-                              "write e.g. 'optimizer.lr: tag(log, interval(1e-4, 1e-2))' or "
-                              "'data.batch_size: choice(32, 64)'") from None
-    return parsed
-
-
 def build_search_space(params: Mapping[str, Any] | None, arguments: Iterable[str]) -> SearchSpace:
     """The space of hydra.sweeper.params and of the command line's sweeps (`a,b`, `interval(...)`); the command line
     wins for a key given in both. ConfigError if nothing is left to search or an expression cannot be sampled."""
@@ -112,10 +98,18 @@ def build_search_space(params: Mapping[str, Any] | None, arguments: Iterable[str
                           "write params as e.g. {optimizer.lr: 'tag(log, interval(1e-4, 1e-2))'}")
     lines = [(f"{key}={value}", PARAMS_KEY) for key, value in (params or {}).items()]
     lines += [(argument, "the command line") for argument in arguments]
-    space = SearchSpace()
+    parser = OverridesParser.create()
     by_key: dict[str, tuple[Override, str]] = {}
-    for override, source in _parse(lines):
+    for line, source in lines:
+        try:
+            override = parser.parse_override(line)
+        except HydraException as exc:
+            raise ConfigError(source, f"{clip(line, 120)} is not in Hydra's sweep grammar "
+                              f"({first_line(exc, 160, type(exc).__name__)})",
+                              "write e.g. 'optimizer.lr: tag(log, interval(1e-4, 1e-2))' or "
+                              "'data.batch_size: choice(32, 64)'") from None
         by_key[override.get_key_element().lstrip("+")] = (override, source)  # later (the command line) wins
+    space = SearchSpace()
     for key, (override, source) in by_key.items():
         if override.is_sweep_override():
             space.distributions[key] = _distribution(override, source)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.core.errors import ConfigError
-from fmnist.core.limits import clip
+from fmnist.core.limits import clip, first_line
 
 STORAGE_KEY = "hydra.sweeper.storage"
 SQLITE = "sqlite:///"
@@ -49,8 +49,8 @@ def open_storage(storage: str) -> Any:
             storage, lock_obj=optuna.storages.journal.JournalFileOpenLock(storage))
         return optuna.storages.JournalStorage(backend)
     except Exception as exc:  # SQLAlchemy's, a driver's and the OS's errors differ by backend; all mean "cannot open"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(STORAGE_KEY, f"{clip(storage, 200)} cannot be opened ({clip(first, 200)})",
+        raise ConfigError(STORAGE_KEY, f"{clip(storage, 200)} cannot be opened "
+                          f"({first_line(exc, 200, type(exc).__name__)})",
                           "check the URL, its driver and that the folder is writable, e.g. "
                           "storage=sqlite:///multirun/optuna.db") from None
 

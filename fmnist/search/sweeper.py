@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -18,11 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from fmnist.core.atomic import write_text_atomic
 from fmnist.core.cli import user_error
 from fmnist.core.errors import ConfigError, FmnistError
-from fmnist.core.limits import clip
+from fmnist.core.limits import clip, first_line
 from fmnist.core.numbers import is_int, is_real
 from fmnist.core.run_files import TRIAL_CALLBACK, TRIAL_KEY
 from fmnist.search.space import PARAMS_KEY, SearchSpace, build_search_space, grid_of, override_value
 from fmnist.search.storage import absolute_storage, open_storage
+from fmnist.search.trial import tell_job
 
 log = logging.getLogger("fmnist.search")
 
@@ -49,8 +50,8 @@ def _build(spec: Any, key: str, base: type, choices: str, **extra: Any) -> Any:
     try:
         built = instantiate(spec, **extra)
     except Exception as exc:  # Hydra wraps the import or constructor error; its first line names it
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(key, f"{target} cannot be built ({clip(first, 200)})", f"pick {choices}") from None
+        raise ConfigError(key, f"{target} cannot be built ({first_line(exc, 200, type(exc).__name__)})",
+                          f"pick {choices}") from None
     if not isinstance(built, base):
         raise ConfigError(key, f"{target} is not an {base.__module__}.{base.__name__}", f"pick {choices}")
     return built
@@ -58,8 +59,7 @@ def _build(spec: Any, key: str, base: type, choices: str, **extra: Any) -> Any:
 
 def next_job_number(sweep_dir: Path) -> int:
     """One past the highest numbered run dir in the sweep dir, so a rerun never overwrites an earlier trial's."""
-    numbers = [int(path.name) for path in sweep_dir.glob("*") if path.name.isdigit() and path.is_dir()] \
-        if sweep_dir.is_dir() else []
+    numbers = [int(path.name) for path in sweep_dir.glob("*") if path.name.isdigit() and path.is_dir()]
     return max(numbers, default=-1) + 1
 
 
@@ -88,8 +88,8 @@ class OptunaSearch:
             raise SystemExit(user_error(str(exc))) from None
 
     def _check_numbers(self) -> None:
-        for key, value, low in (("n_trials", self.n_trials, 1), ("n_jobs", self.n_jobs, 1)):
-            if not is_int(value) or value < low:
+        for key, value in (("n_trials", self.n_trials), ("n_jobs", self.n_jobs)):
+            if not is_int(value) or value < 1:
                 raise ConfigError(f"hydra.sweeper.{key}", f"{value!r} is not a positive integer",
                                   f"use e.g. hydra.sweeper.{key}={2 if key == 'n_jobs' else 20}")
         rate = self.max_failure_rate
@@ -122,27 +122,24 @@ class OptunaSearch:
             raise ConfigError("hydra.sweeper.direction", f"study {self.study_name} in {storage_url} was created to "
                               f"{','.join(found)}, not {','.join(directions)}",
                               f"use direction={found[0] if len(found) == 1 else found}, {fix_name}")
-        wanted = {name: distribution_to_json(distribution) for name, distribution in space.distributions.items()}
-        stored = study.user_attrs.get(SPACE_ATTR)
-        if stored is None:  # a study fmnist did not create (or a new one): its trials' distributions are the space
-            stored = {name: distribution_to_json(distribution) for trial in study.get_trials(deepcopy=False)
-                      for name, distribution in trial.distributions.items()} or None
-        if stored is not None:
-            changed = sorted(name for name in set(stored) | set(wanted)
-                             if name not in stored or name not in wanted
-                             or json_to_distribution(stored[name]) != json_to_distribution(wanted[name]))
-            if changed:
-                raise ConfigError(PARAMS_KEY, f"study {self.study_name} in {storage_url} searched another space "
-                                  f"({', '.join(changed)} differ)", f"search the study's space again, {fix_name}")
+        wanted = space.distributions
+        if SPACE_ATTR in study.user_attrs:
+            stored = {name: json_to_distribution(text) for name, text in study.user_attrs[SPACE_ATTR].items()}
+        else:  # a study fmnist did not create (or a new one): its trials' distributions are the space
+            stored = {name: distribution for trial in study.get_trials(deepcopy=False)
+                      for name, distribution in trial.distributions.items()}
+        changed = sorted(name for name in stored.keys() | wanted.keys() if stored.get(name) != wanted.get(name))
+        if stored and changed:
+            raise ConfigError(PARAMS_KEY, f"study {self.study_name} in {storage_url} searched another space "
+                              f"({', '.join(changed)} differ)", f"search the study's space again, {fix_name}")
         if SPACE_ATTR not in study.user_attrs:
-            study.set_user_attr(SPACE_ATTR, wanted)
+            study.set_user_attr(SPACE_ATTR, {name: distribution_to_json(item) for name, item in wanted.items()})
         return study, grid
 
     def _sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
         import optuna
         from optuna.trial import TrialState
 
-        assert self.config is not None and self.launcher is not None, "setup() first"
         self._check_numbers()
         directions = _directions(self.direction)
         space = build_search_space(self.params, arguments)
@@ -160,13 +157,18 @@ class OptunaSearch:
         finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         pruner = OmegaConf.to_container(self.pruner, resolve=True) if self.pruner is not None else None
+        spec = {"study": self.study_name, "storage": storage_url, "number": None, "pruner": pruner}
+        reporter = (f"++callbacks.{TRIAL_CALLBACK}="
+                    "{_target_:fmnist.search.trial.ReportToTrial,trial:${" + TRIAL_KEY + "},_recursive_:false}")
         returns: list[Sequence[JobReturn]] = []
         while True:
             done = len(study.get_trials(deepcopy=False, states=finished))
             if done >= budget:
                 break
             trials = [study.ask(space.distributions) for _ in range(min(self.n_jobs, budget - done))]
-            overrides = [self._job_overrides(space, trial, storage_url, pruner) for trial in trials]
+            overrides = [[*space.overrides(trial.params),
+                          f"++{TRIAL_KEY}={override_value({**spec, 'number': trial.number})}", reporter]
+                         for trial in trials]
             first = next_job_number(sweep_dir)
             log.info("trials %s of study %s (%d of %d finished): jobs %d-%d in %s",
                      ", ".join(str(trial.number) for trial in trials), self.study_name, done, budget, first,
@@ -174,7 +176,7 @@ class OptunaSearch:
             batch = self.launcher.launch(overrides, initial_job_idx=first)
             returns.append(batch)
             for trial, job in zip(trials, batch, strict=True):
-                self._record(study, trial.number, job)
+                tell_job(study, trial.number, job)
             failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
             if failed > self.max_failure_rate * budget:
                 raise SystemExit(user_error(
@@ -183,29 +185,6 @@ class OptunaSearch:
                     "raise hydra.sweeper.max_failure_rate", 1))
         self._write_results(study, sweep_dir, optuna)
         return returns
-
-    def _job_overrides(self, space: SearchSpace, trial: Any, storage_url: str, pruner: Any) -> list[str]:
-        spec = {"study": self.study_name, "storage": storage_url, "number": trial.number, "pruner": pruner}
-        reporter = "{_target_:fmnist.search.trial.ReportToTrial,trial:${" + TRIAL_KEY + "},_recursive_:false}"
-        return [*space.overrides(trial.params), f"++{TRIAL_KEY}={override_value(spec)}",
-                f"++callbacks.{TRIAL_CALLBACK}={reporter}"]
-
-    @staticmethod
-    def _record(study: Any, number: int, job: JobReturn) -> None:
-        """Tell the study a job's result unless the job did (its Hydra callback) or was pruned."""
-        from optuna.trial import TrialState
-
-        trial = next(item for item in study.get_trials(deepcopy=False) if item.number == number)
-        if trial.state.is_finished():
-            return
-        if job.status != JobStatus.COMPLETED:
-            study.tell(number, state=TrialState.FAIL)
-            return
-        value = job.return_value
-        try:
-            study.tell(number, list(value) if isinstance(value, (list, tuple)) else value)
-        except (TypeError, ValueError):
-            study.tell(number, state=TrialState.FAIL)
 
     def _write_results(self, study: Any, sweep_dir: Path, optuna: Any) -> None:
         complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))

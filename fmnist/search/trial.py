@@ -22,7 +22,6 @@ from fmnist.core.run_files import TRIAL_KEY
 log = logging.getLogger("fmnist.search")
 
 
-
 class RunPruned(Exception):
     """The study's pruner stopped this run at `step` (an epoch, or a fold under fmnist.cv) with `value` reported."""
 
@@ -50,14 +49,12 @@ class JobTrial:
 
         spec = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else dict(spec)
         self.number = int(spec["number"])
-        self.monitor = str(spec.get("monitor") or "val/acc")
         storage = open_storage(str(spec["storage"]))
         pruner = instantiate(spec["pruner"]) if spec.get("pruner") else optuna.pruners.NopPruner()
         self.study = optuna.load_study(study_name=str(spec["study"]), storage=storage, pruner=pruner)
         study_id = storage.get_study_id_from_name(str(spec["study"]))
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, self.number)
         self.trial = optuna.trial.Trial(self.study, trial_id)
-        self._storage, self._trial_id = storage, trial_id
 
     def report(self, value: float, step: int) -> None:
         """Report `value` at `step`; if the pruner says so, record the trial PRUNED and raise RunPruned (Optuna
@@ -69,22 +66,8 @@ class JobTrial:
         self.trial.report(value, step)
         if self.trial.should_prune():
             self.study.tell(self.number, state=optuna.trial.TrialState.PRUNED)
-            log.info("trial %d pruned at step %d: %s %.4f", self.number, step, self.monitor, value)
+            log.info("trial %d pruned at step %d: val/acc %.4f", self.number, step, value)
             raise RunPruned(self.number, step, value)
-
-    def tell(self, result: Any, failed: bool = False) -> None:
-        """Record the job's result (its task function's return value: one number, or one per objective) unless the
-        trial already finished (pruned); a missing or non-finite value records it FAIL."""
-        import optuna
-
-        if self._storage.get_trial(self._trial_id).state.is_finished():
-            return
-        values = list(result) if isinstance(result, (list, tuple)) else [result]
-        numbers = [float(value) for value in values if isinstance(value, (int, float)) and math.isfinite(value)]
-        if failed or len(numbers) != len(values) or len(numbers) != len(self.study.directions):
-            self.study.tell(self.number, state=optuna.trial.TrialState.FAIL)
-        else:
-            self.study.tell(self.number, numbers if len(numbers) > 1 else numbers[0])
 
 
 class ReportToTrial(L.Callback):
@@ -101,9 +84,25 @@ class ReportToTrial(L.Callback):
             return
         if self._trial is None:
             self._trial = JobTrial(self.spec)
-        value = trainer.callback_metrics.get(self._trial.monitor)
+        value = trainer.callback_metrics.get("val/acc")
         if value is not None:
             self._trial.report(float(value), trainer.current_epoch)
+
+
+def tell_job(study: Any, number: int, job: JobReturn) -> None:
+    """Tell the study a job's value (one number, or one per objective), or FAIL if it raised or gave no finite number;
+    nothing where the trial already finished (pruned, or told by the job itself)."""
+    from optuna.trial import TrialState
+
+    if study.get_trials(deepcopy=False)[number].state.is_finished():
+        return
+    result = job.return_value if job.status == JobStatus.COMPLETED else None
+    values = list(result) if isinstance(result, (list, tuple)) else [result]
+    numbers = [float(value) for value in values if isinstance(value, (int, float)) and math.isfinite(value)]
+    if len(numbers) == len(values) == len(study.directions):
+        study.tell(number, numbers)
+    else:
+        study.tell(number, state=TrialState.FAIL)
 
 
 class TellTrialAtJobEnd(Callback):
@@ -116,10 +115,7 @@ class TellTrialAtJobEnd(Callback):
             return
         try:
             trial = JobTrial(spec)
-            if job_return.status == JobStatus.COMPLETED:
-                trial.tell(job_return.return_value)
-            else:
-                trial.tell(None, failed=True)
+            tell_job(trial.study, trial.number, job_return)
         except Exception as exc:  # the sweeper tells what is still running when the batch returns
             log.warning("could not record trial %s's result in its study (%s); the sweeper records it",
                         spec.get("number"), exc)

@@ -66,9 +66,9 @@ def prepare_net(net: nn.Module, model_cfg: DictConfig) -> nn.Module:
     return net
 
 
-def build_module(cfg: DictConfig, net: nn.Module | None = None) -> ClassifierModule:
+def build_module(cfg: DictConfig) -> ClassifierModule:
     """The `module` config's LightningModule around the model's backbone, optimizer and schedule."""
-    net = prepare_net(net if net is not None else build_net(cfg.model, run_limits(cfg)), cfg.model)
+    net = prepare_net(build_net(cfg.model, run_limits(cfg)), cfg.model)
     module_class = instantiate(cfg.module, _partial_=True)  # partial: the run config below is data, not targets
     module = module_class(net=net, optimizer=instantiate(cfg.optimizer), scheduler=build_scheduler(cfg),
                           run_config=OmegaConf.to_container(cfg, resolve=True),

@@ -32,49 +32,42 @@ class StepTimer(L.Callback):
         self.epoch_images_per_second: list[float] = []
         self._start = 0.0
         self._images = 0
-        self._steps = 0  # optimizer steps: a Lightning step may run several (data.steps_per_execution)
-        self._first_step = 0
+        self._first_step = 0  # optimizer steps: a Lightning step may run several (data.steps_per_execution)
         self._clock_running = False
-        self._logged = False
+        self._unlogged = False  # this epoch's figures are measured, not yet logged
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         synchronize(pl_module.device)
-        self._images, self._steps, self._first_step = 0, 0, trainer.global_step
-        self._clock_running, self._logged = True, False
+        self._images, self._first_step, self._clock_running = 0, trainer.global_step, True
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         self._images += len(batch[1])
-        self._steps = trainer.global_step - self._first_step
-        if batch_idx + 1 == trainer.num_training_batches:
-            self._stop_clock(pl_module)
-            self._log(pl_module)
+        if batch_idx + 1 == trainer.num_training_batches:  # measured and logged before validation
+            self.on_train_epoch_end(trainer, pl_module)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.should_stop:  # validation right after the step that ended a cut epoch
-            self._stop_clock(pl_module)
+            self._stop_clock(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stop_clock(pl_module)
-        self._log(pl_module)
+        self._stop_clock(trainer, pl_module)
+        if self._unlogged:
+            self._unlogged = False
+            pl_module.log_dict({"train/ms_per_step": self.epoch_ms_per_step[-1],
+                                "train/images_per_second": self.epoch_images_per_second[-1]},
+                               on_step=False, on_epoch=True)
 
-    def _stop_clock(self, pl_module: L.LightningModule) -> None:
-        if not self._clock_running or self._steps == 0:
+    def _stop_clock(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        steps = trainer.global_step - self._first_step
+        if not self._clock_running or steps == 0:
             return
         synchronize(pl_module.device)
         seconds = time.perf_counter() - self._start
-        self._clock_running = False
-        self.epoch_ms_per_step.append(1000.0 * seconds / self._steps)
+        self._clock_running, self._unlogged = False, True
+        self.epoch_ms_per_step.append(1000.0 * seconds / steps)
         self.epoch_images_per_second.append(self._images / seconds)
-
-    def _log(self, pl_module: L.LightningModule) -> None:
-        if self._logged or self._clock_running or self._steps == 0:
-            return
-        self._logged = True
-        pl_module.log_dict({"train/ms_per_step": self.epoch_ms_per_step[-1],
-                            "train/images_per_second": self.epoch_images_per_second[-1]},
-                           on_step=False, on_epoch=True)
 
     @property
     def ms_per_step(self) -> float | None:
@@ -94,7 +87,7 @@ class EpochHistory(L.Callback):
         self.rows: list[dict[str, float | int]] = []
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if not trainer.is_global_zero:
             return
         row: dict[str, float | int] = {"epoch": trainer.current_epoch}
         for key, value in sorted(trainer.callback_metrics.items()):
@@ -125,14 +118,13 @@ class EpochLine(L.Callback):
     def __init__(self, always: bool = False) -> None:
         self.always = always
         self._start = 0.0
-        self.lines: list[str] = []
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         quiet = not self.always and trainer.progress_bar_callback is not None
-        if trainer.sanity_checking or not trainer.is_global_zero or quiet:
+        if not trainer.is_global_zero or quiet:
             return
         metrics = trainer.callback_metrics
         parts = []
@@ -144,7 +136,6 @@ class EpochLine(L.Callback):
         last = f"/{trainer.max_epochs - 1}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
         line = (f"epoch {trainer.current_epoch}{last}: {' | '.join(parts) or 'no metrics'} | "
                 f"{time.perf_counter() - self._start:.1f} s")
-        self.lines.append(line)
         log.info("%s", line)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig
 
+from fmnist.core.constants import CLASS_NAMES
 from fmnist.core.errors import ConfigError
 from fmnist.core.figures import confusion_heatmap, save_figure
 from fmnist.core.metric_keys import run_scalars
@@ -64,19 +65,15 @@ def _check_installed(node: DictConfig) -> None:
                           LOGGERS_EXTRA_HINT) from None
 
 
-def build_loggers(logger_cfg: DictConfig | None) -> Logger | list[Logger] | bool:
-    """One logger for one logger config, a list for a mapping of them, False for `logger=none`."""
+def build_loggers(logger_cfg: DictConfig | None) -> list[Logger] | bool:
+    """The Trainer's loggers, False for `logger=none`."""
     nodes = logger_nodes(logger_cfg)
     for node in nodes:
         _check_installed(node)
-    loggers = [instantiate(node) for node in nodes]
-    if not loggers:
-        return False
-    return loggers[0] if "_target_" in logger_cfg else loggers
+    return [instantiate(node) for node in nodes] or False
 
 
-def finish_loggers(trainer: L.Trainer, hparams: dict[str, Any], metrics: Mapping[str, Any], run_dir: Path,
-                   class_names: Sequence[str]) -> None:
+def finish_loggers(trainer: L.Trainer, hparams: dict[str, Any], metrics: Mapping[str, Any], run_dir: Path) -> None:
     """After the test: the run's settings to every logger (TensorBoard's HParams tab with the final accuracies);
     MLflow and W&B also get metrics.json's figures and the test confusion figure."""
     figure: Path | None = None
@@ -89,7 +86,7 @@ def finish_loggers(trainer: L.Trainer, hparams: dict[str, Any], metrics: Mapping
         if isinstance(logger, (MLFlowLogger, WandbLogger)):
             logger.log_metrics(run_scalars(metrics), step=trainer.global_step)
             if figure is None and metrics.get("test/confusion"):
-                heatmap = confusion_heatmap(torch.tensor(metrics["test/confusion"]), class_names,
+                heatmap = confusion_heatmap(torch.tensor(metrics["test/confusion"]), CLASS_NAMES,
                                             f"test confusion, {metrics.get('model')}")
                 figure = save_figure(heatmap, run_dir / CONFUSION_FIGURE)
             if figure is not None and isinstance(logger, MLFlowLogger):

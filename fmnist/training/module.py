@@ -13,11 +13,10 @@ from torch import nn
 from torch.optim import Optimizer
 
 from fmnist.core.checkpoints import CHECKPOINT_CONFIG_KEY, check_checkpoint_fits
-from fmnist.core.constants import CLASS_NAMES
+from fmnist.core.constants import CLASS_NAMES, NUM_CLASSES
 from fmnist.core.errors import FmnistError
 from fmnist.core.figures import confusion_heatmap
 from fmnist.core.metric_keys import flatten_per_class, metric_safe
-from fmnist.models.tta import flip_averaged_logits
 from fmnist.training.metrics import confusion_matrix, per_class_metrics, summary_metrics
 from fmnist.training.tally import EpochTally
 
@@ -60,7 +59,6 @@ class ClassifierModule(L.LightningModule):
         scheduler: SchedulerSpec | None = None,
         label_smoothing: float = 0.0,
         max_norm: float | None = None,
-        class_names: Sequence[str] = CLASS_NAMES,
         run_config: dict[str, Any] | None = None,
         tta_flip: bool = False,
         cuda_graphs: bool = False,
@@ -76,16 +74,13 @@ class ClassifierModule(L.LightningModule):
         self.scheduler_spec = scheduler
         self.label_smoothing = label_smoothing
         self.max_norm = max_norm
-        self.class_names = tuple(class_names)
         self.run_config = run_config or {}
-        num_classes = len(self.class_names)
-        self.train_tally = EpochTally(num_classes)
-        self.val_metrics = summary_metrics("val", num_classes)
-        self.test_metrics = summary_metrics("test", num_classes)
-        self.per_class = nn.ModuleDict({stage: per_class_metrics(num_classes) for stage in ("val", "test")})
-        self.confusion = nn.ModuleDict({stage: confusion_matrix(num_classes) for stage in ("val", "test")})
+        self.train_tally = EpochTally(NUM_CLASSES)
+        self.val_metrics = summary_metrics("val")
+        self.test_metrics = summary_metrics("test")
+        self.per_class = nn.ModuleDict({stage: per_class_metrics() for stage in ("val", "test")})
+        self.confusion = nn.ModuleDict({stage: confusion_matrix() for stage in ("val", "test")})
         self.last_confusion: dict[str, torch.Tensor] = {}
-        self.last_per_class: dict[str, dict[str, float]] = {}
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         # the last test pass's softmax probabilities and labels (10k x 10 floats): PR curves, test_predictions.npz
         self.last_test_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -127,28 +122,25 @@ class ClassifierModule(L.LightningModule):
             self.log_train_epoch()
 
     def on_train_epoch_end(self) -> None:
+        """Also names a schedule's missing metric before Lightning's epoch-end schedule step fails on it."""
         if self.train_tally:  # an epoch that ended without its last batch reporting done
             self.log_train_epoch()
-        self.check_schedule_monitor()
+        spec = self.scheduler_spec
+        if spec is not None and spec.monitor and spec.monitor not in self.trainer.callback_metrics:
+            raise MonitorMissingError(
+                f"the learning-rate schedule monitors {spec.monitor!r}, which this run did not log "
+                f"(logged: {sorted(self.trainer.callback_metrics) or 'nothing'}). Fix: keep validation on "
+                "(trainer.limit_val_batches > 0), or set scheduler.monitor to a logged metric.")
 
     def log_train_epoch(self) -> None:
         """train/loss, acc, precision, recall, f1 of the epoch: logged once, not on every step."""
         self.log_dict(self.train_tally.compute("train"), on_step=False, on_epoch=True)
         self.train_tally.reset()
 
-    def check_schedule_monitor(self) -> None:
-        """Name the missing metric before Lightning's epoch-end schedule step fails on it."""
-        spec = self.scheduler_spec
-        if spec is None or not spec.monitor or spec.monitor in self.trainer.callback_metrics:
-            return
-        raise MonitorMissingError(
-            f"the learning-rate schedule monitors {spec.monitor!r}, which this run did not log "
-            f"(logged: {sorted(self.trainer.callback_metrics) or 'nothing'}). Fix: keep validation on "
-            "(trainer.limit_val_batches > 0), or set scheduler.monitor to a logged metric.")
-
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """With `tta_flip`, the mean of the logits of each image and its mirror image (test-time augmentation)."""
-        return flip_averaged_logits(self, x) if self.tta_flip else self(x)
+        """With `tta_flip`, the mean of the logits of each image and its mirror image (the last axis in both layouts,
+        as training's flip augmentation showed them): test-time augmentation, the same in eval and predict."""
+        return (self(x) + self(x.flip(-1))) / 2 if self.tta_flip else self(x)
 
     def eval_step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
@@ -180,36 +172,32 @@ class ClassifierModule(L.LightningModule):
         """Per-class scalars and the confusion heatmap: computed once an epoch, not per step."""
         per_class = {name: values.cpu() for name, values in self.per_class[stage].compute().items()}
         self.per_class[stage].reset()
-        flat = flatten_per_class(stage, per_class, self.class_names)
+        flat = flatten_per_class(stage, per_class, CLASS_NAMES)
         self.log_dict(flat, rank_zero_only=True)  # already synchronised by torchmetrics' compute
-        self.last_per_class[stage] = flat
         matrix = self.confusion[stage].compute().cpu()
         self.confusion[stage].reset()
         self.last_confusion[stage] = matrix
         experiment = getattr(self.logger, "experiment", None)
         if hasattr(experiment, "add_figure") and not self.trainer.sanity_checking:
-            figure = confusion_heatmap(matrix, self.class_names, f"{stage} confusion, epoch {self.current_epoch}")
+            figure = confusion_heatmap(matrix, CLASS_NAMES, f"{stage} confusion, epoch {self.current_epoch}")
             experiment.add_figure(f"{stage}/confusion_matrix", figure, global_step=self.current_epoch)
 
     def on_validation_epoch_end(self) -> None:
         self.finish_eval_epoch("val")
 
     def on_test_epoch_end(self) -> None:
+        """Also a one-vs-rest precision-recall curve per class (TensorBoard's PR Curves tab); under DDP from rank
+        0's shard only (curves, not reported figures)."""
         self.finish_eval_epoch("test")
         if self.test_outputs:
             self.last_test_outputs = (torch.cat([output[0] for output in self.test_outputs]).cpu(),
                                       torch.cat([output[1] for output in self.test_outputs]).cpu())
         self.test_outputs = []
-        self.log_pr_curves()
-
-    def log_pr_curves(self) -> None:
-        """One-vs-rest precision-recall curve per class on the test set (TensorBoard's PR Curves tab); under DDP
-        from rank 0's shard only (curves, not reported figures)."""
         experiment = getattr(self.logger, "experiment", None)
         if self.last_test_outputs is None or not hasattr(experiment, "add_pr_curve"):
             return
         probabilities, labels = self.last_test_outputs
-        for index, class_name in enumerate(self.class_names):
+        for index, class_name in enumerate(CLASS_NAMES):
             experiment.add_pr_curve(f"test/pr_curve/{metric_safe(class_name)}", labels == index,
                                     probabilities[:, index], global_step=self.current_epoch)
 
@@ -235,8 +223,7 @@ class ClassifierModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse another model's weights with one line, on the one read of the file Lightning makes; remember
         their epoch, so train reports the tested checkpoint's without reading it again."""
-        model = self.run_config.get("model")
-        name = model.get("name") if isinstance(model, dict) else None
+        name = self.run_config.get("model", {}).get("name")
         check_checkpoint_fits(checkpoint, self, name, self.trainer.ckpt_path)
         self.loaded_epoch = checkpoint.get("epoch")
 

@@ -37,32 +37,27 @@ class EpochTally:
         self.predictions: list[torch.Tensor] = []
         self.targets: list[torch.Tensor] = []
         self.mean_losses: list[torch.Tensor] = []
-        self.batch_sizes: list[int] = []
-        self.images = 0
 
     def __bool__(self) -> bool:
-        return self.images > 0
+        return bool(self.targets)
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, targets: torch.Tensor, mean_loss: torch.Tensor) -> None:
         self.predictions.append(logits.argmax(dim=1))
         self.targets.append(targets)
         self.mean_losses.append(mean_loss.detach())
-        self.batch_sizes.append(len(targets))
-        self.images += len(targets)
 
     @torch.no_grad()
     def compute(self, prefix: str) -> dict[str, torch.Tensor]:
-        if not self:
-            raise RuntimeError("no training step was tallied this epoch")
         classes = self.num_classes
-        pairs = torch.cat(self.targets) * classes + torch.cat(self.predictions)
+        targets = torch.cat(self.targets)
+        pairs = targets * classes + torch.cat(self.predictions)
         confusion = torch.bincount(pairs, minlength=classes * classes).view(classes, classes)
         summary = summary_from_confusion(confusion)
         losses = torch.stack(self.mean_losses).float()
-        sizes = torch.tensor(self.batch_sizes, dtype=losses.dtype, device=losses.device)
-        summary["loss"] = (losses * sizes).sum() / self.images
+        sizes = torch.tensor([len(batch) for batch in self.targets], dtype=losses.dtype, device=losses.device)
+        summary["loss"] = (losses * sizes).sum() / len(targets)
         return {f"{prefix}/{name}": value.float() for name, value in summary.items()}
 
     def reset(self) -> None:
-        self.predictions, self.targets, self.mean_losses, self.batch_sizes, self.images = [], [], [], [], 0
+        self.predictions, self.targets, self.mean_losses = [], [], []
